@@ -1,0 +1,40 @@
+"""minirtrl: exact and approximate Real-Time Recurrent Learning for Recurrent Highway Networks.
+
+One array-API-generic core (NumPy, CuPy, PyTorch, array-api-strict) with every Jacobian
+written by hand:
+
+    method   what                                       state per sample     time per step
+    bptt     (truncated) backpropagation through time   K·L·n activations    O(L n²)
+    rtrl     exact RTRL                                 Σ_l n·2n·k_l         O(n⁴)
+    uoro     UORO, rank one over all parameters         n + |θ|              O(L n²)
+    kf       KF-RTRL, one Kronecker product per block   Σ_l (k_l + 2n²)      O(L n³)
+    ok       r-OK, r Kronecker products per block        r Σ_l (k_l + 2n²)    O(r L n³)
+    kf-avg   mean of r independent KF-RTRL estimates    r Σ_l (k_l + 2n²)    O(r L n³)
+
+Shapes in docstrings and comments use: B batch, T time, n hidden units, L depth,
+k_l = length of a_l (n_in+n+1 for l = 1, else n+1), r rank.
+
+    >>> import minirtrl
+    >>> cell = minirtrl.RHN(n_in=4, n_hidden=8, n_out=4, depth=2)
+    >>> params = cell.init(0, xp="numpy", dtype="float64")
+    >>> # loss, grads = minirtrl.sequence_gradient("rtrl", cell, params, xs, ys)
+"""
+
+from .api import METHODS, exact_influence, sequence_gradient
+from .optim import AdamState, adam_init, adam_step, clip_by_norm, global_norm
+from .rhn import RHN
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "RHN",
+    "AdamState",
+    "adam_init",
+    "adam_step",
+    "clip_by_norm",
+    "exact_influence",
+    "global_norm",
+    "sequence_gradient",
+    "__version__",
+]

@@ -1,0 +1,177 @@
+"""The public entry points of SPEC §3: ``sequence_gradient`` and ``exact_influence``.
+
+Both find the array namespace from their arguments (array type in = array type out),
+check every argument with an error that names it, and then run a method over a
+sequence from the zero state with the parameters held fixed.
+"""
+
+import importlib
+import operator
+
+import numpy as np
+
+from . import bptt, readout, rhn
+from ._compat import array_namespace, get_device
+from .rng import draw_signs
+
+#: method name -> module implementing the influence interface (``minirtrl.influence``)
+INFLUENCE_MODULES = {"rtrl": "rtrl", "uoro": "uoro", "kf": "kf", "ok": "ok", "kf-avg": "kfavg"}
+METHODS = ("bptt",) + tuple(INFLUENCE_MODULES)
+RANKED = ("ok", "kf-avg")
+
+
+def influence_method(name):
+    """The module implementing influence method ``name`` (``"rtrl"``, ``"kf"``, ...)."""
+    if name not in INFLUENCE_MODULES:
+        raise ValueError(f"method must be one of {', '.join(INFLUENCE_MODULES)}, not {name!r}")
+    return importlib.import_module(f".{INFLUENCE_MODULES[name]}", __package__)
+
+
+# ---- argument checks --------------------------------------------------------------
+def _namespace(name, arrays, xp=None):
+    try:
+        found = array_namespace(*arrays)
+    except TypeError as exc:
+        raise TypeError(f"{name}: {exc}") from None
+    if xp is not None and found is not xp:
+        raise TypeError(f"{name} comes from {found.__name__}, but params from {xp.__name__}")
+    return found
+
+
+def check_params(cell, params):
+    """Check keys, shapes and dtypes of ``params``; return its namespace."""
+    if not isinstance(cell, rhn.RHN):
+        raise TypeError(f"cell must be a minirtrl.RHN, not {type(cell).__name__}")
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of arrays, not {type(params).__name__}")
+    expected = cell.shapes()
+    if set(params) != set(expected):
+        raise ValueError(f"params must have keys {sorted(expected)}, not {sorted(params)}")
+    xp = _namespace("params", list(params.values()))
+    dtype = params["V"].dtype
+    for key, shape in expected.items():
+        if tuple(params[key].shape) != shape:
+            raise ValueError(f"params[{key!r}] must have shape {shape}, not {tuple(params[key].shape)}")
+        if params[key].dtype != dtype or not xp.isdtype(dtype, "real floating"):
+            raise TypeError(f"params[{key!r}] must share one real floating dtype with params['V']")
+    return xp
+
+
+def check_sequence(cell, params, xs, ys=None, mask=None):
+    """Check ``xs``, ``ys``, ``mask`` against ``cell``; return them in the params' dtype."""
+    xp = check_params(cell, params)
+    dtype = params["V"].dtype
+    _namespace("xs", [xs], xp)
+    if xs.ndim != 3 or xs.shape[2] != cell.n_in or xs.shape[0] < 1 or xs.shape[1] < 1:
+        raise ValueError(f"xs must have shape (T, B, {cell.n_in}) with T, B >= 1, not {tuple(xs.shape)}")
+    if xp.isdtype(xs.dtype, "bool") or xp.isdtype(xs.dtype, "complex floating"):
+        raise TypeError(f"xs must be real-valued, not {xs.dtype}")
+    xs = xp.astype(xs, dtype)
+    T, B = xs.shape[0], xs.shape[1]
+    if ys is None:
+        return xp, xs, None, None
+    _namespace("ys", [ys], xp)
+    if tuple(ys.shape) != (T, B):
+        raise ValueError(f"ys must have shape (T, B) = {(T, B)}, not {tuple(ys.shape)}")
+    if not xp.isdtype(ys.dtype, "integral"):
+        raise TypeError(f"ys must be an integer array, not {ys.dtype}")
+    if bool(xp.any(ys < 0)) or bool(xp.any(ys >= cell.n_out)):
+        raise ValueError(f"ys must hold class indices in [0, {cell.n_out}), found values outside")
+    if mask is None:
+        mask = xp.ones((T, B), dtype=dtype, device=get_device(xs))
+    else:
+        _namespace("mask", [mask], xp)
+        if tuple(mask.shape) != (T, B):
+            raise ValueError(f"mask must have shape (T, B) = {(T, B)}, not {tuple(mask.shape)}")
+        mask = xp.astype(mask, dtype)
+        if bool(xp.any((mask != 0) & (mask != 1))):
+            raise ValueError("mask must hold only 0 and 1")
+    return xp, xs, ys, mask
+
+
+def check_rank(method, rank):
+    """The rank a method runs with (1 when ``rank`` is None), or an error naming ``rank``."""
+    if rank is None:
+        return 1
+    if method not in RANKED:
+        raise ValueError(f"rank applies only to methods {', '.join(RANKED)}, not {method!r}")
+    try:
+        r = operator.index(rank)
+    except TypeError:
+        raise TypeError(f"rank must be an integer, not {type(rank).__name__}") from None
+    if r < 1:
+        raise ValueError(f"rank must be >= 1, not {r}")
+    return r
+
+
+# ---- running a method over a sequence ----------------------------------------------
+def run_influence(method, cell, params, xs, ys=None, mask=None, *, seed=0, rank=1, xp):
+    """Run an influence method over a sequence; return ``(loss (B,), grads, state)``.
+
+    Arguments are assumed checked. With ``ys=None`` no loss or gradient is computed.
+    """
+    module = influence_method(method)
+    T, B = xs.shape[0], xs.shape[1]
+    dtype, device = params["V"].dtype, get_device(xs)
+    rng = np.random.default_rng(seed)
+    shapes = module.noise_shapes(cell, B, rank)
+    state = module.init(cell, B, rank=rank, xp=xp, dtype=dtype, device=device)
+    s = xp.zeros((B, cell.n_hidden), dtype=dtype, device=device)
+    loss, grads = None, None
+    for t in range(T):
+        s, layers = rhn.step(cell, params, s, xs[t, ...], xp=xp)
+        noise = draw_signs(rng, shapes, xp=xp, dtype=dtype, device=device)
+        state = module.update(cell, params, state, layers, noise, xp=xp)
+        if ys is None:
+            continue
+        l_t, dV, c = readout.loss_and_grad(params["V"], s, ys[t, :], mask[t, :], xp=xp)
+        g = module.grads(cell, state, c, xp=xp)
+        g["V"] = dV
+        loss = l_t if loss is None else loss + l_t
+        grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
+    return loss, grads, state
+
+
+def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=None, truncation=None):
+    """Loss and gradient (or unbiased gradient estimate) of a whole sequence.
+
+    Parameters
+    ----------
+    method : one of ``"bptt", "rtrl", "uoro", "kf", "ok", "kf-avg"``.
+    cell : ``RHN``; params : dict of arrays (SPEC §1).
+    xs : (T, B, n_in) real; ys : (T, B) integers in [0, n_out); mask : (T, B) 0/1 or None.
+    seed : seeds the random signs of the estimators (ignored by exact methods).
+    rank : r for ``ok`` and ``kf-avg`` (default 1); an error for the other methods.
+    truncation : TBPTT window for ``bptt`` (default: the whole sequence).
+
+    Returns
+    -------
+    loss : 0-d array, ``Σ_t Σ_b mask·loss_t`` in nats.
+    grads : dict with the keys of ``params``: exact for ``rtrl`` and untruncated ``bptt``,
+        one unbiased random estimate (given ``seed``) for the others.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    r = check_rank(method, rank)
+    xp, xs, ys, mask = check_sequence(cell, params, xs, ys, mask)
+    if truncation is not None:
+        if method != "bptt":
+            raise ValueError(f"truncation applies only to method 'bptt', not {method!r}")
+        if isinstance(truncation, bool) or not isinstance(truncation, int) or truncation < 1:
+            raise ValueError(f"truncation must be an integer >= 1, not {truncation!r}")
+    if method == "bptt":
+        loss, grads = bptt.gradient(cell, params, xs, ys, mask, xp=xp, truncation=truncation)
+    else:
+        loss, grads, _ = run_influence(method, cell, params, xs, ys, mask, seed=seed, rank=r, xp=xp)
+    return xp.sum(loss), grads
+
+
+def exact_influence(cell, params, xs):
+    """``{"W1": G^1, ...}``, each (B, n, 2n, k_l): ds_T/dW_l after the last step of ``xs``."""
+    xp, xs, _, _ = check_sequence(cell, params, xs)
+    module = influence_method("rtrl")
+    _, _, state = run_influence("rtrl", cell, params, xs, xp=xp)
+    return module.influence(cell, state, xp=xp)
+
+
+__all__ = ["METHODS", "sequence_gradient", "exact_influence", "influence_method"]

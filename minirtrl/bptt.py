@@ -1,0 +1,69 @@
+"""Backpropagation through time, whole window or truncated (TBPTT).
+
+The oracle the RTRL family is checked against, and the baseline it is compared with.
+The sequence is cut into windows of ``truncation`` steps (one window when it is None);
+the state is carried from one window to the next, but no gradient crosses a window
+boundary. Within a window every step's loss is back-propagated to the window start.
+
+Cost: memory O(K B L n) activations for a window of K steps; time O(B L n²) per step
+forward and the same backward.
+"""
+
+from . import readout, rhn
+from ._compat import get_device
+
+
+def window_gradient(cell, params, s0, xs, ys, mask, *, xp, keep=None):
+    """Loss and gradient of one window, back-propagated to its start.
+
+    Parameters: ``s0`` (B, n) the state entering the window (treated as a constant),
+    ``xs`` (K, B, n_in), ``ys`` (K, B) integers, ``mask`` (K, B) 0/1 in the parameters'
+    dtype, ``keep`` (K, B) 0/1 or None: when ``keep[t, b] == 0`` stream b is reset to
+    the zero state just before step t (a new sequence starts there).
+
+    Returns ``(loss, grads, s_end)``: ``loss`` (B,) summed over the window, ``grads`` a
+    dict like ``params`` (summed over batch and window), ``s_end`` (B, n).
+    """
+    s = s0
+    tape = []
+    loss = None
+    grads_V = xp.zeros_like(params["V"])
+    for t in range(xs.shape[0]):
+        if keep is not None:
+            s = s * keep[t, :][:, None]
+        s, layers = rhn.step(cell, params, s, xs[t, ...], xp=xp)
+        l_t, dV_t, c_t = readout.loss_and_grad(params["V"], s, ys[t, :], mask[t, :], xp=xp)
+        loss = l_t if loss is None else loss + l_t
+        grads_V = grads_V + dV_t
+        tape.append((layers, c_t))
+    grads = {name: xp.zeros_like(params[name]) for name in cell.blocks}
+    g = None
+    for t in range(len(tape) - 1, -1, -1):
+        layers, c_t = tape[t]
+        g = c_t if g is None else g + c_t
+        g, dzs = rhn.vjp_step(cell, params, layers, g, xp=xp)
+        for name, dz, layer in zip(cell.blocks, dzs, layers):
+            grads[name] = grads[name] + xp.matrix_transpose(dz) @ layer.a  # (2n, k_l)
+        if keep is not None:
+            g = g * keep[t, :][:, None]
+    grads["V"] = grads_V
+    return loss, grads, s
+
+
+def gradient(cell, params, xs, ys, mask, *, xp, truncation=None):
+    """(T)BPTT over a whole sequence from the zero state.
+
+    Returns ``(loss, grads)`` with ``loss`` (B,) and ``grads`` summed over all windows.
+    """
+    T = xs.shape[0]
+    K = T if truncation is None else truncation
+    s = xp.zeros((xs.shape[1], cell.n_hidden), dtype=params["V"].dtype, device=get_device(params["V"]))
+    loss, grads = None, None
+    for start in range(0, T, K):
+        stop = min(start + K, T)
+        l_w, g_w, s = window_gradient(
+            cell, params, s, xs[start:stop, ...], ys[start:stop, :], mask[start:stop, :], xp=xp
+        )
+        loss = l_w if loss is None else loss + l_w
+        grads = g_w if grads is None else {k: grads[k] + g_w[k] for k in grads}
+    return loss, grads

@@ -1,0 +1,48 @@
+"""What every influence method (exact RTRL and its estimators) provides.
+
+An influence method keeps, per sample, an estimate of ``G_t^l = ds_t/dW_l`` for every
+recurrent block and exposes five functions (module-level, so a method is a module):
+
+    init(cell, batch, *, rank, xp, dtype, device) -> state      zero influence
+    noise_shapes(cell, batch, rank) -> {name: shape}            random signs one step needs
+    update(cell, params, state, layers, noise, *, xp) -> state  G_t from G_{t-1} (one step)
+    grads(cell, state, c, *, xp) -> {"W1": (2n, k_1), ...}      c_t · G_t, summed over B
+    influence(cell, state, *, xp) -> {"W1": (B, n, 2n, k_1), ...}   the estimate, dense
+
+``layers`` is what ``rhn.step`` returned for this step, ``noise`` a dict of ±1 arrays
+with the shapes of ``noise_shapes`` (drawn by the caller, so tests can enumerate every
+sign pattern through the real code), ``c`` (B, n) = ∂loss_t/∂s_t. States are immutable
+``NamedTuple``s of arrays whose first axis is the batch; ``reset`` below zeroes chosen
+streams of any of them.
+"""
+
+
+def reset(state, keep):
+    """Zero the streams where ``keep`` (B,) is 0, for any state NamedTuple.
+
+    Every array in ``state`` (possibly inside tuples) has the batch on its first axis.
+    """
+
+    def scale(x):
+        if isinstance(x, tuple):
+            return type(x)(*map(scale, x)) if hasattr(x, "_fields") else tuple(map(scale, x))
+        return x * keep[(...,) + (None,) * (x.ndim - 1)]
+
+    return scale(state)
+
+
+def grads_from_factors(u, A, c, *, xp):
+    """Gradient of a Kronecker-sum estimate ``Σ_i u_i ⊗ A_i`` contracted with ``c``.
+
+    ``u`` (B, r, k), ``A`` (B, r, n, 2n), ``c`` (B, n) -> (2n, k), i.e.
+    ``Σ_b Σ_i (c_b A_{b,i})^T u_{b,i}``. One product over all samples and terms.
+    """
+    B, r, n, two_n = A.shape
+    cA = xp.reshape(c, (B, 1, 1, n)) @ A  # (B, r, 1, 2n)
+    cA = xp.reshape(cA, (B * r, two_n))
+    return xp.matrix_transpose(cA) @ xp.reshape(u, (B * r, u.shape[2]))
+
+
+def dense_from_factors(u, A, *, xp):
+    """``Σ_i u_i ⊗ A_i`` as a dense (B, n, 2n, k) array (tests and the noise tool only)."""
+    return xp.sum(A[:, :, :, :, None] * u[:, :, None, None, :], axis=1)

@@ -1,0 +1,213 @@
+"""Recurrent Highway Network cell (Zilly et al. 2017), coupled carry gate, depth L.
+
+One time step (SPEC §1; batch axis first, every row below is per sample)::
+
+    s^0 = s_{t-1}
+    for l = 1..L:
+        a_l = [x_t ; s^{l-1} ; 1]  (l = 1)   or   [s^{l-1} ; 1]  (l >= 2)    # (B, k_l)
+        z   = a_l W_l^T                                                       # (B, 2n)
+        h   = tanh(z[:, :n]);   tau = sigmoid(z[:, n:])
+        s^l = h * tau + s^{l-1} * (1 - tau)
+    s_t = s^L
+
+Notation (code name -> symbol in SPEC §1 / papers.md §2-3):
+
+    a        a_l        input of micro-layer l, length k_l (k_1 = n_in + n + 1, else n + 1)
+    h        h          candidate tanh(z[:n])
+    tau      τ          transform gate sigmoid(z[n:]); the carry gate is 1 - τ
+    s_prev   s^{l-1}    state entering micro-layer l
+    dh, dg   D_l        D_l = [diag(dh) | diag(dg)] = ∂s^l/∂z,  dh = τ(1-h²), dg = (h - s^{l-1})τ(1-τ)
+    K        K_l        ∂s^l/∂s^{l-1} = diag(1-τ) + D_l W_l[:, state columns]      (B, n, n)
+    H        H_t        ∂s_t/∂s_{t-1} = K_L ⋯ K_1                                 (B, n, n)
+    PD       P_l D_l    ∂s_t/∂z_l with P_l = K_L ⋯ K_{l+1} (P_L = I)              (B, n, 2n)
+
+The immediate influence of block l is F_t^l = a_l ⊗ (P_l D_l), i.e.
+``∂s_t/∂W_l[i, j] = PD[:, :, i] * a[:, j]``; it is never formed here.
+
+Cost per step and sample: forward O(L n²); forming H_t and all P_l D_l O(L n³);
+a Jacobian-vector or vector-Jacobian product through the step O(L n²).
+"""
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ._compat import get_device
+from .backends import dtype_of, load
+
+
+class Layer(NamedTuple):
+    """What one micro-layer keeps for its derivatives (all per sample)."""
+
+    a: object  # (B, k_l)  input [x; s^{l-1}; 1] or [s^{l-1}; 1]
+    h: object  # (B, n)    candidate
+    tau: object  # (B, n)  transform gate
+    s_prev: object  # (B, n)  s^{l-1}
+
+
+@dataclass(frozen=True)
+class RHN:
+    """Sizes of a depth-L RHN with a linear softmax readout.
+
+    Parameters are a plain dict (SPEC §1)::
+
+        {"W1": (2n, n_in+n+1), "W2": (2n, n+1), ..., "WL": (2n, n+1), "V": (n_out, n+1)}
+
+    Columns of ``W_l`` follow ``a_l`` (input, state, bias); rows are candidate rows
+    first, gate rows second.
+    """
+
+    n_in: int
+    n_hidden: int
+    n_out: int
+    depth: int = 1
+
+    def __post_init__(self):
+        for name in ("n_in", "n_hidden", "n_out", "depth"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+
+    # ---- layout -------------------------------------------------------------------
+    @property
+    def blocks(self):
+        """Names of the recurrent weight blocks, ``("W1", ..., "WL")``."""
+        return tuple(f"W{l}" for l in range(1, self.depth + 1))
+
+    def width(self, l):
+        """k_l, the length of a_l (l counted from 1)."""
+        return self.n_in + self.n_hidden + 1 if l == 1 else self.n_hidden + 1
+
+    def state_columns(self, l):
+        """The slice of W_l's columns that multiply s^{l-1}."""
+        start = self.n_in if l == 1 else 0
+        return slice(start, start + self.n_hidden)
+
+    def shapes(self):
+        """Parameter name -> shape, in SPEC §1 order."""
+        n = self.n_hidden
+        out = {f"W{l}": (2 * n, self.width(l)) for l in range(1, self.depth + 1)}
+        out["V"] = (self.n_out, n + 1)
+        return out
+
+    def init(self, seed, xp="numpy", dtype="float64", init_scale=0.01, gate_bias=0.0, device=None):
+        """Random parameters: every entry ~ N(0, init_scale²), gate biases = gate_bias.
+
+        ``xp`` is an array namespace or a backend name (see ``minirtrl.backends``);
+        draws are made on the host from ``numpy.random.default_rng(seed)`` in the order
+        W1, ..., WL, V, so a seed gives the same parameters on every backend.
+        """
+        if isinstance(xp, str):
+            xp, default_device = load(xp)
+            device = default_device if device is None else device
+        dt = dtype_of(xp, dtype) if isinstance(dtype, str) else dtype
+        rng = np.random.default_rng(seed)
+        n = self.n_hidden
+        params = {}
+        for name, shape in self.shapes().items():
+            w = rng.standard_normal(shape) * init_scale
+            if name != "V":
+                w[n:, -1] = gate_bias  # transform-gate bias: last column, gate rows
+            params[name] = xp.asarray(w, dtype=dt, device=device)
+        return params
+
+
+# ---- forward ----------------------------------------------------------------------
+def sigmoid(z, xp):
+    """Logistic function, written through tanh so it never overflows."""
+    return 0.5 * (1.0 + xp.tanh(0.5 * z))
+
+
+def step(cell, params, s_prev, x, *, xp):
+    """One time step: ``s_prev (B, n)``, ``x (B, n_in)`` -> ``s_t (B, n)`` and the layers.
+
+    Returns ``(s, layers)`` where ``layers`` is a tuple of ``Layer`` (one per micro-layer)
+    holding what the derivatives need. Cost O(B L n²).
+    """
+    n = cell.n_hidden
+    ones = xp.ones((s_prev.shape[0], 1), dtype=s_prev.dtype, device=get_device(s_prev))
+    s = s_prev
+    layers = []
+    for l, name in enumerate(cell.blocks, start=1):
+        a = xp.concat([x, s, ones], axis=1) if l == 1 else xp.concat([s, ones], axis=1)
+        z = a @ xp.matrix_transpose(params[name])  # (B, 2n)
+        h = xp.tanh(z[:, :n])
+        tau = sigmoid(z[:, n:], xp)
+        layers.append(Layer(a, h, tau, s))
+        s = h * tau + s * (1.0 - tau)
+    return s, tuple(layers)
+
+
+# ---- Jacobian pieces --------------------------------------------------------------
+def d_diagonals(layer):
+    """The two diagonals of D_l = ∂s^l/∂z: ``dh, dg``, each (B, n)."""
+    h, tau, s_prev = layer.h, layer.tau, layer.s_prev
+    dh = tau * (1.0 - h * h)
+    dg = (h - s_prev) * tau * (1.0 - tau)
+    return dh, dg
+
+
+def layer_jacobian(cell, params, l, layer, *, xp):
+    """K_l = ∂s^l/∂s^{l-1} = diag(1-τ) + D_l W_l[:, state columns], shape (B, n, n)."""
+    n = cell.n_hidden
+    ws = params[f"W{l}"][:, cell.state_columns(l)]  # (2n, n)
+    dh, dg = d_diagonals(layer)
+    eye = xp.eye(n, dtype=dh.dtype, device=get_device(dh))
+    return (
+        eye * (1.0 - layer.tau)[:, :, None]
+        + dh[:, :, None] * ws[:n, :]
+        + dg[:, :, None] * ws[n:, :]
+    )
+
+
+def influence_pieces(cell, params, layers, *, xp):
+    """``H_t`` (B, n, n) and ``(P_1 D_1, ..., P_L D_L)``, each (B, n, 2n).
+
+    Walks the micro-layers backwards: P_L = I, P_{l-1} = P_l K_l, and H_t = P_0.
+    Cost O(B L n³) (one n×n product per micro-layer).
+    """
+    n = cell.n_hidden
+    P = None  # None stands for the identity P_L
+    pds = [None] * cell.depth
+    for l in range(cell.depth, 0, -1):
+        layer = layers[l - 1]
+        dh, dg = d_diagonals(layer)
+        if P is None:
+            eye = xp.eye(n, dtype=dh.dtype, device=get_device(dh))
+            pds[l - 1] = xp.concat([eye * dh[:, None, :], eye * dg[:, None, :]], axis=2)
+        else:  # P_l D_l scales the columns of P_l
+            pds[l - 1] = xp.concat([P * dh[:, None, :], P * dg[:, None, :]], axis=2)
+        K = layer_jacobian(cell, params, l, layer, xp=xp)
+        P = K if P is None else P @ K
+    return P, tuple(pds)
+
+
+def jvp_state(cell, params, layers, v, *, xp):
+    """``H_t v`` for v (B, n), without forming H_t: O(B L n²)."""
+    n = cell.n_hidden
+    for l, layer in enumerate(layers, start=1):
+        ws = params[f"W{l}"][:, cell.state_columns(l)]  # (2n, n)
+        dh, dg = d_diagonals(layer)
+        wv = v @ xp.matrix_transpose(ws)  # (B, 2n)
+        v = (1.0 - layer.tau) * v + dh * wv[:, :n] + dg * wv[:, n:]
+    return v
+
+
+def vjp_step(cell, params, layers, g, *, xp):
+    """Back-propagate ``g = ∂L/∂s_t`` (B, n) through one step with the weights fixed.
+
+    Returns ``(g_prev, dz)``: ``g_prev = ∂L/∂s_{t-1}`` (B, n) and, per micro-layer,
+    ``dz_l = ∂L/∂z_l`` (B, 2n). The gradient of W_l is ``dz_l^T a_l`` (summed over
+    the batch) or, per sample, the outer product ``dz_l[b] ⊗ a_l[b]``. Cost O(B L n²).
+    """
+    n = cell.n_hidden
+    dzs = [None] * cell.depth
+    for l in range(cell.depth, 0, -1):
+        layer = layers[l - 1]
+        dh, dg = d_diagonals(layer)
+        dz = xp.concat([g * dh, g * dg], axis=1)  # (B, 2n) = g D_l
+        dzs[l - 1] = dz
+        ws = params[f"W{l}"][:, cell.state_columns(l)]  # (2n, n)
+        g = g * (1.0 - layer.tau) + dz @ ws
+    return g, tuple(dzs)

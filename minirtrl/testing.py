@@ -1,0 +1,103 @@
+"""Oracles and assertions for testing minirtrl and for cross-checking other code.
+
+* ``numerical_gradient``: central finite differences of the summed loss (float64, host).
+* ``numerical_jacobian``: central finite differences of any function of one array.
+* ``assert_close``: compare an array of any backend with a reference, after checking
+  that it is an array of the expected namespace, shape and dtype.
+
+Everything here copies to NumPy, which is right for tests and wrong in library code.
+"""
+
+import numpy as np
+
+from . import readout, rhn
+from ._compat import array_namespace
+from .backends import to_numpy
+
+
+def sequence_loss(cell, params, xs, ys, mask=None):
+    """Forward pass only: ``Σ_t Σ_b mask·loss_t`` (nats) as a Python float (NumPy inputs)."""
+    xp = array_namespace(xs)
+    s = xp.zeros((xs.shape[1], cell.n_hidden), dtype=xs.dtype)
+    total = 0.0
+    for t in range(xs.shape[0]):
+        s, _ = rhn.step(cell, params, s, xs[t, ...], xp=xp)
+        logp = readout.log_softmax(readout.logits(params["V"], s, xp=xp), xp=xp)
+        picked = np.take_along_axis(logp, ys[t, :, None], axis=1)[:, 0]
+        w = 1.0 if mask is None else mask[t, :]
+        total -= float(np.sum(picked * w))
+    return total
+
+
+def numerical_jacobian(f, x, eps=1e-6):
+    """Central differences of ``f`` (NumPy array -> NumPy array) at ``x``.
+
+    Returns an array of shape ``f(x).shape + x.shape``.
+    """
+    x = np.array(x, dtype=np.float64)
+    out = np.asarray(f(x))
+    jac = np.zeros(out.shape + x.shape)
+    for idx in np.ndindex(*x.shape):
+        xp_, xm = x.copy(), x.copy()
+        xp_[idx] += eps
+        xm[idx] -= eps
+        jac[(...,) + idx] = (np.asarray(f(xp_)) - np.asarray(f(xm))) / (2 * eps)
+    return jac
+
+
+def numerical_gradient(cell, params, xs, ys, mask=None, eps=1e-6):
+    """Central finite differences of the summed loss w.r.t. every parameter (float64).
+
+    Arrays of any backend are copied to NumPy float64 first; returns a dict of NumPy
+    arrays with the keys of ``params``. Costs 2 forward passes per parameter entry.
+    """
+    p = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
+    xs = to_numpy(xs).astype(np.float64)
+    ys = to_numpy(ys)
+    mask = None if mask is None else to_numpy(mask).astype(np.float64)
+    grads = {}
+    for key in p:
+
+        def f(w, key=key):
+            return np.asarray(sequence_loss(cell, {**p, key: w}, xs, ys, mask))
+
+        grads[key] = numerical_jacobian(f, p[key], eps)
+    return grads
+
+
+def relative_error(actual, desired):
+    """``max|actual - desired| / max|desired|`` on host copies (0 when both are 0)."""
+    a, d = to_numpy(actual).astype(np.float64), to_numpy(desired).astype(np.float64)
+    scale = np.max(np.abs(d))
+    diff = np.max(np.abs(a - d)) if a.size else 0.0
+    return float(diff / scale) if scale > 0 else float(diff)
+
+
+def assert_close(actual, desired, *, rtol=None, atol=0.0, xp=None):
+    """Assert ``actual`` is close to ``desired`` after checking type, shape and dtype.
+
+    ``xp``: the namespace ``actual`` must come from (checked when given). The default
+    ``rtol`` is ``4 * sqrt(eps)`` of ``actual``'s dtype (about 6e-8 for float64, 1.4e-3
+    for float32). ``desired`` may be a NumPy array or an array of ``actual``'s backend.
+    """
+    if xp is not None:
+        found = array_namespace(actual)
+        assert found is xp, f"expected an array of {xp.__name__}, got {found.__name__}"
+    a, d = to_numpy(actual), to_numpy(desired)
+    assert a.shape == d.shape, f"shape {a.shape} != {d.shape}"
+    if rtol is None:
+        rtol = 4 * float(np.finfo(a.dtype).eps) ** 0.5 if np.issubdtype(a.dtype, np.floating) else 0.0
+    np.testing.assert_allclose(a, d, rtol=rtol, atol=atol)
+
+
+def random_problem(cell, T, B, seed=0, *, masked=True):
+    """A random sequence for ``cell`` as NumPy arrays ``(xs, ys, mask)``.
+
+    ``xs`` (T, B, n_in) float64 ~ N(0, 1); ``ys`` (T, B) int64 in [0, n_out); ``mask``
+    (T, B) float64 with about a third of the entries 0 (all ones when ``masked=False``).
+    """
+    rng = np.random.default_rng(seed)
+    xs = rng.standard_normal((T, B, cell.n_in))
+    ys = rng.integers(0, cell.n_out, size=(T, B))
+    mask = (rng.random((T, B)) > 0.3).astype(np.float64) if masked else np.ones((T, B))
+    return xs, ys, mask
