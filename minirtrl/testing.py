@@ -15,10 +15,13 @@ from ._compat import array_namespace
 from .backends import to_numpy
 
 
-def sequence_loss(cell, params, xs, ys, mask=None):
-    """Forward pass only: ``Σ_t Σ_b mask·loss_t`` (nats) as a Python float (NumPy inputs)."""
+def sequence_loss(cell, params, xs, ys, mask=None, s0=None):
+    """Forward pass only: ``Σ_t Σ_b mask·loss_t`` (nats) as a Python float (NumPy inputs).
+
+    ``s0`` (B, n): the state before the first step (zeros when None).
+    """
     xp = array_namespace(xs)
-    s = xp.zeros((xs.shape[1], cell.n_hidden), dtype=xs.dtype)
+    s = xp.zeros((xs.shape[1], cell.n_hidden), dtype=xs.dtype) if s0 is None else s0
     total = 0.0
     for t in range(xs.shape[0]):
         s, _ = rhn.step(cell, params, s, xs[t, ...], xp=xp)

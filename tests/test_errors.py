@@ -1,0 +1,69 @@
+"""Every bad argument of SPEC §3 raises ValueError or TypeError naming the argument."""
+
+import numpy as np
+import pytest
+
+import minirtrl
+from minirtrl.testing import random_problem
+
+cell = minirtrl.RHN(n_in=3, n_hidden=4, n_out=5, depth=2)
+params = cell.init(0)
+xs, ys, mask = random_problem(cell, 4, 2)
+
+
+def grad(method="rtrl", p=params, x=xs, y=ys, m=mask, **kw):
+    return minirtrl.sequence_gradient(method, cell, p, x, y, m, **kw)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, pattern",
+    [
+        (dict(method="sgd"), ValueError, "method"),
+        (dict(method="bogus"), ValueError, "method"),
+        (dict(x=xs[:, :, :2]), ValueError, "xs"),
+        (dict(x=xs[0]), ValueError, "xs"),
+        (dict(y=ys[:, :1]), ValueError, "ys"),
+        (dict(y=ys.astype(np.float64)), TypeError, "ys"),
+        (dict(y=ys + 5), ValueError, "ys"),
+        (dict(y=ys * 0 - 1), ValueError, "ys"),
+        (dict(m=mask[:2]), ValueError, "mask"),
+        (dict(m=mask * 2), ValueError, "mask"),
+        (dict(method="ok", rank=0), ValueError, "rank"),
+        (dict(method="kf-avg", rank=-3), ValueError, "rank"),
+        (dict(method="ok", rank=1.5), TypeError, "rank"),
+        (dict(method="rtrl", rank=2), ValueError, "rank"),
+        (dict(method="rtrl", truncation=3), ValueError, "truncation"),
+        (dict(method="bptt", truncation=0), ValueError, "truncation"),
+        (dict(p={k: v for k, v in params.items() if k != "W2"}), ValueError, "params"),
+        (dict(p={**params, "W1": params["W1"][:, :3]}), ValueError, r"params\['W1'\]"),
+        (dict(p={**params, "V": params["V"].astype(np.float32)}), TypeError, "params"),
+        (dict(p=[1, 2]), TypeError, "params"),
+    ],
+)
+def test_bad_arguments(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        grad(**kwargs)
+
+
+def test_bad_cell():
+    with pytest.raises(TypeError, match="cell"):
+        minirtrl.sequence_gradient("rtrl", "rhn", params, xs, ys)
+    with pytest.raises(ValueError, match="depth"):
+        minirtrl.RHN(3, 4, 5, depth=0)
+    with pytest.raises(ValueError, match="n_hidden"):
+        minirtrl.RHN(3, -4, 5)
+    with pytest.raises(ValueError, match="dtype"):
+        cell.init(0, dtype="float16")
+
+
+def test_mixed_array_libraries():
+    strict = pytest.importorskip("array_api_strict")
+    sx = strict.asarray(xs)
+    with pytest.raises(TypeError, match="xs"):
+        grad(x=sx)
+    with pytest.raises(TypeError, match="ys"):
+        grad(y=strict.asarray(ys))
+    with pytest.raises(TypeError, match="params"):
+        grad(p={**params, "V": strict.asarray(params["V"])})
+    with pytest.raises(TypeError, match="xs"):
+        minirtrl.exact_influence(cell, params, sx)

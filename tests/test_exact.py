@@ -1,0 +1,95 @@
+"""Exact methods: rtrl == bptt == central finite differences, on every backend (float64)."""
+
+import numpy as np
+import pytest
+
+import minirtrl
+from minirtrl.testing import numerical_gradient, numerical_jacobian, random_problem, relative_error, sequence_loss
+
+T, B = 6, 2
+
+
+def problem(depth, seed=0):
+    cell = minirtrl.RHN(n_in=3, n_hidden=4, n_out=5, depth=depth)
+    params = cell.init(seed, xp="numpy", init_scale=0.6, gate_bias=-0.5)
+    xs, ys, mask = random_problem(cell, T, B, seed=seed + 1)
+    assert 0 < mask.sum() < mask.size  # some steps are masked out, some are not
+    return cell, params, xs, ys, mask
+
+
+def on(to_xp, params, *arrays):
+    return {k: to_xp(v) for k, v in params.items()}, [to_xp(a) for a in arrays]
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_rtrl_equals_bptt_equals_finite_differences(backend, to_xp, depth):
+    _, xp, _ = backend
+    cell, params_np, xs, ys, mask = problem(depth)
+    fd = numerical_gradient(cell, params_np, xs, ys, mask)
+    expected_loss = sequence_loss(cell, params_np, xs, ys, mask)
+    params, (xs_, ys_, mask_) = on(to_xp, params_np, xs, ys, mask)
+    results = {m: minirtrl.sequence_gradient(m, cell, params, xs_, ys_, mask_) for m in ("rtrl", "bptt")}
+    for method, (loss, grads) in results.items():
+        assert abs(float(loss) - expected_loss) <= 1e-12 * abs(expected_loss)
+        for k in params:
+            assert relative_error(grads[k], fd[k]) < 1e-7, (method, k)
+    for k in params:  # the two exact methods agree to rounding
+        assert relative_error(results["rtrl"][1][k], results["bptt"][1][k]) < 1e-12
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_exact_influence_is_ds_T_dW(backend, to_xp, depth):
+    cell, params_np, xs, _, _ = problem(depth)
+    params, (xs_,) = on(to_xp, params_np, xs)
+    G = minirtrl.exact_influence(cell, params, xs_)
+    assert set(G) == set(cell.blocks)
+    for name in cell.blocks:
+
+        def s_T(W, name=name):
+            s = np.zeros((B, cell.n_hidden))
+            for t in range(T):
+                s, _ = minirtrl.rhn.step(cell, {**params_np, name: W}, s, xs[t], xp=np)
+            return s
+
+        fd = numerical_jacobian(s_T, params_np[name])  # (B, n, 2n, k_l)
+        assert G[name].shape == fd.shape
+        assert relative_error(G[name], fd) < 1e-7
+
+
+def tbptt_oracle(cell, params, xs, ys, mask, K):
+    """Truncated BPTT from its definition: per window, finite differences of the window's
+    loss with the state entering the window held fixed (computed at the same parameters)."""
+    total = {k: np.zeros_like(v) for k, v in params.items()}
+    s = np.zeros((xs.shape[1], cell.n_hidden))
+    for start in range(0, xs.shape[0], K):
+        w = slice(start, start + K)
+        g = numerical_gradient_from(cell, params, xs[w], ys[w], mask[w], s)
+        total = {k: total[k] + g[k] for k in total}
+        for t in range(start, min(start + K, xs.shape[0])):
+            s, _ = minirtrl.rhn.step(cell, params, s, xs[t], xp=np)
+    return total
+
+
+def numerical_gradient_from(cell, params, xs, ys, mask, s0):
+    out = {}
+    for key in params:
+        out[key] = numerical_jacobian(lambda w, key=key: np.asarray(sequence_loss(cell, {**params, key: w}, xs, ys, mask, s0=s0)), params[key])
+    return out
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_truncated_bptt(backend, to_xp, depth):
+    cell, params_np, xs, ys, mask = problem(depth)
+    params, (xs_, ys_, mask_) = on(to_xp, params_np, xs, ys, mask)
+    _, full = minirtrl.sequence_gradient("bptt", cell, params, xs_, ys_, mask_)
+    for K in (T, T + 3):  # a window at least as long as the sequence is no truncation
+        _, g = minirtrl.sequence_gradient("bptt", cell, params, xs_, ys_, mask_, truncation=K)
+        for k in params:
+            assert relative_error(g[k], full[k]) < 1e-14
+    for K in (1, 2, 4):  # shorter windows: equal to the windowed oracle, measurably off the full gradient
+        _, g = minirtrl.sequence_gradient("bptt", cell, params, xs_, ys_, mask_, truncation=K)
+        oracle = tbptt_oracle(cell, params_np, xs, ys, mask, K)
+        for k in params:
+            assert relative_error(g[k], oracle[k]) < 1e-7
+        assert max(relative_error(g[k], full[k]) for k in cell.blocks) > 1e-3
+        np.testing.assert_allclose(minirtrl.backends.to_numpy(g["V"]), minirtrl.backends.to_numpy(full["V"]), rtol=1e-12)

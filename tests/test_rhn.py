@@ -1,0 +1,127 @@
+"""Every hand-written Jacobian of the RHN cell against central finite differences (float64)."""
+
+import numpy as np
+import pytest
+
+from minirtrl import RHN, readout, rhn
+from minirtrl.testing import numerical_jacobian
+
+B = 2
+TOL = 1e-7  # relative; central differences with eps 1e-6 are good to ~1e-9 here
+
+
+def setup(depth, seed=0):
+    cell = RHN(n_in=3, n_hidden=4, n_out=5, depth=depth)
+    params = cell.init(seed, xp="numpy", init_scale=0.6, gate_bias=-0.5)
+    rng = np.random.default_rng(seed + 1)
+    s_prev = rng.standard_normal((B, cell.n_hidden)) * 0.5
+    x = rng.standard_normal((B, cell.n_in))
+    return cell, params, s_prev, x
+
+
+def per_sample(jac):
+    """(B, n, B, m) Jacobian of a batched map (B, m) -> (B, n) -> per-sample blocks (B, n, m)."""
+    return np.stack([jac[b, :, b, :] for b in range(jac.shape[0])])
+
+
+def rel(a, b):
+    return np.max(np.abs(a - b)) / np.max(np.abs(b))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_D_is_ds_dz(depth):
+    cell, params, s_prev, x = setup(depth)
+    _, layers = rhn.step(cell, params, s_prev, x, xp=np)
+    n = cell.n_hidden
+    for layer in layers:
+        z = np.concatenate([np.arctanh(layer.h), np.log(layer.tau / (1 - layer.tau))], axis=1)
+
+        def s_of_z(z, sp=layer.s_prev):
+            tau = 1 / (1 + np.exp(-z[:, n:]))
+            return np.tanh(z[:, :n]) * tau + sp * (1 - tau)
+
+        fd = per_sample(numerical_jacobian(s_of_z, z))  # (B, n, 2n)
+        dh, dg = rhn.d_diagonals(layer)
+        D = np.concatenate([np.stack([np.diag(v) for v in dh]), np.stack([np.diag(v) for v in dg])], axis=2)
+        assert rel(D, fd) < TOL
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_K_is_layer_state_jacobian(depth):
+    cell, params, s_prev, x = setup(depth)
+    _, layers = rhn.step(cell, params, s_prev, x, xp=np)
+    for l, layer in enumerate(layers, start=1):
+        W = params[f"W{l}"]
+        n_x = cell.n_in if l == 1 else 0
+
+        def layer_out(s, l=l, W=W, a=layer.a, n_x=n_x):
+            ones = np.ones((s.shape[0], 1))
+            a = np.concatenate([a[:, :n_x], s, ones], axis=1)
+            z = a @ W.T
+            tau = 1 / (1 + np.exp(-z[:, cell.n_hidden :]))
+            return np.tanh(z[:, : cell.n_hidden]) * tau + s * (1 - tau)
+
+        fd = per_sample(numerical_jacobian(layer_out, layer.s_prev))
+        K = rhn.layer_jacobian(cell, params, l, layer, xp=np)
+        assert rel(K, fd) < TOL
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_H_and_P_D(depth):
+    cell, params, s_prev, x = setup(depth)
+    _, layers = rhn.step(cell, params, s_prev, x, xp=np)
+    H, pds = rhn.influence_pieces(cell, params, layers, xp=np)
+    fd_H = per_sample(numerical_jacobian(lambda s: rhn.step(cell, params, s, x, xp=np)[0], s_prev))
+    assert rel(H, fd_H) < TOL
+    # F_t^l = a_l ⊗ (P_l D_l): ds_t/dW_l[i, j] = PD[:, i] a[j], with s_{t-1} held fixed
+    for l, (PD, layer) in enumerate(zip(pds, layers), start=1):
+        name = f"W{l}"
+
+        def s_of_W(W, name=name):
+            return rhn.step(cell, {**params, name: W}, s_prev, x, xp=np)[0]
+
+        fd_F = numerical_jacobian(s_of_W, params[name])  # (B, n, 2n, k_l)
+        F = PD[:, :, :, None] * layer.a[:, None, None, :]
+        assert rel(F, fd_F) < TOL
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_jvp_and_vjp_match_H(depth):
+    cell, params, s_prev, x = setup(depth)
+    _, layers = rhn.step(cell, params, s_prev, x, xp=np)
+    H, pds = rhn.influence_pieces(cell, params, layers, xp=np)
+    rng = np.random.default_rng(5)
+    v, g = rng.standard_normal((2, B, cell.n_hidden))
+    np.testing.assert_allclose(rhn.jvp_state(cell, params, layers, v, xp=np), (H @ v[:, :, None])[:, :, 0], rtol=1e-12, atol=1e-14)
+    g_prev, dzs = rhn.vjp_step(cell, params, layers, g, xp=np)
+    np.testing.assert_allclose(g_prev, (g[:, None, :] @ H)[:, 0, :], rtol=1e-12, atol=1e-14)
+    for dz, PD in zip(dzs, pds):  # dz_l = g^T P_l D_l
+        np.testing.assert_allclose(dz, (g[:, None, :] @ PD)[:, 0, :], rtol=1e-12, atol=1e-14)
+
+
+def test_readout_gradients():
+    cell, params, s, _ = setup(1)
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, cell.n_out, size=B)
+    mask = np.array([1.0, 0.0])
+    V = params["V"]
+    loss, dV, c = readout.loss_and_grad(V, s, y, mask, xp=np)
+    # the loss itself, from its definition
+    z = np.concatenate([s, np.ones((B, 1))], axis=1) @ V.T
+    expected = (np.log(np.sum(np.exp(z), axis=1)) - z[np.arange(B), y]) * mask
+    np.testing.assert_allclose(loss, expected, rtol=1e-13)
+    total = lambda V_, s_: np.sum(readout.loss_and_grad(V_, s_, y, mask, xp=np)[0])  # noqa: E731
+    assert rel(dV, numerical_jacobian(lambda w: total(w, s), V)) < TOL
+    assert rel(c, numerical_jacobian(lambda s_: total(V, s_), s)) < TOL
+
+
+def test_init_layout_and_gate_bias():
+    cell = RHN(n_in=3, n_hidden=4, n_out=5, depth=2)
+    p = cell.init(7, xp="numpy", init_scale=0.01, gate_bias=-2.0)
+    assert {k: v.shape for k, v in p.items()} == {"W1": (8, 8), "W2": (8, 5), "V": (5, 5)}
+    for name in ("W1", "W2"):
+        np.testing.assert_array_equal(p[name][4:, -1], -2.0)  # gate rows, bias column
+        assert np.all(np.abs(p[name][:4, -1]) < 0.06)  # candidate biases stay random
+    q = cell.init(7, xp="numpy")
+    np.testing.assert_array_equal(p["V"], q["V"])
+    assert 0.005 < np.std(np.concatenate([v.ravel() for v in q.values()])) < 0.015
