@@ -1,0 +1,157 @@
+"""Copy-task curriculum race: how far ``T_`` gets per algorithm on the same budget.
+
+Runs ``python -m minirtrl.copy`` (through its ``main``) once per algorithm -- by default
+``bptt`` with truncation 10 and 50, ``uoro``, ``kf``, ``kf-avg`` and ``ok`` -- with the same
+network, data stream (same seed) and either the same wall time (``--seconds``) or the same
+number of characters seen (``--data``). Reads each run's JSON-lines log, and writes
+
+    OUT/<label>.jsonl      the driver's log of each run
+    OUT/summary.json       per run: final T_, bits, steps, data, seconds, steps/s, the
+                           (data, T_) curve and the data needed to reach each level
+    OUT/curriculum.png     T_ against characters seen (only if matplotlib is installed)
+
+Example (a quick look; the OK reference runs use n=128 for 2M steps, papers.md §7.1)::
+
+    python bench/copy_curriculum.py --seconds 600 --hidden 64 --out bench/out-copy
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from minirtrl.copy import main as copy_main
+
+DEFAULT_RUNS = "bptt:10,bptt:50,uoro,kf,kf-avg,ok"
+
+
+def parse_runs(text):
+    """``"bptt:10,kf,ok"`` -> [("bptt-10", "bptt", 10), ("kf", "kf", None), ...]."""
+    runs = []
+    for item in text.split(","):
+        algo, _, trunc = item.strip().partition(":")
+        if algo == "bptt":
+            K = int(trunc or 50)
+            runs.append((f"bptt-{K}", algo, K))
+        else:
+            runs.append((algo, algo, None))
+    return runs
+
+
+def read_log(path):
+    """Log records in order; if a resumed run repeated steps, later lines win."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            while records and records[-1]["step"] >= r["step"] and not r.get("final"):
+                records.pop()
+            records.append(r)
+    return records
+
+
+def reached(curve):
+    """First data count at which each curriculum level was seen: {T: data}."""
+    first = {}
+    for data, T in curve:
+        first.setdefault(T, data)
+    return first
+
+
+def run_one(label, algo, K, args):
+    log = os.path.join(args.out, f"{label}.jsonl")
+    argv = ["--algo", algo, "--hidden", args.hidden, "--batch", args.batch, "--lr", args.lr,
+            "--clip", args.clip, "--seed", args.seed, "--backend", args.backend,
+            "--dtype", args.dtype, "--log", log]
+    if algo in ("ok", "kf-avg"):
+        argv += ["--rank", args.rank]
+    if K is not None:
+        argv += ["--truncation", K]
+    chars_per_step = args.batch * (K or 1)
+    if args.data is not None:
+        steps = max(1, args.data // chars_per_step)
+        argv += ["--steps", steps, "--report-every", max(1, steps // args.points)]
+    else:
+        argv += ["--steps", 10**12, "--max-seconds", args.seconds,
+                 "--progress-seconds", args.seconds / args.points]
+    print(f"== {label}: python -m minirtrl.copy {' '.join(map(str, argv))}", flush=True)
+    start = time.perf_counter()
+    status = copy_main([str(a) for a in argv])
+    wall = time.perf_counter() - start
+    if status != 0:
+        return {"label": label, "algo": algo, "truncation": K, "status": status}
+    records = read_log(log)
+    last = records[-1]
+    curve = [(0, 1)] + [(r["data"], r["T"]) for r in records]
+    return {
+        "label": label, "algo": algo, "truncation": K, "status": 0,
+        "T": last["T"], "bits": last["bits"], "steps": last["step"], "data": last["data"],
+        "seconds": last["seconds"], "steps_per_second": last["step"] / max(wall, 1e-9),
+        "curve": curve, "data_to_reach": reached(curve),
+    }
+
+
+def plot(results, path, title):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install 'minirtrl[plot]')")
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        if r["status"] == 0:
+            data, T = zip(*r["curve"])
+            ax.step(data, T, where="post", label=f"{r['label']} (T={r['T']})")
+    ax.set_xlabel("characters seen (all streams)")
+    ax.set_ylabel("curriculum level T_")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--seconds", type=float, default=60.0, help="seconds per run (default 60)")
+    budget.add_argument("--data", type=int, help="characters seen per run, all streams")
+    p.add_argument("--runs", default=DEFAULT_RUNS, help=f"default {DEFAULT_RUNS}")
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--lr", type=float, default=10**-3.5)
+    p.add_argument("--clip", type=float, default=16.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="numpy")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--points", type=int, default=100, help="log lines per run (default 100)")
+    p.add_argument("--out", default="copy-curriculum", help="output directory")
+    args = p.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    results = [run_one(label, algo, K, args) for label, algo, K in parse_runs(args.runs)]
+    budget_text = f"{args.data} characters" if args.data is not None else f"{args.seconds:g} s"
+    summary = {"budget": budget_text, "hidden": args.hidden, "batch": args.batch,
+               "rank": args.rank, "lr": args.lr, "backend": args.backend, "dtype": args.dtype,
+               "seed": args.seed, "runs": results}
+    with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+    print(f"\n{'run':10s} {'T_':>4s} {'bits':>7s} {'steps':>9s} {'data':>10s} {'steps/s':>8s}")
+    for r in results:
+        if r["status"] == 0:
+            print(f"{r['label']:10s} {r['T']:4d} {r['bits']:7.3f} {r['steps']:9d} "
+                  f"{r['data']:10d} {r['steps_per_second']:8.1f}")
+        else:
+            print(f"{r['label']:10s} failed (exit status {r['status']})")
+    plot(results, os.path.join(args.out, "curriculum.png"),
+         f"copy task, n={args.hidden}, B={args.batch}, budget {budget_text}")
+    return 0 if all(r["status"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

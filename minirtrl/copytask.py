@@ -1,0 +1,160 @@
+"""The copy (string-memorisation) task with its curriculum, as host-side NumPy code.
+
+Exactly the generator of the OK reference code (SPEC §4, papers.md §7.1). Symbols:
+``0``, ``1`` data bits, ``2`` start marker, ``3`` blank. Each of the ``B`` streams reads
+one sequence after another; a new sequence of length ``T = max(1, T_ - U{0..4})`` is::
+
+    position   0   1 .. T        T+1 .. 2T+1
+    input      2   b_1 .. b_T    3 .. 3
+    target     3   3 .. 3        2, b_1 .. b_T        (loss at every position)
+
+so the copy distance is T+1 steps. The curriculum keeps a running error
+``e ← 0.999 e + 0.001 · (batch-mean loss in bits)`` (start 1) and, whenever a stream starts
+a new sequence while ``e < 0.15``, sets ``T_ ← T_ + 1, e ← 0.3`` (before drawing that
+stream's sequence, so it already has the new level).
+
+Notation: ``level`` = T_ (curriculum level), ``error`` = e (running error, bits),
+``length`` = T of a stream's current sequence, ``pos`` = the position it reads next,
+``inputs`` / ``targets`` (B, capacity) = every stream's current sequence, blank-padded.
+
+Random numbers come only from the ``numpy.random.Generator`` passed in: per new sequence,
+in stream order, first ``U{0..4}`` then the T bits. Cost per step O(B) NumPy work plus
+O(T) for each stream that starts a new sequence. Nothing here touches an array backend.
+"""
+
+import numpy as np
+
+from .train import Batch
+
+START, BLANK = 2, 3
+VOCAB = 4
+DECAY = 0.999  # running-error decay
+THRESHOLD = 0.15  # error below which the level rises
+RESET_ERROR = 0.3  # running error right after a rise
+
+
+def draw_length(rng, level):
+    """Length ``T = max(1, level - U{0..4})`` of a new sequence at curriculum level ``level``."""
+    return max(1, int(level) - int(rng.integers(0, 5)))
+
+
+def make_sequence(bits):
+    """Input and target (each length 2T+2, int64) of the sequence copying ``bits`` (T,)."""
+    bits = np.asarray(bits, dtype=np.int64)
+    T = bits.shape[0]
+    blanks = np.full(T + 1, BLANK, dtype=np.int64)
+    inputs = np.concatenate([[START], bits, blanks])
+    targets = np.concatenate([blanks, [START], bits])
+    return inputs, targets
+
+
+def update_error(error, bits, steps=1):
+    """Running error after ``steps`` characters of batch-mean loss ``bits`` each."""
+    decay = DECAY**steps
+    return decay * error + (1.0 - decay) * bits
+
+
+def advance_level(level, error):
+    """The curriculum rule at one sequence start: ``(level, error)`` afterwards."""
+    if error < THRESHOLD:
+        return level + 1, RESET_ERROR
+    return level, error
+
+
+class CopyTask:
+    """B streams of copy sequences plus the curriculum (implements ``train.Task``).
+
+    ``next_batch(rng)`` returns the next character of every stream; ``observe(bits)``
+    feeds back the batch-mean loss in bits of a step. All state is host NumPy and is
+    saved and restored exactly by ``state_dict`` / ``load_state_dict``.
+    """
+
+    name = "copy"
+    n_in = VOCAB
+    n_out = VOCAB
+
+    def __init__(self, batch):
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, not {batch}")
+        self.batch = batch
+        self.level = 1
+        self.error = 1.0  # -log2(1/2)
+        self.length = np.zeros(batch, dtype=np.int64)  # T per stream; 0 = no sequence yet
+        self.pos = np.zeros(batch, dtype=np.int64)
+        # current sequence of every stream, padded with blanks: (B, capacity >= 2T+2)
+        self.inputs = np.full((batch, 4), BLANK, dtype=np.int64)
+        self.targets = np.full((batch, 4), BLANK, dtype=np.int64)
+        self._rows = np.arange(batch)
+        self._eye = np.eye(VOCAB)
+
+    # ---- data -----------------------------------------------------------------------
+    def _start(self, b, rng):
+        """Apply the curriculum rule, then draw stream b's next sequence."""
+        self.level, self.error = advance_level(self.level, self.error)
+        T = draw_length(rng, self.level)
+        inputs, targets = make_sequence(rng.integers(0, 2, size=T))
+        cap = self.inputs.shape[1]
+        if 2 * T + 2 > cap:
+            pad = np.full((self.batch, max(2 * T + 2, 2 * cap) - cap), BLANK, dtype=np.int64)
+            self.inputs = np.concatenate([self.inputs, pad], axis=1)
+            self.targets = np.concatenate([self.targets, pad], axis=1)
+        self.inputs[b, :] = BLANK
+        self.targets[b, :] = BLANK
+        self.inputs[b, : 2 * T + 2] = inputs
+        self.targets[b, : 2 * T + 2] = targets
+        self.length[b] = T
+        self.pos[b] = 0
+
+    def next_batch(self, rng):
+        """The next character of every stream as a ``Batch`` (advances the streams)."""
+        keep = np.ones(self.batch)
+        done = (self.length == 0) | (self.pos >= 2 * self.length + 2)
+        if done.any():
+            for b in np.flatnonzero(done):
+                self._start(int(b), rng)
+                keep[b] = 0.0
+        x = self.inputs[self._rows, self.pos]
+        y = self.targets[self._rows, self.pos]
+        self.pos = self.pos + 1
+        return Batch(self._eye[x], y, np.ones(self.batch), keep)
+
+    def observe(self, bits, steps=1):
+        """Feed back the batch-mean loss (bits per character) of the last ``steps`` steps."""
+        self.error = update_error(self.error, float(bits), steps)
+
+    # ---- reporting and checkpoints --------------------------------------------------------
+    def figures(self):
+        """``{"T": T_, "bits": e}`` for progress and log lines."""
+        return {"T": int(self.level), "bits": float(self.error)}
+
+    def config(self):
+        """Settings a resumed run must share with the checkpoint."""
+        return {"task": self.name}
+
+    def state_dict(self):
+        return {
+            "level": np.asarray(self.level, dtype=np.int64),
+            "error": np.asarray(self.error, dtype=np.float64),
+            "length": self.length.copy(),
+            "pos": self.pos.copy(),
+            "inputs": self.inputs.copy(),
+            "targets": self.targets.copy(),
+        }
+
+    def load_state_dict(self, state):
+        B = self.batch
+        length, pos, inputs, targets = (
+            np.asarray(state[k], dtype=np.int64) for k in ("length", "pos", "inputs", "targets")
+        )
+        if length.shape != (B,) or pos.shape != (B,) or inputs.ndim != 2 or inputs.shape[0] != B:
+            raise ValueError("copy-task state does not match the batch size")
+        if (
+            targets.shape != inputs.shape
+            or inputs.shape[1] < 2 * int(length.max()) + 2
+            or np.any(pos > 2 * length + 2)
+        ):
+            raise ValueError("copy-task state is inconsistent")
+        self.level = int(state["level"])
+        self.error = float(state["error"])
+        self.length, self.pos = length.copy(), pos.copy()
+        self.inputs, self.targets = inputs.copy(), targets.copy()
