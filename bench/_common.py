@@ -1,0 +1,368 @@
+"""Shared helpers of the benchmark scripts (``step_time.py``, ``compare_torch.py``).
+
+What lives here: the machine header (CPU, cores, NumPy and its BLAS, backend versions),
+device synchronisation, the timer (warm-up, then the median of single timed calls),
+random one-hot inputs, the byte count of a state from its shapes, and the *online
+step* of every algorithm exactly as a training loop runs it per character (forward,
+loss, estimator update, gradient; no optimiser).
+
+Benchmarks are not library code: NumPy is used freely here, and cupy / torch are
+imported only when that backend is asked for.
+"""
+
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+import minirtrl
+from minirtrl import bptt, readout, rhn
+from minirtrl.api import influence_method
+from minirtrl.backends import BackendError, dtype_of, load
+from minirtrl.rng import draw_signs
+
+from array_api_compat import is_cupy_namespace, is_torch_namespace
+
+
+# ---- backends ------------------------------------------------------------------------
+def open_backend(name):
+    """``(xp, device)`` for a backend name, or exit with one line and status 2."""
+    try:
+        if name == "array_api_strict":
+            import array_api_strict
+
+            array_api_strict.set_array_api_strict_flags(api_version="2024.12")
+        return load(name)
+    except (BackendError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def synchronizer(xp, device):
+    """A function that waits for the device to finish queued work (no-op on CPU)."""
+    if is_cupy_namespace(xp):
+        import cupy
+
+        return cupy.cuda.Device().synchronize
+    if is_torch_namespace(xp) and getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+# ---- machine header --------------------------------------------------------------------
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_info():
+    """NumPy's BLAS as NumPy reports it (and threadpoolctl's view if installed)."""
+    info = {}
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        info["numpy_blas"] = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+        conf = blas.get("openblas configuration")
+        if conf:
+            info["numpy_blas_config"] = conf
+    except Exception as exc:  # noqa: BLE001 - old NumPy: show_config has no mode
+        info["numpy_blas"] = f"unknown ({type(exc).__name__})"
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["threadpools"] = [
+            {k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+            for p in threadpool_info()
+        ]
+    except ImportError:
+        pass
+    return info
+
+
+def machine_info(backend_name, xp, device):
+    """Everything a table of timings must name: the machine, the libraries, the load."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": usable,
+        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "minirtrl": getattr(minirtrl, "__version__", "?"),
+        "backend": backend_name,
+        "device": str(device),
+        "thread_env": {
+            k: os.environ[k]
+            for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+            if k in os.environ
+        },
+    }
+    info.update(blas_info())
+    if backend_name == "torch":
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    elif backend_name == "cupy":
+        import cupy
+
+        info["cupy"] = cupy.__version__
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        name = props.get("name", b"?")
+        info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
+        info["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+    elif backend_name == "array_api_strict":
+        import array_api_strict
+
+        info["array_api_strict"] = array_api_strict.__version__
+    return info
+
+
+def busy_warning(info):
+    """A warning line when other processes were using the CPU at the start, else None."""
+    load_avg, cores = info.get("loadavg_at_start"), info.get("cores_usable") or 1
+    if load_avg and load_avg[0] > 0.5:
+        hint = "" if info.get("thread_env") else (
+            "\n# WARNING: BLAS threads not pinned; on a busy machine run with "
+            "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1")
+        return (f"# WARNING: load average {load_avg[0]:.2f} on {cores} cores at start: other "
+                "processes are running, so times are inflated and noisy (see bench/README.md)"
+                + hint)
+    return None
+
+
+def print_machine(info, file=sys.stdout):
+    keys = ("cpu", "cores", "cores_usable", "loadavg_at_start", "python", "numpy",
+            "numpy_blas", "numpy_blas_config", "threadpools", "thread_env", "backend",
+            "device", "torch", "torch_threads", "cupy", "cuda_runtime", "gpu",
+            "array_api_strict")
+    for k in keys:
+        if k in info and info[k] not in (None, {}, []):
+            print(f"# {k:18s} {info[k]}", file=file)
+    if not info.get("thread_env"):
+        print("# thread_env         (none set: BLAS / OpenMP use all cores)", file=file)
+    warning = busy_warning(info)
+    if warning:
+        print(warning, file=file)
+    file.flush()
+
+
+# ---- timing ------------------------------------------------------------------------------
+@dataclass
+class Timing:
+    """Seconds per call: median, quartiles, minimum, and how many timed calls they summarise."""
+
+    median: float
+    q1: float
+    q3: float
+    min: float
+    count: int
+
+    def scaled(self, factor):
+        return Timing(self.median * factor, self.q1 * factor, self.q3 * factor,
+                      self.min * factor, self.count)
+
+    def as_dict(self):
+        return asdict(self)
+
+
+@dataclass
+class TimerSettings:
+    warmup: int = 2  # at least this many untimed calls ...
+    warmup_seconds: float = 0.2  # ... and until this much time has passed
+    repeats: int = 5  # at least this many timed calls ...
+    min_seconds: float = 0.5  # ... and until their total reaches this
+    max_repeats: int = 5000  # but never more than this
+
+
+def measure(fn, sync, settings):
+    """Median time of single calls of ``fn()`` after a warm-up.
+
+    Every call is timed on its own with ``time.perf_counter``; ``sync()`` is called
+    before each timer read so queued device work is counted (a no-op on CPU).
+    """
+    start = time.perf_counter()
+    done = 0
+    while done < settings.warmup or time.perf_counter() - start < settings.warmup_seconds:
+        fn()
+        done += 1
+    sync()
+    times = []
+    total = 0.0
+    while len(times) < settings.repeats or (
+        total < settings.min_seconds and len(times) < settings.max_repeats
+    ):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        total += dt
+    q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+    return Timing(statistics.median(times), q1, q3, min(times), len(times))
+
+
+# ---- sizes of states -----------------------------------------------------------------------
+def arrays_in(obj):
+    """Every array inside nested tuples / lists / dicts / NamedTuples (None skipped)."""
+    if obj is None:
+        return
+    if isinstance(obj, (tuple, list)):
+        for x in obj:
+            yield from arrays_in(x)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            yield from arrays_in(x)
+    else:
+        yield obj
+
+
+def itemsize(xp, dtype):
+    kind = xp.finfo if xp.isdtype(dtype, ("real floating", "complex floating")) else xp.iinfo
+    return kind(dtype).bits // 8
+
+
+def nbytes(obj, xp):
+    """Σ size × itemsize over the distinct arrays in ``obj`` (from shapes, no allocator)."""
+    seen, total = set(), 0
+    for x in arrays_in(obj):
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        total += math.prod(x.shape) * itemsize(xp, x.dtype)
+    return total
+
+
+# ---- inputs ----------------------------------------------------------------------------------
+def one_hot_stream(rng, T, B, n_in, n_out, *, xp, dtype, device):
+    """Random one-hot inputs and integer targets: lists of T arrays (B, n_in) and (B,)."""
+    idx = rng.integers(0, n_in, size=(T, B))
+    xs = np.eye(n_in)[idx]  # (T, B, n_in)
+    ys = rng.integers(0, n_out, size=(T, B)).astype(np.int64)
+    return (
+        xp.asarray(xs, dtype=dtype, device=device),
+        xp.asarray(ys, device=device),
+    )
+
+
+# ---- the online step of each algorithm -----------------------------------------------------------
+@dataclass
+class Bench:
+    """A callable benchmark: ``step()`` advances one unit; ``per_call`` characters each.
+
+    ``state_bytes`` is the estimator state (for bptt: the activations kept for one
+    window) counted from shapes.
+    """
+
+    step: object
+    per_call: int
+    state_bytes: int
+
+
+def make_cell_and_params(n, depth, n_in, n_out, *, xp, dtype, device, seed=0, init_scale=0.01):
+    cell = minirtrl.RHN(n_in, n, n_out, depth=depth)
+    params = cell.init(seed, xp=xp, dtype=dtype, init_scale=init_scale, device=device)
+    return cell, params
+
+
+def influence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0, stream=64):
+    """One online step of influence method ``method`` with the state carried on.
+
+    Per call: ``rhn.step``, the ±1 signs drawn on the host and moved to the device
+    (``rng.draw_signs``), the module's ``update``, ``readout.loss_and_grad`` and the
+    module's ``grads``. Inputs cycle through ``stream`` pre-built one-hot steps (data
+    loading is not timed).
+    """
+    module = influence_method(method)
+    rng = np.random.default_rng(seed)
+    xs, ys = one_hot_stream(rng, stream, B, cell.n_in, cell.n_out, xp=xp, dtype=dtype,
+                            device=device)
+    xs = [xs[t, ...] for t in range(stream)]
+    ys = [ys[t, ...] for t in range(stream)]
+    mask = xp.ones((B,), dtype=dtype, device=device)
+    shapes = module.noise_shapes(cell, B, rank)
+    carried = {
+        "s": xp.zeros((B, cell.n_hidden), dtype=dtype, device=device),
+        "state": module.init(cell, B, rank=rank, xp=xp, dtype=dtype, device=device),
+        "t": 0,
+    }
+    state_bytes = nbytes(carried["state"], xp)
+
+    def step():
+        t = carried["t"] % stream
+        s, layers = rhn.step(cell, params, carried["s"], xs[t], xp=xp)
+        noise = draw_signs(rng, shapes, xp=xp, dtype=dtype, device=device)
+        state = module.update(cell, params, carried["state"], layers, noise, xp=xp)
+        _, dV, c = readout.loss_and_grad(params["V"], s, ys[t], mask, xp=xp)
+        g = module.grads(cell, state, c, xp=xp)
+        g["V"] = dV
+        carried["s"], carried["state"], carried["t"] = s, state, carried["t"] + 1
+        return g
+
+    return Bench(step, 1, state_bytes)
+
+
+def bptt_bench(cell, params, B, K, *, xp, dtype, device, seed=0, windows=4):
+    """One TBPTT window of ``K`` steps (``bptt.window_gradient``), state carried on.
+
+    ``per_call = K``: divide the time by K for a per-character cost. ``state_bytes`` is
+    what one window keeps for the backward pass: K × (every micro-layer's a, h, τ,
+    s^{l-1} and c_t), counted from the shapes of one real step.
+    """
+    rng = np.random.default_rng(seed)
+    xs, ys = one_hot_stream(rng, windows * K, B, cell.n_in, cell.n_out, xp=xp, dtype=dtype,
+                            device=device)
+    mask = xp.ones((K, B), dtype=dtype, device=device)
+    wins = [(xs[i * K:(i + 1) * K, ...], ys[i * K:(i + 1) * K, ...]) for i in range(windows)]
+    s0 = xp.zeros((B, cell.n_hidden), dtype=dtype, device=device)
+    s1, layers = rhn.step(cell, params, s0, wins[0][0][0, ...], xp=xp)
+    _, _, c = readout.loss_and_grad(params["V"], s1, wins[0][1][0, ...], mask[0, ...], xp=xp)
+    state_bytes = K * nbytes((layers, c), xp)
+    carried = {"s": s0, "i": 0}
+
+    def step():
+        w_xs, w_ys = wins[carried["i"] % windows]
+        _, grads, s = bptt.window_gradient(cell, params, carried["s"], w_xs, w_ys, mask, xp=xp)
+        carried["s"], carried["i"] = s, carried["i"] + 1
+        return grads
+
+    return Bench(step, K, state_bytes)
+
+
+def rtrl_theory_bytes(cell, B, xp, dtype):
+    """B · Σ_l n · 2n · k_l elements of exact RTRL's influence, in bytes."""
+    n = cell.n_hidden
+    elems = B * sum(n * 2 * n * cell.width(l) for l in range(1, cell.depth + 1))
+    return elems * itemsize(xp, dtype)
+
+
+def parse_list(values, kind=str):
+    """Flags accept ``--sizes 32 64`` and ``--sizes 32,64`` alike."""
+    out = []
+    for v in values:
+        out.extend(kind(x) for x in str(v).split(",") if x != "")
+    return out
+
+
+def resolve_dtype(xp, name):
+    return dtype_of(xp, name)

@@ -1,0 +1,336 @@
+"""Time one online step of every algorithm against its floor (issue 4, item 1).
+
+For each algorithm, hidden size n, depth L, batch B and dtype on one ``--backend``:
+
+- **step**: the median time of one online step with the parameters fixed (forward
+  ``rhn.step``, the ±1 signs drawn on the host and moved to the device, the influence
+  module's ``update``, ``readout.loss_and_grad`` and the module's ``grads``; no
+  optimiser), after a warm-up, the estimator state carried from step to step. For
+  ``bptt`` with truncation K: one window of K steps (``bptt.window_gradient``) divided
+  by K, i.e. a per-character cost.
+- **floor**: the median time of that step's unavoidable matrix products alone, same
+  shapes, dtype, backend and process (see ``floor_bench`` below and bench/README.md), and
+  the ratio step / floor.
+- **state**: bytes of the estimator state (bptt: the activations one window keeps),
+  from shapes; for rtrl also the theoretical B·Σ_l n·2n·k_l elements.
+- **ovh**: step − floor in ms for batch-1 steps at n = 32 (issue 4 asks ≤ 0.25 ms).
+
+    python bench/step_time.py --algo kf --sizes 128 --batch 16 --dtype float32 --depth 1
+    python bench/step_time.py --backend torch --json out.json      # the full matrix
+
+Rows are printed as they are measured; Ctrl-C prints what was measured and writes the
+JSON so far.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+try:  # python -m bench.step_time
+    from . import _common as C
+except ImportError:  # python bench/step_time.py
+    import _common as C
+
+ALGOS = ("bptt", "rtrl", "uoro", "kf", "ok", "kf-avg")
+RANKED = ("ok", "kf-avg")
+MIB = 2.0**20
+GIB = 2.0**30
+
+
+# ---- what to run ------------------------------------------------------------------------------
+def expand_algos(tokens, ranks, truncations):
+    """``["bptt", "ok:4", ...]`` -> list of ``(name, rank, K)``.
+
+    ``bptt`` expands to every ``--truncations`` K, ``ok`` to every ``--ranks`` r and
+    ``kf-avg`` to every r > 1 (kf-avg with r = 1 is kf); ``name:v`` picks one value.
+    """
+    out = []
+    for tok in tokens:
+        name, _, value = tok.partition(":")
+        if name not in ALGOS:
+            raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(ALGOS)}")
+        if value and name not in RANKED + ("bptt",):
+            raise ValueError(f"{name!r} takes no ':value'")
+        if value and (not value.isdigit() or int(value) < 1):
+            raise ValueError(f"{tok!r}: the value after ':' must be an integer >= 1")
+        vals = [int(value)] if value else None
+        if name == "bptt":
+            out.extend((name, None, k) for k in (vals or truncations))
+        elif name == "ok":
+            out.extend((name, r, None) for r in (vals or ranks))
+        elif name == "kf-avg":
+            out.extend((name, r, None) for r in (vals or [r for r in ranks if r > 1]))
+        else:
+            out.append((name, None, None))
+    return out
+
+
+def label(name, rank, K):
+    if name == "bptt":
+        return f"bptt/K={K}"
+    if name in RANKED:
+        return f"{name}/r={rank}"
+    return name
+
+
+# ---- floors -----------------------------------------------------------------------------------
+def floor_description(name, rank, cell, B):
+    """Human-readable list of the products the floor times (per character)."""
+    n, L = cell.n_hidden, cell.depth
+    ks = [cell.width(l) for l in range(1, L + 1)]
+    if name in ("kf", "ok", "kf-avg"):
+        r = rank or 1
+        return f"{L} x matmul H({B},{n},{n}) @ A({B},{n},{r}*{2 * n})  [r factors side by side]"
+    if name == "rtrl":
+        return " + ".join(f"H({B},{n},{n}) @ G({B},{n},{2 * n}*{k})" for k in ks)
+    if name == "uoro":
+        return " + ".join(
+            f"[a({B},{k})@W^T({k},{2 * n}), v({B},{n})@Ws^T({n},{2 * n}), dz({B},{2 * n})@Ws({2 * n},{n})]"
+            for k in ks
+        )
+    return " + ".join(
+        f"[a({B},{k})@W^T({k},{2 * n}), dz({B},{2 * n})@Ws({2 * n},{n}), dz^T({2 * n},{B})@a({B},{k})]"
+        for k in ks
+    )
+
+
+def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
+    """A callable running the step's unavoidable products once, on fresh arrays.
+
+    kf / ok / kf-avg: per block, ``H (B, n, n) @ A (B, n, r·2n)`` - the r stacked factors
+    laid side by side so that one batched product serves them all (r = 1 for kf).
+    rtrl: per block, ``H (B, n, n) @ G (B, n, 2n·k_l)``.
+    uoro: per micro-layer the forward ``a @ W^T``, the tangent ``v @ Ws^T`` (H_t s̃) and the
+    backward ``dz @ Ws`` (ν^T ∂s_t/∂z), where Ws are W_l's state columns (contiguous).
+    bptt: per micro-layer and character the forward ``a @ W^T``, the backward
+    ``dz @ Ws`` and the weight gradient ``dz^T @ a``.
+    Values are N(0, 1/n) so nothing is denormal; arrays are contiguous.
+    """
+    rng = np.random.default_rng(seed)
+    n, L = cell.n_hidden, cell.depth
+    ks = [cell.width(l) for l in range(1, L + 1)]
+
+    def arr(*shape):
+        return xp.asarray(rng.standard_normal(shape) / np.sqrt(n), dtype=dtype, device=device)
+
+    mT = xp.matrix_transpose
+    if name in ("kf", "ok", "kf-avg", "rtrl"):
+        H = arr(B, n, n)
+        if name == "rtrl":
+            rights = [arr(B, n, 2 * n * k) for k in ks]
+        else:
+            rights = [arr(B, n, (rank or 1) * 2 * n) for _ in ks]
+
+        def run():
+            return [H @ X for X in rights]
+
+        return run
+
+    Ws = [arr(2 * n, k) for k in ks]
+    Wss = [arr(2 * n, n) for _ in ks]
+    As = [arr(B, k) for k in ks]
+    vs = [arr(B, n) for _ in ks]
+    dzs = [arr(B, 2 * n) for _ in ks]
+    if name == "uoro":
+
+        def run():
+            return [
+                (a @ mT(W), v @ mT(Ws_), dz @ Ws_)
+                for a, W, v, Ws_, dz in zip(As, Ws, vs, Wss, dzs)
+            ]
+
+    else:
+
+        def run():
+            return [
+                (a @ mT(W), dz @ Ws_, mT(dz) @ a) for a, W, Ws_, dz in zip(As, Ws, Wss, dzs)
+            ]
+
+    return run
+
+
+# ---- one row ---------------------------------------------------------------------------------------
+def measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync):
+    name, rank, K = algo
+    dtype = C.resolve_dtype(xp, dtype_name)
+    row = {
+        "algo": name, "rank": rank, "truncation": K, "label": label(name, rank, K),
+        "n": n, "depth": depth, "batch": B, "dtype": dtype_name, "backend": args.backend,
+        "n_in": args.n_in, "n_out": args.n_out,
+    }
+    cell, params = C.make_cell_and_params(
+        n, depth, args.n_in, args.n_out, xp=xp, dtype=dtype, device=device,
+        seed=args.seed, init_scale=args.init_scale,
+    )
+    if name == "rtrl":
+        theory = C.rtrl_theory_bytes(cell, B, xp, dtype)
+        row["rtrl_theory_bytes"] = theory
+        if theory > args.max_gib * GIB:
+            row["status"] = f"skipped (memory: {theory / GIB:.2f} GiB > --max-gib {args.max_gib:g})"
+            return row
+    try:
+        if name == "bptt":
+            bench = C.bptt_bench(cell, params, B, K, xp=xp, dtype=dtype, device=device,
+                                 seed=args.seed)
+        else:
+            bench = C.influence_bench(name, cell, params, B, rank, xp=xp, dtype=dtype,
+                                      device=device, seed=args.seed)
+    except ModuleNotFoundError as exc:
+        row["status"] = f"skipped (not available: {exc.name})"
+        return row
+    row["state_bytes"] = bench.state_bytes
+    step = C.measure(bench.step, sync, args.timer).scaled(1.0 / bench.per_call)
+    del bench
+    floor_fn = floor_bench(name, rank, cell, B, xp=xp, dtype=dtype, device=device)
+    floor = C.measure(floor_fn, sync, args.timer)
+    row["floor_ops"] = floor_description(name, rank, cell, B)
+    row["step"] = step.as_dict()
+    row["floor"] = floor.as_dict()
+    row["ratio"] = step.median / floor.median
+    if B == 1 and n == 32:
+        row["overhead_ms"] = (step.median - floor.median) * 1e3
+    row["status"] = "ok"
+    return row
+
+
+# ---- table ------------------------------------------------------------------------------------------
+HEAD = (f"{'algo':<12} {'n':>4} {'L':>2} {'B':>3} {'dtype':<7} {'step_ms':>10} {'iqr_ms':>8} {'min_ms':>9} "
+        f"{'floor_ms':>10} {'ratio':>7} {'state_MiB':>10} {'rtrl_th':>8} {'ovh_ms':>7}")
+
+
+def format_row(row):
+    lead = f"{row['label']:<12} {row['n']:>4} {row['depth']:>2} {row['batch']:>3} {row['dtype']:<7}"
+    if row["status"] != "ok":
+        return f"{lead} {row['status']}"
+    st, fl = row["step"], row["floor"]
+    th = row.get("rtrl_theory_bytes")
+    th_s = f"{row['state_bytes'] / th:.2f}x" if th else "-"
+    ovh = f"{row['overhead_ms']:.3f}" if "overhead_ms" in row else "-"
+    return (
+        f"{lead} {st['median'] * 1e3:>10.4f} {(st['q3'] - st['q1']) * 1e3:>8.4f} {st['min'] * 1e3:>9.4f} "
+        f"{fl['median'] * 1e3:>10.4f} {row['ratio']:>7.2f} {row['state_bytes'] / MIB:>10.3f} "
+        f"{th_s:>8} {ovh:>7}"
+    )
+
+
+def write_json(path, machine, args, rows, interrupted):
+    if not path:
+        return
+    doc = {
+        "script": "bench/step_time.py",
+        "argv": sys.argv[1:],
+        "machine": machine,
+        "settings": {
+            "algo": args.algo, "sizes": args.sizes, "depth": args.depth, "batch": args.batch,
+            "dtype": args.dtype, "backend": args.backend, "n_in": args.n_in, "n_out": args.n_out,
+            "max_gib": args.max_gib, "timer": args.timer.__dict__, "init_scale": args.init_scale,
+        },
+        "interrupted": interrupted,
+        "rows": rows,
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+    print(f"# wrote {path} ({len(rows)} rows)", flush=True)
+
+
+# ---- command line ----------------------------------------------------------------------------------
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Median time of one online step of each algorithm, against its floor "
+        "(the step's unavoidable matrix products alone). See bench/README.md.",
+    )
+    p.add_argument("--algo", nargs="+", default=list(ALGOS),
+                   help="algorithms: bptt rtrl uoro kf ok kf-avg; 'ok:4', 'bptt:25' pick one "
+                   "rank / truncation (default: all)")
+    p.add_argument("--ranks", nargs="+", default=["1,4,16"], help="ranks for ok (kf-avg: those > 1)")
+    p.add_argument("--truncations", nargs="+", default=["1,25"], help="TBPTT windows K for bptt")
+    p.add_argument("--sizes", nargs="+", default=["32,64,128,256"], help="hidden sizes n")
+    p.add_argument("--depth", nargs="+", default=["1,2"], help="recurrence depths L")
+    p.add_argument("--batch", nargs="+", default=["1,16"], help="batch sizes B")
+    p.add_argument("--dtype", nargs="+", default=["float32,float64"])
+    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "torch", "array_api_strict"])
+    p.add_argument("--n-in", type=int, default=50, help="input size (one-hot), default 50")
+    p.add_argument("--n-out", type=int, default=50, help="output classes, default 50")
+    p.add_argument("--max-gib", type=float, default=4.0,
+                   help="skip rtrl where its influence state exceeds this many GiB (default 4; "
+                   "the rtrl update holds about 4x that at its peak)")
+    p.add_argument("--repeats", type=int, default=5, help="at least this many timed calls (default 5)")
+    p.add_argument("--min-seconds", type=float, default=0.5,
+                   help="time calls until their total reaches this (default 0.5)")
+    p.add_argument("--max-repeats", type=int, default=5000)
+    p.add_argument("--warmup", type=int, default=2, help="at least this many untimed calls (default 2)")
+    p.add_argument("--warmup-seconds", type=float, default=0.2,
+                   help="warm up until this much time has passed (default 0.2)")
+    p.add_argument("--init-scale", type=float, default=0.01, help="parameter scale (SPEC default 0.01)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="FILE", help="write every row (and the machine) as JSON")
+    args = p.parse_args(argv)
+    args.ranks = C.parse_list(args.ranks, int)
+    args.truncations = C.parse_list(args.truncations, int)
+    args.sizes = C.parse_list(args.sizes, int)
+    args.depth = C.parse_list(args.depth, int)
+    args.batch = C.parse_list(args.batch, int)
+    args.dtype = C.parse_list(args.dtype)
+    args.algo = C.parse_list(args.algo)
+    for d in args.dtype:
+        if d not in ("float32", "float64"):
+            p.error(f"--dtype: {d!r} is not float32 or float64")
+    for flag in ("ranks", "truncations", "sizes", "depth", "batch"):
+        if any(v < 1 for v in getattr(args, flag)):
+            p.error(f"--{flag}: values must be >= 1")
+    try:
+        args.algos = expand_algos(args.algo, args.ranks, args.truncations)
+    except ValueError as exc:
+        p.error(f"--algo: {exc}")
+    args.timer = C.TimerSettings(args.warmup, args.warmup_seconds, args.repeats, args.min_seconds,
+                                 args.max_repeats)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    algos = args.algos
+    xp, device = C.open_backend(args.backend)
+    sync = C.synchronizer(xp, device)
+    machine = C.machine_info(args.backend, xp, device)
+    print("# bench/step_time.py  " + " ".join(sys.argv[1:]))
+    C.print_machine(machine)
+    print(f"# n_in = {args.n_in}, n_out = {args.n_out}; times are per character; "
+          f"median of >= {args.repeats} calls and >= {args.min_seconds:g} s after warm-up")
+    print(HEAD, flush=True)
+    rows, interrupted = [], False
+    t_start = time.perf_counter()
+    try:
+        for dtype_name in args.dtype:
+            for depth in args.depth:
+                for B in args.batch:
+                    for n in args.sizes:
+                        for algo in algos:
+                            try:
+                                row = measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync)
+                            except KeyboardInterrupt:
+                                raise
+                            except Exception as exc:  # noqa: BLE001 - report, go on
+                                row = {"algo": algo[0], "rank": algo[1], "truncation": algo[2],
+                                       "label": label(*algo), "n": n, "depth": depth, "batch": B,
+                                       "dtype": dtype_name, "backend": args.backend,
+                                       "status": f"error: {type(exc).__name__}: {exc}"}
+                                traceback.print_exc(file=sys.stderr)
+                            rows.append(row)
+                            print(format_row(row), flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"# interrupted after {len(rows)} rows", flush=True)
+    print(f"# total {time.perf_counter() - t_start:.1f} s; load average now "
+          f"{[round(x, 2) for x in os.getloadavg()]}", flush=True)
+    write_json(args.json, machine, args, rows, interrupted)
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
