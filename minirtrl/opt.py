@@ -1,0 +1,87 @@
+"""Opt: the unbiased, minimum-variance rank reduction r+1 -> r of a diagonal matrix.
+
+Benzing et al. 2019, "Optimal Kronecker-Sum Approximation of Real Time Recurrent
+Learning", Algorithm 3 (papers.md §6). Given singular values sorted ascending,
+``s_1 <= ... <= s_m`` (m = r+1), Opt returns m-1 random rank-one terms whose sum has
+expectation ``diag(s)`` and the least possible Frobenius variance:
+
+    k     = largest index with (k-1) s_k <= Σ_{i<=k} s_i          (k >= 2: the mixed set)
+    S     = Σ_{i<=k} s_i,   d_i = (k-1) s_i / S  (mixed),   v0 = (sqrt(1 - d_i))_i
+    terms = (S/(k-1)) (E w_j)(E w_j)^T for an orthonormal basis w_j of v0^⊥, E = diag(ε)
+    Var   = S²/(k-1) - Σ_{i<=k} s_i²
+
+The m-k largest values are kept exactly, each as one term. Everything is done with
+fixed shapes for a whole batch although k varies per sample: a kept direction gets
+d_i = 1, so v0 is 0 there, and v0^⊥ is spanned by the columns 1..m-1 of the Householder
+reflection R = I - 2 w w^T / |w|², w = e_1 + v0, which maps e_1 to -v0 and leaves
+every kept e_q alone (index 1 is always mixed, so it is a valid pivot).
+
+Notation: ``s`` s_i (ascending), ``signs`` ε_i, ``k`` k, ``S`` S, ``d`` d_i,
+``v0`` v_0, ``R`` the completed basis (its columns 2..m are the w_j), ``scale`` the
+factor carried by the right side: S/(k-1) on mixed directions, s_q on kept ones.
+
+Cost per sample: O(m²) (one m×m reflection).
+"""
+
+from ._compat import get_device
+
+
+def mixed_count(s, *, xp):
+    """k for each row of ascending singular values ``s`` (..., m), as (..., 1) in s's dtype.
+
+    The test ``(k-1) s_k <= Σ_{i<=k} s_i`` holds for a prefix of k (it is monotone:
+    the slack changes by (k-1)(s_k - s_{k+1}) <= 0), so k is the number of k it holds for.
+    """
+    m = s.shape[-1]
+    km1 = xp.arange(m, dtype=s.dtype, device=get_device(s))  # k - 1 = 0, 1, ..., m-1
+    holds = km1 * s <= xp.cumulative_sum(s, axis=-1)
+    return xp.sum(xp.astype(holds, s.dtype), axis=-1, keepdims=True)
+
+
+def variance(s, *, xp):
+    """The Frobenius variance Opt adds, ``S²/(k-1) - Σ_{i<=k} s_i²``, for ascending s (..., m)."""
+    k = mixed_count(s, xp=xp)
+    mixed = xp.arange(s.shape[-1], dtype=s.dtype, device=get_device(s)) < k
+    S = xp.sum(xp.where(mixed, s, 0.0), axis=-1)
+    return S * S / (k[..., 0] - 1.0) - xp.sum(xp.where(mixed, s * s, 0.0), axis=-1)
+
+
+def opt(s, signs, *, xp):
+    """Opt(diag(s)): the m-1 output terms as coefficient rows on the m singular directions.
+
+    Parameters
+    ----------
+    s : (..., m) singular values, nonnegative, sorted ascending.
+    signs : (..., m) independent ±1, one per singular direction.
+
+    Returns
+    -------
+    left, right : (..., m-1, m). Output term j is ``(Σ_i left[j, i] x_i) ⊗ (Σ_i right[j, i] y_i)``
+        where ``s_i x_i ⊗ y_i`` are the singular terms. Over the signs,
+        ``E[left^T right] = diag(s)`` and ``|left^T right - diag(s)|_F² = Var`` (a constant).
+        A kept direction q appears in exactly one term, as ``(ε_q e_q, ε_q s_q e_q)``.
+
+    Notes
+    -----
+    S = 0 (all mixed values zero, e.g. a zero state) gives zero mixed terms, never NaN.
+    Cost O(m²) per row.
+    """
+    m = s.shape[-1]
+    idx = xp.arange(m, dtype=s.dtype, device=get_device(s))
+    k = mixed_count(s, xp=xp)  # (..., 1)
+    mixed = idx < k  # (..., m)
+    S = xp.sum(xp.where(mixed, s, 0.0), axis=-1, keepdims=True)  # (..., 1)
+    positive = S > 0.0
+    S_safe = xp.where(positive, S, 1.0)
+    d = xp.where(positive, (k - 1.0) * s / S_safe, (k - 1.0) / k)  # Σ_mixed d = k-1
+    d = xp.where(mixed, d, 1.0)
+    v0 = xp.sqrt(xp.clip(1.0 - d, 0.0, 1.0))  # (..., m), unit on the mixed set, 0 on kept
+    scale = xp.where(mixed, S / (k - 1.0), s)  # (..., m)
+
+    w = v0 + xp.astype(idx == 0.0, s.dtype)  # e_1 + v0, |w|² = 2 + 2 v0_1 >= 2
+    ww = w[..., :, None] * w[..., None, :]  # (..., m, m)
+    eye = xp.eye(m, dtype=s.dtype, device=get_device(s))
+    R = eye - (2.0 / xp.sum(w * w, axis=-1))[..., None, None] * ww  # symmetric, orthogonal
+    left = R[..., 1:, :] * signs[..., None, :]  # (..., m-1, m): row j = ε ⊙ (column j of R)
+    right = left * scale[..., None, :]
+    return left, right
