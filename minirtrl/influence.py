@@ -46,3 +46,14 @@ def grads_from_factors(u, A, c, *, xp):
 def dense_from_factors(u, A, *, xp):
     """``Σ_i u_i ⊗ A_i`` as a dense (B, n, 2n, k) array (tests and the noise tool only)."""
     return xp.sum(A[:, :, :, :, None] * u[:, :, None, None, :], axis=1)
+
+
+def select(state, lo, hi):
+    """The streams ``lo:hi`` of any state NamedTuple (batch on the first axis of every array)."""
+
+    def cut(x):
+        if isinstance(x, tuple):
+            return type(x)(*map(cut, x)) if hasattr(x, "_fields") else tuple(map(cut, x))
+        return x[lo:hi, ...]
+
+    return cut(state)

@@ -1,0 +1,77 @@
+"""The noise-measurement tool: its error computation, the papers' ordering, its command line."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minirtrl import noise
+
+
+def test_exact_rtrl_measured_as_an_estimator_has_zero_error():
+    res = noise.measure("rtrl", n=6, steps=5, report={2, 5}, samples=3, xp=np)
+    for t in (2, 5):
+        for kind in ("influence", "gradient"):
+            mean, se = res[t][kind]
+            assert mean < 1e-28 and se < 1e-28
+
+
+def test_error_of_a_known_perturbation(monkeypatch):
+    # Scale every estimate by 1.1: the relative squared error must be exactly 0.01.
+    rtrl = noise.influence_method("rtrl")
+
+    class Scaled:
+        def __getattr__(self, name):
+            return getattr(rtrl, name)
+
+        def influence(self, cell, state, *, xp):
+            return {k: 1.1 * v for k, v in rtrl.influence(cell, state, xp=xp).items()}
+
+    real = noise.influence_method
+    monkeypatch.setattr(noise, "influence_method", lambda m: Scaled() if m == "scaled" else real(m))
+    res = noise.measure("scaled", n=5, steps=4, report={4}, samples=2, xp=np)
+    for kind in ("influence", "gradient"):
+        assert res[4][kind][0] == pytest.approx(0.01, rel=1e-9)
+
+
+def test_noise_ordering_n32():
+    """papers.md §7.3: UORO ≫ KF-RTRL > 8-OK, and 8-OK < 8-KF-avg (n=32, depth 1, t=50)."""
+    err = {}
+    for algo in ("uoro", "kf", "ok", "kf-avg"):
+        res = noise.measure(algo, n=32, steps=50, report={50}, samples=24, rank=8, seed=3, xp=np)
+        err[algo] = res[50]["gradient"]
+    for worse, better in (("uoro", "kf"), ("kf", "ok"), ("kf-avg", "ok")):
+        (m_w, se_w), (m_b, se_b) = err[worse], err[better]
+        assert m_w - 3 * se_w > m_b + 3 * se_b, (worse, better, err)
+
+
+def test_command_line_writes_json(tmp_path):
+    out = tmp_path / "noise.json"
+    argv = ["--algo", "kf", "uoro", "--hidden", "6", "--steps", "3", "7", "--sizes", "4", "6",
+            "--size-step", "5", "--samples", "4", "--json", str(out)]
+    assert noise.main(argv) == 0
+    data = json.loads(out.read_text())
+    assert [(r["algo"], r["t"]) for r in data["over_time"]] == [("kf", 3), ("kf", 7), ("uoro", 3), ("uoro", 7)]
+    assert [(r["algo"], r["n"]) for r in data["over_n"]] == [("kf", 4), ("kf", 6), ("uoro", 4), ("uoro", 6)]
+    assert all(r["gradient"][0] > 0 for r in data["over_time"])
+
+
+def test_plot_needs_matplotlib(tmp_path):
+    png = tmp_path / "n.png"
+    cmd = [sys.executable, "-m", "minirtrl.noise", "--algo", "kf", "--hidden", "4", "--steps", "2",
+           "--sizes", "--samples", "3", "--plot", str(png)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert out.returncode == 2 and "matplotlib" in out.stderr and "Traceback" not in out.stderr
+    else:
+        assert out.returncode == 0 and png.stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv", [["--algo", "sgd"], ["--samples", "0"], ["--backend", "jax"]])
+def test_bad_arguments(argv):
+    out = subprocess.run([sys.executable, "-m", "minirtrl.noise", *argv], capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
