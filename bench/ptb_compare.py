@@ -1,0 +1,336 @@
+"""Char-PTB race: validation bpc against characters seen, per algorithm, on one wall-time budget.
+
+Runs ``python -m minirtrl.ptb`` (through its ``main``, in this process) once per algorithm --
+by default ``bptt`` with truncation 25, ``kf`` and ``ok`` with rank 8 -- with the same network,
+batch, learning rate, seed and ``--max-seconds``. A full validation pass costs the same for
+every algorithm (it depends only on n, V and the number of evaluation streams); it is
+measured first and each run's ``--eval-every`` (optimiser steps) is chosen from a short
+speed calibration so that every run evaluates about ``--points`` times within its budget,
+i.e. spends about the same share of it evaluating. The budget covers training and those
+evaluations; the final validation and test passes come after it.
+
+Writes, under ``--out``:
+
+    <label>.jsonl    the driver's log of each run
+    <label>.out      its progress lines
+    summary.json     the settings, the machine, the measured costs and per run: final and best
+                     valid bpc, test bpc, steps, characters seen, steps/s (overall and of the
+                     training alone: the periodic validation passes, whose durations the
+                     driver prints, taken out), the valid-bpc curve
+    ptb.png          valid bpc against characters seen and against seconds (needs matplotlib)
+
+and prints a Markdown table. ``--paper-steps N`` also times N online steps at the paper's
+scale (SPEC §5: n=256, ``ok`` rank 8, batch 32, float32; 1M steps reach 1.74-1.75 valid bpc)
+and prints what 1M steps would take here.
+
+On a machine shared with other processes pin the BLAS threads (they must be set before
+Python starts) and say so next to the figures::
+
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench/ptb_compare.py \\
+        --data /path/to/ptb --seconds 420 --hidden 64 --out ptb-bench --paper-steps 10
+
+A quick check that everything runs: ``--seconds 5 --calibrate 1 --hidden 8``.
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from minirtrl.backends import load
+from minirtrl.corpus import eval_streams, read_corpus
+from minirtrl.ptb import evaluate
+from minirtrl.ptb import main as ptb_main
+from minirtrl.rhn import RHN
+
+DEFAULT_RUNS = "bptt:25,kf,ok:8"
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def parse_runs(text, rank):
+    """``"bptt:25,kf,ok:8"`` -> [(label, algo, truncation, rank)]; ``rank`` for a bare ok/kf-avg."""
+    runs = []
+    for item in text.split(","):
+        algo, _, extra = item.strip().partition(":")
+        if algo == "bptt":
+            K = int(extra or 25)
+            runs.append((f"bptt-{K}", algo, K, None))
+        elif algo in ("ok", "kf-avg"):
+            r = int(extra or rank)
+            runs.append((f"{algo}-{r}", algo, None, r))
+        else:
+            runs.append((algo, algo, None, None))
+    return runs
+
+
+def machine():
+    """CPU, cores, load and thread settings: the header every figure must carry."""
+    model = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": usable,
+            "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "python": platform.python_version(), "numpy": np.__version__,
+            "threads": {v: os.environ.get(v) for v in THREAD_VARS}}
+
+
+def driver_argv(algo, K, rank, args):
+    argv = ["--algo", algo, "--hidden", args.hidden, "--batch", args.batch, "--lr", args.lr,
+            "--clip", args.clip, "--seed", args.seed, "--backend", args.backend,
+            "--dtype", args.dtype, "--eval-streams", args.eval_streams]
+    if rank is not None:
+        argv += ["--rank", rank]
+    if K is not None:
+        argv += ["--truncation", K]
+    return argv
+
+
+def quiet_main(argv, out_path=None):
+    """The driver's ``main`` with its stdout captured (and written to ``out_path``)."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        status = ptb_main([str(a) for a in argv])
+    if out_path:
+        with open(out_path, "w", encoding="utf-8") as f:
+            f.write(buffer.getvalue())
+    return status, buffer.getvalue()
+
+
+def synthetic_corpus(folder, V):
+    """A raw corpus of V distinct symbols (the step cost depends only on V): its directory."""
+    rng = np.random.default_rng(0)
+    symbols = [chr(0x21 + i) for i in range(V)]
+    text = {"train": "".join(rng.choice(symbols, size=20000)), "valid": "".join(symbols),
+            "test": "".join(symbols)}
+    for split, content in text.items():
+        with open(os.path.join(folder, f"{split}.txt"), "w", encoding="utf-8") as f:
+            f.write(content)
+    return folder
+
+
+def timed_steps(argv, folder, steps, warmup=2):
+    """Seconds per optimiser step of the driver, from its log, after ``warmup`` steps."""
+    log = os.path.join(folder, "timing.jsonl")
+    status, _ = quiet_main([*argv, "--data", folder, "--format", "raw", "--steps", warmup + steps,
+                            "--report-every", 1, "--eval-every", 0, "--log", log])
+    if status != 0:
+        raise RuntimeError(f"timing run failed (exit status {status})")
+    with open(log, encoding="utf-8") as f:
+        seconds = {r["step"]: r["seconds"] for r in map(json.loads, f) if not r.get("final")}
+    os.remove(log)
+    return (seconds[warmup + steps] - seconds[warmup]) / steps
+
+
+def calibrate(argv, folder, seconds):
+    """Optimiser steps per second of ``argv`` on the synthetic corpus, for ``seconds``."""
+    log = os.path.join(folder, "calibrate.jsonl")
+    status, _ = quiet_main([*argv, "--data", folder, "--format", "raw", "--steps", 10**12,
+                            "--max-seconds", seconds, "--eval-every", 0, "--log", log])
+    if status != 0:
+        raise RuntimeError(f"calibration failed (exit status {status})")
+    with open(log, encoding="utf-8") as f:
+        last = [json.loads(line) for line in f][-1]
+    os.remove(log)
+    return last["step"] / max(last["seconds"], 1e-9)
+
+
+def validation_seconds(corpus, args):
+    """Wall time of one full validation pass at this size (random parameters)."""
+    xp, device = load(args.backend)
+    dtype = getattr(xp, args.dtype)
+    V = len(corpus.vocab)
+    cell = RHN(V, args.hidden, V)
+    params = cell.init(args.seed, xp=xp, dtype=args.dtype, device=device)
+    inputs, targets, mask = eval_streams(corpus.valid, args.eval_streams)
+    arrays = (xp.asarray(inputs, dtype=xp.int64, device=device),
+              xp.asarray(targets, dtype=xp.int64, device=device),
+              xp.asarray(mask, dtype=dtype, device=device))
+    start = time.perf_counter()
+    evaluate(cell, params, *arrays, xp=xp)
+    return time.perf_counter() - start
+
+
+def read_log(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def run_one(label, algo, K, rank, args, rate, eval_s):
+    """One driver run on the real data; returns its summary record."""
+    train_s = max(args.seconds - args.points * eval_s, 0.2 * args.seconds)
+    eval_every = max(1, int(rate * train_s / args.points))
+    log = os.path.join(args.out, f"{label}.jsonl")
+    if os.path.exists(log):
+        os.remove(log)
+    argv = [*driver_argv(algo, K, rank, args), "--data", args.data, "--format", args.format,
+            "--steps", args.steps or 10**12, "--max-seconds", args.seconds,
+            "--eval-every", eval_every, "--progress-seconds", args.progress, "--log", log]
+    print(f"== {label}: python -m minirtrl.ptb {' '.join(map(str, argv))}", flush=True)
+    start = time.perf_counter()
+    status, printed = quiet_main(argv, os.path.join(args.out, f"{label}.out"))
+    wall = time.perf_counter() - start
+    if status != 0:
+        print(f"   failed with exit status {status} (see {label}.out)", flush=True)
+        return {"label": label, "algo": algo, "truncation": K, "rank": rank, "status": status}
+    records = read_log(log)
+    last = records[-1]
+    if not last.get("final") or "test_bpc" not in last:
+        print(f"   {log} does not end with a final line", flush=True)
+        return {"label": label, "algo": algo, "truncation": K, "rank": rank, "status": -1}
+    curve = [(r["data"], r["seconds"], r["valid_bpc"]) for r in records if "valid_bpc" in r]
+    if len(curve) > 1 and curve[-1][0] == curve[-2][0]:
+        curve.pop()  # the final line repeats the last evaluation
+    chars_per_step = args.batch * (K or 1)
+    steps_per_s = last["step"] / max(last["seconds"], 1e-9)
+    # periodic validation passes, from the driver's evaluation lines ("valid_bpc x (…, 1.2 s)")
+    passes = [float(line.rsplit(", ", 1)[1].rstrip(" s)")) for line in printed.splitlines()
+              if line.startswith("valid_bpc ")]
+    periodic = sum(1 for r in records if "valid_bpc" in r and not r.get("final"))
+    eval_total = sum(passes[:periodic])  # the final passes came after the budget
+    train_steps_per_s = last["step"] / max(last["seconds"] - eval_total, 1e-9)
+    result = {
+        "label": label, "algo": algo, "truncation": K, "rank": rank, "status": 0,
+        "eval_every": eval_every, "calibrated_steps_per_second": rate,
+        "steps": last["step"], "data": last["data"], "seconds": last["seconds"],
+        "wall_seconds": wall, "steps_per_second": steps_per_s,
+        "evaluation_seconds": eval_total, "training_steps_per_second": train_steps_per_s,
+        "chars_per_second": train_steps_per_s * chars_per_step,
+        "train_bpc": last.get("train_bpc"), "valid_bpc": last["valid_bpc"],
+        "best_valid_bpc": min(v for _, _, v in curve), "test_bpc": last["test_bpc"],
+        "evaluations": len(curve), "curve": curve,
+    }
+    print(f"   step {result['steps']}  data {result['data']}  valid {result['valid_bpc']:.4f}  "
+          f"test {result['test_bpc']:.4f}  {steps_per_s:.1f} steps/s", flush=True)
+    return result
+
+
+def plot(results, path, title):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install 'minirtrl[plot]')")
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for r in results:
+        if r["status"] == 0 and r["curve"]:
+            data, seconds, bpc = zip(*r["curve"])
+            name = f"{r['label']} ({r['valid_bpc']:.3f})"
+            left.plot(data, bpc, marker="o", ms=3, label=name)
+            right.plot(seconds, bpc, marker="o", ms=3, label=name)
+    left.set_xscale("log")
+    left.set_xlabel("characters seen (all streams)")
+    right.set_xlabel("wall seconds (training and evaluations)")
+    left.set_ylabel("validation bits per character")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    left.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def table(results):
+    rows = ["| run | valid bpc (end) | best valid | test bpc | optimiser steps | characters seen "
+            "| steps/s (training) | characters/s (training) | s evaluating |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        if r["status"] != 0:
+            rows.append(f"| {r['label']} | failed (exit status {r['status']}) ||||||||")
+            continue
+        rows.append(f"| {r['label']} | {r['valid_bpc']:.3f} | {r['best_valid_bpc']:.3f} | "
+                    f"{r['test_bpc']:.3f} | {r['steps']:,} | {r['data']:,} | "
+                    f"{r['training_steps_per_second']:.1f} | {r['chars_per_second']:,.0f} | "
+                    f"{r['evaluation_seconds']:.0f} |")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="char-PTB directory (see minirtrl.ptb --format)")
+    p.add_argument("--format", default="mikolov", choices=("mikolov", "raw"))
+    p.add_argument("--seconds", type=float, default=420.0,
+                   help="--max-seconds of every run: training plus periodic evaluations (420)")
+    p.add_argument("--steps", type=int, default=0, help="also stop at this many steps (0 = no)")
+    p.add_argument("--points", type=int, default=8,
+                   help="periodic validation passes per run, about (default 8)")
+    p.add_argument("--runs", default=DEFAULT_RUNS, help=f"default {DEFAULT_RUNS}")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--lr", type=float, default=10**-3.5)
+    p.add_argument("--clip", type=float, default=32.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="numpy")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--eval-streams", type=int, default=32,
+                   help="evaluation streams (default 32; the driver's default is 8)")
+    p.add_argument("--calibrate", type=float, default=10.0,
+                   help="seconds of the speed calibration per run (default 10)")
+    p.add_argument("--paper-steps", type=int, default=0,
+                   help="also time this many steps at n=256, ok rank 8, batch 32 (0 = skip)")
+    p.add_argument("--progress", type=float, default=30.0, help="seconds between progress lines")
+    p.add_argument("--out", default="ptb-bench", help="output directory")
+    args = p.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    info = machine()
+    print(f"# {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), load "
+          f"{info['loadavg']}, numpy {info['numpy']}, threads {info['threads']}", flush=True)
+    corpus = read_corpus(args.data, args.format)
+    print(f"# {args.data}: {corpus.summary()}", flush=True)
+    eval_s = validation_seconds(corpus, args)
+    print(f"# one validation pass: {eval_s:.1f} s ({corpus.valid.shape[0] - 1:,} characters, "
+          f"{args.eval_streams} streams, n={args.hidden})", flush=True)
+    runs = parse_runs(args.runs, args.rank)
+    results, rates = [], {}
+    with tempfile.TemporaryDirectory() as folder:
+        synthetic_corpus(folder, len(corpus.vocab))
+        for label, algo, K, rank in runs:
+            rates[label] = calibrate(driver_argv(algo, K, rank, args), folder, args.calibrate)
+            print(f"# calibration {label}: {rates[label]:.1f} steps/s", flush=True)
+        for label, algo, K, rank in runs:
+            results.append(run_one(label, algo, K, rank, args, rates[label], eval_s))
+        paper = None
+        if args.paper_steps > 0:
+            paper_args = argparse.Namespace(**{**vars(args), "hidden": 256, "batch": 32,
+                                               "dtype": "float32"})
+            per_step = timed_steps(driver_argv("ok", None, 8, paper_args), folder,
+                                   args.paper_steps)
+            paper = {"hidden": 256, "rank": 8, "batch": 32, "dtype": "float32",
+                     "backend": args.backend, "steps_timed": args.paper_steps,
+                     "seconds_per_step": per_step, "days_for_1M_steps": per_step * 1e6 / 86400}
+    summary = {"settings": {k: v for k, v in vars(args).items()}, "machine": info,
+               "machine_at_end": {"loadavg": machine()["loadavg"]},
+               "validation_pass_seconds": eval_s, "runs": results, "paper_scale": paper}
+    with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+    print()
+    print(f"n={args.hidden}, batch {args.batch}, {args.dtype}, {args.backend}, lr {args.lr:.4g}, "
+          f"clip {args.clip:g}, {args.seconds:g} s per run, {args.eval_streams} eval streams")
+    print(table(results))
+    if paper is not None:
+        print(f"\npaper scale (n=256, ok rank 8, batch 32, float32, {args.backend}): "
+              f"{paper['seconds_per_step']:.3f} s per step (mean over {args.paper_steps}), "
+              f"1M steps = {paper['days_for_1M_steps']:.1f} days")
+    plot(results, os.path.join(args.out, "ptb.png"),
+         f"char-PTB, n={args.hidden}, B={args.batch}, {args.seconds:g} s per run")
+    return 0 if all(r["status"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
