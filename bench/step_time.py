@@ -14,6 +14,8 @@ For each algorithm, hidden size n, depth L, batch B and dtype on one ``--backend
 - **state**: bytes of the estimator state (bptt: the activations one window keeps),
   from shapes; for rtrl also the theoretical B·Σ_l n·2n·k_l elements.
 - **ovh**: step − floor in ms for batch-1 steps at n = 32 (issue 4 asks ≤ 0.25 ms).
+- ``r_min`` / ``ovh_min``: the same from the fastest timed calls (least disturbed on a
+  shared machine).
 
     python bench/step_time.py --algo kf --sizes 128 --batch 16 --dtype float32 --depth 1
     python bench/step_time.py --backend torch --json out.json      # the full matrix
@@ -85,7 +87,11 @@ def floor_description(name, rank, cell, B):
     ks = [cell.width(l) for l in range(1, L + 1)]
     if name in ("kf", "ok", "kf-avg"):
         r = rank or 1
-        return f"{L} x matmul H({B},{n},{n}) @ A({B},{n},{r}*{2 * n})  [r factors side by side]"
+        side = f"{L} x matmul H({B},{n},{n}) @ A({B},{n},{r}*{2 * n})  [r factors side by side]"
+        if r == 1:
+            return side
+        return (f"faster of: {side} | {L} x matmul H({B},1,{n},{n}) @ A({B},{r},{n},{2 * n})  "
+                "[H broadcast over the r stacked factors]")
     if name == "rtrl":
         return " + ".join(f"H({B},{n},{n}) @ G({B},{n},{2 * n}*{k})" for k in ks)
     if name == "uoro":
@@ -103,7 +109,10 @@ def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
     """A callable running the step's unavoidable products once, on fresh arrays.
 
     kf / ok / kf-avg: per block, ``H (B, n, n) @ A (B, n, r·2n)`` - the r stacked factors
-    laid side by side so that one batched product serves them all (r = 1 for kf).
+    laid side by side so that one batched product serves them all (r = 1 for kf). For
+    r > 1 a dict of two callables is returned, this one and ``H[:, None] @ A`` with the
+    factors stacked (B, r, n, 2n) (also one matmul call; on NumPy often the faster): the
+    floor is the faster of the two, so it never favours the layout the library uses.
     rtrl: per block, ``H (B, n, n) @ G (B, n, 2n·k_l)``.
     uoro: per micro-layer the forward ``a @ W^T``, the tangent ``v @ Ws^T`` (H_t s̃) and the
     backward ``dz @ Ws`` (ν^T ∂s_t/∂z), where Ws are W_l's state columns (contiguous).
@@ -121,15 +130,25 @@ def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
     mT = xp.matrix_transpose
     if name in ("kf", "ok", "kf-avg", "rtrl"):
         H = arr(B, n, n)
+        r = rank or 1
         if name == "rtrl":
             rights = [arr(B, n, 2 * n * k) for k in ks]
         else:
-            rights = [arr(B, n, (rank or 1) * 2 * n) for _ in ks]
+            rights = [arr(B, n, r * 2 * n) for _ in ks]
 
         def run():
             return [H @ X for X in rights]
 
-        return run
+        if name == "rtrl" or r == 1:
+            return run
+        # the r factors stacked (B, r, n, 2n), H broadcast over them: one matmul call too
+        stacked = [arr(B, r, n, 2 * n) for _ in ks]
+        Hb = H[:, None, :, :]
+
+        def run_stacked():
+            return [Hb @ X for X in stacked]
+
+        return {"side by side": run, "stacked": run_stacked}
 
     Ws = [arr(2 * n, k) for k in ks]
     Wss = [arr(2 * n, n) for _ in ks]
@@ -187,20 +206,28 @@ def measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync):
     step = C.measure(bench.step, sync, args.timer).scaled(1.0 / bench.per_call)
     del bench
     floor_fn = floor_bench(name, rank, cell, B, xp=xp, dtype=dtype, device=device)
-    floor = C.measure(floor_fn, sync, args.timer)
+    if callable(floor_fn):
+        floor = C.measure(floor_fn, sync, args.timer)
+    else:  # two layouts of the same products: the floor is the faster one
+        timed = {k: C.measure(fn, sync, args.timer) for k, fn in floor_fn.items()}
+        row["floor_layouts_ms"] = {k: v.median * 1e3 for k, v in timed.items()}
+        floor = min(timed.values(), key=lambda tm: tm.median)
     row["floor_ops"] = floor_description(name, rank, cell, B)
     row["step"] = step.as_dict()
     row["floor"] = floor.as_dict()
     row["ratio"] = step.median / floor.median
+    row["ratio_min"] = step.min / floor.min  # least disturbed by other processes
     if B == 1 and n == 32:
         row["overhead_ms"] = (step.median - floor.median) * 1e3
+        row["overhead_min_ms"] = (step.min - floor.min) * 1e3
     row["status"] = "ok"
     return row
 
 
 # ---- table ------------------------------------------------------------------------------------------
-HEAD = (f"{'algo':<12} {'n':>4} {'L':>2} {'B':>3} {'dtype':<7} {'step_ms':>10} {'iqr_ms':>8} {'min_ms':>9} "
-        f"{'floor_ms':>10} {'ratio':>7} {'state_MiB':>10} {'rtrl_th':>8} {'ovh_ms':>7}")
+HEAD = (f"{'algo':<12} {'n':>4} {'L':>2} {'B':>3} {'dtype':<7} {'step_ms':>10} {'iqr_ms':>8} "
+        f"{'min_ms':>9} {'floor_ms':>10} {'fl_min':>9} {'ratio':>7} {'r_min':>6} {'state_MiB':>10} "
+        f"{'rtrl_th':>8} {'ovh_ms':>7} {'ovh_min':>7}")
 
 
 def format_row(row):
@@ -211,10 +238,12 @@ def format_row(row):
     th = row.get("rtrl_theory_bytes")
     th_s = f"{row['state_bytes'] / th:.2f}x" if th else "-"
     ovh = f"{row['overhead_ms']:.3f}" if "overhead_ms" in row else "-"
+    ovh_min = f"{row['overhead_min_ms']:.3f}" if "overhead_min_ms" in row else "-"
     return (
         f"{lead} {st['median'] * 1e3:>10.4f} {(st['q3'] - st['q1']) * 1e3:>8.4f} {st['min'] * 1e3:>9.4f} "
-        f"{fl['median'] * 1e3:>10.4f} {row['ratio']:>7.2f} {row['state_bytes'] / MIB:>10.3f} "
-        f"{th_s:>8} {ovh:>7}"
+        f"{fl['median'] * 1e3:>10.4f} {fl['min'] * 1e3:>9.4f} {row['ratio']:>7.2f} "
+        f"{row['ratio_min']:>6.2f} {row['state_bytes'] / MIB:>10.3f} {th_s:>8} {ovh:>7} "
+        f"{ovh_min:>7}"
     )
 
 
@@ -266,6 +295,9 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="at least this many untimed calls (default 2)")
     p.add_argument("--warmup-seconds", type=float, default=0.2,
                    help="warm up until this much time has passed (default 0.2)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall: time.perf_counter (default); cpu: time.process_time, the CPU time "
+                   "of this process only (use on a shared CPU; not for GPU backends)")
     p.add_argument("--init-scale", type=float, default=0.01, help="parameter scale (SPEC default 0.01)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="FILE", help="write every row (and the machine) as JSON")
@@ -288,7 +320,7 @@ def parse_args(argv=None):
     except ValueError as exc:
         p.error(f"--algo: {exc}")
     args.timer = C.TimerSettings(args.warmup, args.warmup_seconds, args.repeats, args.min_seconds,
-                                 args.max_repeats)
+                                 args.max_repeats, args.clock)
     return args
 
 
@@ -300,8 +332,10 @@ def main(argv=None):
     machine = C.machine_info(args.backend, xp, device)
     print("# bench/step_time.py  " + " ".join(sys.argv[1:]))
     C.print_machine(machine)
+    timer = "time.process_time" if args.clock == "cpu" else "time.perf_counter"
     print(f"# n_in = {args.n_in}, n_out = {args.n_out}; times are per character; "
-          f"median of >= {args.repeats} calls and >= {args.min_seconds:g} s after warm-up")
+          f"median of >= {args.repeats} calls and >= {args.min_seconds:g} s after warm-up; "
+          f"clock: {args.clock} ({timer})")
     print(HEAD, flush=True)
     rows, interrupted = [], False
     t_start = time.perf_counter()

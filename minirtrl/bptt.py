@@ -26,24 +26,24 @@ def window_gradient(cell, params, s0, xs, ys, mask, *, xp, keep=None):
     """
     s = s0
     tape = []
-    loss = None
-    grads_V = xp.zeros_like(params["V"])
+    loss, grads_V = None, None
     for t in range(xs.shape[0]):
         if keep is not None:
             s = s * keep[t, :][:, None]
         s, layers = rhn.step(cell, params, s, xs[t, ...], xp=xp)
         l_t, dV_t, c_t = readout.loss_and_grad(params["V"], s, ys[t, :], mask[t, :], xp=xp)
         loss = l_t if loss is None else loss + l_t
-        grads_V = grads_V + dV_t
+        grads_V = dV_t if grads_V is None else grads_V + dV_t
         tape.append((layers, c_t))
-    grads = {name: xp.zeros_like(params[name]) for name in cell.blocks}
+    grads = {}
     g = None
     for t in range(len(tape) - 1, -1, -1):
         layers, c_t = tape[t]
         g = c_t if g is None else g + c_t
         g, dzs = rhn.vjp_step(cell, params, layers, g, xp=xp)
         for name, dz, layer in zip(cell.blocks, dzs, layers):
-            grads[name] = grads[name] + xp.matrix_transpose(dz) @ layer.a  # (2n, k_l)
+            dW = xp.matrix_transpose(dz) @ layer.a  # (2n, k_l)
+            grads[name] = grads[name] + dW if name in grads else dW
         if keep is not None:
             g = g * keep[t, :][:, None]
     grads["V"] = grads_V

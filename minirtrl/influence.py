@@ -14,6 +14,11 @@ with the shapes of ``noise_shapes`` (drawn by the caller, so tests can enumerate
 sign pattern through the real code), ``c`` (B, n) = ∂loss_t/∂s_t. States are immutable
 ``NamedTuple``s of arrays whose first axis is the batch; ``reset`` below zeroes chosen
 streams of any of them.
+
+Helpers for the Kronecker-sum methods (``kf``, ``kf-avg``, ``ok``), whose state is r
+stacked factor pairs ``u`` (B, r, k), ``A`` (B, r, n, 2n): ``apply_left`` (H_t A_i for
+all terms and samples, one product), ``grads_from_factors`` (c_t · Σ_i u_i ⊗ A_i, two
+products) and ``dense_from_factors`` (the dense estimate, for tests and tools).
 """
 
 
@@ -31,15 +36,26 @@ def reset(state, keep):
     return scale(state)
 
 
+def apply_left(H, A, *, xp):
+    """``H_b A_{b,i}`` for every sample b and term i: ONE batched product, (B, r, n, 2n).
+
+    ``H`` (B, n, n) is broadcast over the r terms of ``A`` (B, r, n, 2n), so a single
+    matmul serves all samples and terms (no copy of A; on NumPy as fast as laying the r
+    terms side by side as one n × r·2n matrix, and the terms stay contiguous for the
+    products that follow). Cost O(r n³) per sample.
+    """
+    return H[:, None, :, :] @ A
+
+
 def grads_from_factors(u, A, c, *, xp):
     """Gradient of a Kronecker-sum estimate ``Σ_i u_i ⊗ A_i`` contracted with ``c``.
 
     ``u`` (B, r, k), ``A`` (B, r, n, 2n), ``c`` (B, n) -> (2n, k), i.e.
-    ``Σ_b Σ_i (c_b A_{b,i})^T u_{b,i}``. One product over all samples and terms.
+    ``Σ_b Σ_i (c_b A_{b,i})^T u_{b,i}``: one product contracts c with all terms of all
+    samples, one more sums over samples and terms.
     """
     B, r, n, two_n = A.shape
-    cA = xp.reshape(c, (B, 1, 1, n)) @ A  # (B, r, 1, 2n)
-    cA = xp.reshape(cA, (B * r, two_n))
+    cA = xp.reshape(xp.reshape(c, (B, 1, 1, n)) @ A, (B * r, two_n))  # rows c_b A_{b,i}
     return xp.matrix_transpose(cA) @ xp.reshape(u, (B * r, u.shape[2]))
 
 

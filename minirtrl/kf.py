@@ -21,8 +21,9 @@ zero and the step is exact and deterministic, ``u = a_l, A = P_l D_l``; where
 
 The code keeps r independent chains per block, stacked, so that ``kf-avg``
 (``minirtrl.kfavg``: the mean of r independent KF-RTRL estimates, the OK paper's
-baseline) shares every line; ``kf`` is r = 1. All r chains are advanced by one batched
-product ``H_t [A_1 | ... | A_r]`` (``apply_left``), no loop over r.
+baseline) shares every line; ``kf`` is r = 1. All r chains of all samples are advanced
+by one batched product, H_t broadcast over the stacked A's (``influence.apply_left``), no
+loop over r or samples. Norms are one pass each (``vecdot``, no squared temporaries).
 
 Notation (code name -> symbol):
 
@@ -34,14 +35,16 @@ Notation (code name -> symbol):
     HA       H_t A^l      (B, r, n, 2n)
     c1, c2   c1, c2       (B, r)          random signs, ``noise[f"W{l}"][..., 0 / 1]``
 
-Cost per step and sample: forming H_t and all P_l D_l O(L n³) (``rhn.influence_pieces``),
-then r L products n×n by n×2n, O(r L n³). Memory r Σ_l (k_l + 2n²).
+Cost per step and sample: forming H_t and all P_l D_l O(L n³) (``rhn.influence_pieces``;
+O(n²) at depth 1), then r L products n×n by n×2n, O(r L n³), and three elementwise
+passes over the A's (norm of H A, the two scaled terms). Memory r Σ_l (k_l + 2n²).
 """
 
 from typing import NamedTuple
 
 from . import rhn
-from .influence import dense_from_factors, grads_from_factors, reset  # noqa: F401 - interface
+from .influence import apply_left, dense_from_factors, grads_from_factors
+from .influence import reset  # noqa: F401 - part of the method interface
 
 
 class State(NamedTuple):
@@ -102,48 +105,38 @@ def kf_step(u, A, H, a, PD, signs, *, xp):
     """The KF-RTRL update of r stacked chains of one block (see the module docstring).
 
     ``u`` (B, r, k), ``A`` (B, r, n, 2n), ``H`` (B, n, n), ``a`` (B, k), ``PD`` (B, n, 2n),
-    ``signs`` (B, r, 2). Returns the new ``(u, A)``.
+    ``signs`` (B, r, 2). Returns the new ``(u, A)``. Cost: the product ``H A`` plus three
+    elementwise passes over A (the norm of ``H A``, its scaling, the added ``P_l D_l``).
     """
     HA = apply_left(H, A, xp=xp)  # (B, r, n, 2n)
-    n_u = norm(u, axis=(2,), xp=xp)  # (B, r)
-    n_HA = norm(HA, axis=(2, 3), xp=xp)  # (B, r)
-    n_a = norm(a, axis=(1,), xp=xp)[:, None]  # (B, 1)
-    n_PD = norm(PD, axis=(1, 2), xp=xp)[:, None]  # (B, 1)
+    B, r, n, two_n = HA.shape
+    n_u = norm(u, xp=xp)  # (B, r)
+    n_HA = norm(xp.reshape(HA, (B, r, n * two_n)), xp=xp)  # (B, r)
+    n_a = norm(a, xp=xp)[:, None]  # (B, 1)
+    n_PD = norm(xp.reshape(PD, (B, n * two_n)), xp=xp)[:, None]  # (B, 1)
     old = (n_u > 0) & (n_HA > 0)  # u ⊗ HA ≠ 0                      (B, r)
     new = (n_a > 0) & (n_PD > 0)  # a ⊗ PD ≠ 0                      (B, 1)
     mix = old & new  # both terms present: the random step          (B, r)
-    one, zero = xp.ones_like(n_u), xp.zeros_like(n_u)
-    p1 = xp.sqrt(xp.where(mix, n_HA, one) / xp.where(mix, n_u, one))  # (B, r)
-    p2 = xp.sqrt(xp.where(mix, n_PD, one) / xp.where(mix, n_a, one))  # (B, r)
+    p1 = xp.sqrt(xp.where(mix, n_HA, 1.0) / xp.where(mix, n_u, 1.0))  # (B, r)
+    p2 = xp.sqrt(xp.where(mix, n_PD, 1.0) / xp.where(mix, n_a, 1.0))  # (B, r)
     # weight of the old and of the new term: ±1 when mixing, else 1/0 (exact step)
-    w_old = xp.where(mix, signs[:, :, 0], xp.where(old, one, zero))
-    w_new = xp.where(mix, signs[:, :, 1], xp.where(old, zero, one))
+    carry = xp.astype(old, u.dtype)  # 1 where the old term is kept alone
+    w_old = xp.where(mix, signs[:, :, 0], carry)
+    w_new = xp.where(mix, signs[:, :, 1], 1.0 - carry)
     u = (w_old * p1)[:, :, None] * u + (w_new * p2)[:, :, None] * a[:, None, :]
     A = (w_old / p1)[:, :, None, None] * HA + (w_new / p2)[:, :, None, None] * PD[:, None, :, :]
     return u, A
 
 
-def apply_left(H, A, *, xp):
-    """``H_b A_{b,i}`` for every sample b and chain i: one (n × n)·(n × r·2n) product per sample.
-
-    ``H`` (B, n, n), ``A`` (B, r, n, 2n) -> (B, r, n, 2n). The r chains are laid side by
-    side as columns, so each sample needs a single large matrix product (on NumPy about
-    twice as fast as the broadcast ``H[:, None] @ A``, which runs B·r small products).
-    """
-    B, r, n, two_n = A.shape
-    cols = xp.reshape(xp.permute_dims(A, (0, 2, 1, 3)), (B, n, r * two_n))  # (B, n, r·2n)
-    return xp.permute_dims(xp.reshape(H @ cols, (B, n, r, two_n)), (0, 2, 1, 3))
-
-
-def norm(x, *, axis, xp):
-    """Euclidean / Frobenius norm over ``axis`` (sqrt of the sum of squares; no linalg)."""
-    return xp.sqrt(xp.sum(x * x, axis=axis))
+def norm(x, *, axis=-1, xp):
+    """Euclidean norm along one (negative) axis, one pass, no temporary: ``sqrt(vecdot(x, x))``."""
+    return xp.sqrt(xp.vecdot(x, x, axis=axis))
 
 
 def grads(cell, state, c, *, xp):
     """``c_t · mean_i (u_i ⊗ A_i)`` summed over the batch: ``{"W1": (2n, k_1), ...}``."""
-    return {
-        name: grads_from_factors(u, A, c, xp=xp) / u.shape[1]
+    return {  # the 1/r of the mean goes on the small factor u
+        name: grads_from_factors(u * (1.0 / u.shape[1]), A, c, xp=xp)
         for name, u, A in zip(cell.blocks, state.u, state.A)
     }
 

@@ -11,17 +11,23 @@ one step (Algorithms 1-3 of the paper, papers.md §6) is
 
 so that E[new estimate] = H_t G_{t-1} + F_t exactly, with per-step variance
 S²/(k-1) - Σ_{i<=k} s_i² (see ``opt``). Two orthogonalisations give the same result:
-``form="qr"`` (readable: xp.linalg.qr of the stacked factors) and ``form="gram"``
-(default, fast: eigh of the (r+1)×(r+1) Gram matrices, so every large operation is a
-matrix product). Random signs: one per singular direction, sample and block (``noise``).
+``form="qr"`` (``step_qr``, the readable reference: xp.linalg.qr of the stacked factors)
+and ``form="gram"`` (``step_gram``, default and fast): one batched eigh of the two
+(r+1)×(r+1) Gram matrices U U^T, V V^T (small eigenvalues dropped: the rank-deficiency
+guard), so that the only operations on the big factors are three matrix products: H A for
+all terms, the Gram block of the vec H A_i (plus a thin product for its border with
+vec P_l D_l) and the new factors MV V (coefficient matrix times the stacked old factors).
+Random signs: one per singular direction, sample and block (``noise``).
 
 Notation (code -> paper / SPEC §1):
 
     u  (B, r, k_l)       u_i        left factors;   U (B, r+1, k_l) = [u_1..u_r; a_l]
     A  (B, r, n, 2n)     A_i        right factors;  V (B, r+1, 2n²) = [vec H A_i; vec P_l D_l]
     L, Y / W             L, Ũ       X = L Y, Y orthonormal rows (QR: Y = Q^T; Gram: Y = W X)
-    C, P, s, Qh          C, P, σ, Q^T   SVD of the coefficient matrix, s ascending after flipping
+    C, P, s, Qh, f       C, P, σ, Q^T   SVD of the coefficient matrix, s ascending; f the
+                                        canonical sign of each singular pair
     left, right          Opt output: coefficient rows on the singular directions
+    MU, MV (B, r, r+1)   the new factors on the stacked old ones: u <- MU U, A <- MV V
 
 Cost per step, sample and block (N = 2n²): O(r n³) for H A (the dominant term),
 O(r² (k_l + N)) for the Gram matrices and the final coefficient products, O(r³) for eigh
@@ -32,7 +38,7 @@ from typing import NamedTuple
 
 from . import opt, rhn
 from ._compat import get_device
-from .influence import dense_from_factors, grads_from_factors
+from .influence import apply_left, dense_from_factors, grads_from_factors
 from .influence import reset  # noqa: F401 - part of the method interface
 
 FORMS = ("gram", "qr")
@@ -91,24 +97,25 @@ def basis_qr(X, *, xp):
     return xp.matrix_transpose(R), xp.matrix_transpose(Q)
 
 
-def basis_gram(X, *, xp):
-    """``L``, ``W`` (B, m, m) with ``X ≈ L (W X)`` and ``W X`` orthonormal rows.
+def bases_from_grams(*grams, xp):
+    """``(L, W)`` for each Gram matrix ``X X^T`` (B, m, m) given, from ONE batched eigh.
 
-    From the Gram matrix ``X X^T = E diag(λ) E^T``: ``L = E diag(√λ)``,
-    ``W = diag(1/√λ) E^T``; eigenvalues below ``GRAM_RTOL·m·eps·λ_max`` are dropped
-    (their rows of ``W X`` and columns of ``L`` are zero), which guards rank-deficient X.
-    Only matrix products touch X: cost O(m² N) per sample, plus O(m³) for eigh.
-    The Gram matrix squares the condition number, so a component of X smaller than about
-    sqrt(GRAM_RTOL·m·eps) of the largest is dropped; ``basis_qr`` keeps it.
+    ``X X^T = E diag(λ) E^T`` gives ``L = E diag(√λ)`` and ``W = diag(1/√λ) E^T``, so that
+    ``X ≈ L (W X)`` with ``W X`` orthonormal rows. Eigenvalues below ``GRAM_RTOL·m·eps·λ_max``
+    are dropped (their rows of ``W X`` and columns of ``L`` are zero), which guards
+    rank-deficient X. The Gram matrix squares the condition number, so a component of X
+    smaller than about sqrt(GRAM_RTOL·m·eps) of the largest is dropped; ``basis_qr``
+    keeps it. The Grams (all (B, m, m)) are stacked along the batch axis for one eigh.
     """
-    m = X.shape[1]
-    lam, E = xp.linalg.eigh(X @ xp.matrix_transpose(X))  # (B, m), (B, m, m)
-    tol = GRAM_RTOL * m * xp.finfo(X.dtype).eps * xp.max(lam, axis=-1, keepdims=True)
-    keep = lam > tol
-    root = xp.sqrt(xp.where(keep, lam, 1.0))
-    L = E * xp.where(keep, root, 0.0)[:, None, :]
-    W = xp.where(keep, 1.0 / root, 0.0)[:, :, None] * xp.matrix_transpose(E)
-    return L, W
+    B, m = grams[0].shape[0], grams[0].shape[1]
+    lam, E = xp.linalg.eigh(xp.concat(grams, axis=0))  # (G·B, m), (G·B, m, m)
+    rtol = GRAM_RTOL * m * xp.finfo(lam.dtype).eps
+    keep = lam > rtol * xp.max(lam, axis=-1, keepdims=True)
+    root = xp.sqrt(xp.where(keep, lam, 0.0))  # √λ, 0 where dropped
+    inv = xp.where(keep, 1.0 / xp.where(keep, root, 1.0), 0.0)  # 1/√λ, 0 where dropped
+    L = E * root[:, None, :]
+    W = inv[:, :, None] * xp.matrix_transpose(E)
+    return [(L[g * B : (g + 1) * B, ...], W[g * B : (g + 1) * B, ...]) for g in range(len(grams))]
 
 
 # ---- the reduction r+1 -> r ---------------------------------------------------------
@@ -116,34 +123,57 @@ def singular_terms(LU, LV, *, xp):
     """SVD of ``C = L_U^T L_V``, ascending, with one canonical sign per singular pair.
 
     Returns ``P`` (B, m, m), ``s`` (B, m) ascending, ``Qh`` (B, m, m) with
-    ``C = P diag(s) Qh``. Each pair (column of P, row of Qh) is flipped so that its left
-    singular vector has a nonnegative inner product with the sum of the stacked left
-    factors: a basis-independent choice, so the QR and Gram forms and every backend draw
-    the same estimate from the same signs. Values below ``SVD_RTOL·m·eps·σ_max`` are set
-    to 0 (roundoff of a rank-deficient C), so an exact reduction stays exact.
+    ``C = P diag(s) Qh``, and ``f`` (B, m) ±1: the pair (column j of P, row j of Qh)
+    times ``f_j`` is the canonical one, whose left singular vector has a nonnegative
+    inner product with the sum of the stacked left factors (a basis-independent choice,
+    so the QR and Gram forms and every backend draw the same estimate from the same
+    signs; ``opt_on_bases`` folds ``f`` into the random signs, which is the same as
+    flipping the pairs). Values below ``SVD_RTOL·m·eps·σ_max`` are set to 0 (roundoff of
+    a rank-deficient C), so an exact reduction stays exact.
     """
     m = LU.shape[1]
     P, s, Qh = xp.linalg.svd(xp.matrix_transpose(LU) @ LV, full_matrices=False)
-    negative = xp.sum(LU @ P, axis=-2) < 0.0  # (B, m): <Σ_a U_a, ũ_j> < 0
-    flip = 1.0 - 2.0 * xp.astype(negative, LU.dtype)
-    P, Qh = P * flip[:, None, :], Qh * flip[:, :, None]
     P, s, Qh = xp.flip(P, axis=-1), xp.flip(s, axis=-1), xp.flip(Qh, axis=-2)  # ascending
+    negative = xp.sum(LU @ P, axis=-2) < 0.0  # (B, m): <Σ_a U_a, ũ_j> < 0
+    f = 1.0 - 2.0 * xp.astype(negative, LU.dtype)
     tol = SVD_RTOL * m * xp.finfo(s.dtype).eps * s[:, -1:]
-    return P, xp.where(s > tol, s, 0.0), Qh
+    return P, xp.where(s > tol, s, 0.0), Qh, f
 
 
-def balance(XU, XV, *, xp):
-    """Scale coefficient rows (B, r, m) so every pair has equal norms (zero pairs -> 0).
+def balance(left, right, *, xp):
+    """Opt's coefficient rows (B, r, m) scaled so every pair has equal norms (zero pairs -> 0).
 
-    The rows are coefficients on orthonormal directions, so their norms are the factors'.
+    Each row of ``left`` has norm 1 (a row of an orthogonal matrix, signs flipped), and
+    both sets of rows are coefficients on orthonormal directions (orthogonal P, Qh and
+    bases), so the factors' norms are 1 and ``|right_j|``: the u side is scaled by
+    ``|right_j|^½`` and the A side by ``|right_j|^-½``.
     """
-    nu = xp.sqrt(xp.sum(XU * XU, axis=-1, keepdims=True))  # (B, r, 1)
-    nv = xp.sqrt(xp.sum(XV * XV, axis=-1, keepdims=True))
-    both = (nu > 0.0) & (nv > 0.0)
-    nu_safe, nv_safe = xp.where(both, nu, 1.0), xp.where(both, nv, 1.0)
-    cu = xp.where(both, xp.sqrt(nv_safe / nu_safe), 0.0)
-    cv = xp.where(both, xp.sqrt(nu_safe / nv_safe), 0.0)
-    return XU * cu, XV * cv
+    nv2 = xp.vecdot(right, right)[..., None]  # (B, r, 1): |right_j|²
+    nonzero = nv2 > 0.0
+    root = xp.sqrt(xp.sqrt(xp.where(nonzero, nv2, 1.0)))  # |right_j|^½
+    return left * xp.where(nonzero, root, 0.0), right * xp.where(nonzero, 1.0 / root, 0.0)
+
+
+def opt_on_bases(LU, LV, signs, *, xp):
+    """Opt in the orthonormal bases: ``XU``, ``XV`` (B, r, m), the new factors' coefficients.
+
+    ``U = L_U Y_U`` and ``V = L_V Y_V`` with orthonormal rows Y; the new factors are
+    ``XU Y_U`` and ``XV Y_V``, balanced. Cost O(m³) per sample.
+    """
+    P, s, Qh, f = singular_terms(LU, LV, xp=xp)
+    left, right = balance(*opt.opt(s, signs * f, xp=xp), xp=xp)  # (B, r, m), singular dirs
+    return left @ xp.matrix_transpose(P), right @ Qh
+
+
+def coefficients(gram_U, gram_V, signs, *, xp):
+    """The reduction as coefficient matrices on the stacked factors, from their Grams only.
+
+    ``gram_U = U U^T``, ``gram_V = V V^T`` (B, m, m), ``signs`` (B, m). Returns ``MU``,
+    ``MV`` (B, r, m): the new factors are ``MU U`` and ``MV V`` (``reduce``, Gram form).
+    """
+    (LU, WU), (LV, WV) = bases_from_grams(gram_U, gram_V, xp=xp)
+    XU, XV = opt_on_bases(LU, LV, signs, xp=xp)
+    return XU @ WU, XV @ WV  # Y = W X: W folded into the coefficients
 
 
 def reduce(U, V, signs, *, xp, form="gram"):
@@ -163,50 +193,75 @@ def reduce(U, V, signs, *, xp, form="gram"):
     """
     K, N = U.shape[2], V.shape[2]
     if form == "gram":
-        (LU, WU), (LV, WV) = basis_gram(U, xp=xp), basis_gram(V, xp=xp)
-    elif form == "qr":
-        (LU, YU), (LV, YV) = basis_qr(U, xp=xp), basis_qr(V, xp=xp)
-    else:
+        MU, MV = coefficients(U @ xp.matrix_transpose(U), V @ xp.matrix_transpose(V), signs, xp=xp)
+        return MU @ U, MV @ V
+    if form != "qr":
         raise ValueError(f"form must be one of {', '.join(FORMS)}, not {form!r}")
-    P, s, Qh = singular_terms(LU, LV, xp=xp)
-    left, right = opt.opt(s, signs, xp=xp)  # (B, r, m) on the singular directions
-    XU, XV = balance(left @ xp.matrix_transpose(P), right @ Qh, xp=xp)  # on the bases Y
-    if form == "gram":  # Y = W X: fold W into the coefficients, one product with X
-        return (XU @ WU) @ U, (XV @ WV) @ V
+    (LU, YU), (LV, YV) = basis_qr(U, xp=xp), basis_qr(V, xp=xp)
+    XU, XV = opt_on_bases(LU, LV, signs, xp=xp)
     return (XU @ YU)[:, :, :K], (XV @ YV)[:, :, :N]
 
 
-def propagate(H, A, *, xp):
-    """``H_t A_i`` for all r terms, (B, r, n, 2n), as one (n × n)·(n × r·2n) product per sample.
+# ---- one step of one block ----------------------------------------------------------
+def step_gram(u, A, H, a, PD, signs, *, xp):
+    """The r-OK step of one block, every large operation a matrix product (the fast form).
 
-    The factors are laid side by side first: a few large products are much faster than
-    B·r small ones on NumPy, and no slower on PyTorch. Cost O(r n³) per sample.
+    ``u`` (B, r, k), ``A`` (B, r, n, 2n), ``H`` (B, n, n), ``a`` (B, k), ``PD`` (B, n, 2n),
+    ``signs`` (B, r+1). Three products touch the big factors: ``H A`` for all r terms,
+    the Gram matrix of ``vec H A_i`` (its border with ``vec P_l D_l`` is one thin product
+    more) and the new factors ``MV V``, with V the r+1 stacked right factors. Returns
+    the new ``(u, A)``; same result as ``step_qr`` up to roundoff (tested).
+    Cost per sample: O(r n³) for H A, O(r² n²) for the Gram and the new factors.
+    """
+    mT = xp.matrix_transpose
+    B, r, n, two_n = A.shape
+    HA = xp.reshape(apply_left(H, A, xp=xp), (B, r, n * two_n))  # rows vec H A_i
+    pd = xp.reshape(PD, (B, 1, n * two_n))  # row vec P_l D_l
+    cross = HA @ mT(pd)  # (B, r, 1)
+    gram_V = xp.concat(
+        [xp.concat([HA @ mT(HA), cross], axis=2), xp.concat([mT(cross), pd @ mT(pd)], axis=2)],
+        axis=1,
+    )  # (B, r+1, r+1) = V V^T; its (r, r) block is one product (syrk on NumPy)
+    U = xp.concat([u, a[:, None, :]], axis=1)  # (B, r+1, k)
+    MU, MV = coefficients(U @ mT(U), gram_V, signs, xp=xp)  # (B, r, r+1) each
+    V = xp.concat([HA, pd], axis=1)  # (B, r+1, 2n²)
+    return MU @ U, xp.reshape(MV @ V, (B, r, n, two_n))
+
+
+def step_qr(u, A, H, a, PD, signs, *, xp):
+    """The r-OK step of one block written plainly: stack, ``reduce(form="qr")``, unstack.
+
+    The readable reference for ``step_gram`` (same arguments and result).
     """
     B, r, n, two_n = A.shape
-    side = xp.reshape(xp.permute_dims(A, (0, 2, 1, 3)), (B, n, r * two_n))  # (B, n, r·2n)
-    HA = xp.reshape(H @ side, (B, n, r, two_n))
-    return xp.permute_dims(HA, (0, 2, 1, 3))
+    U = xp.concat([u, a[:, None, :]], axis=1)  # (B, r+1, k)
+    V = xp.concat(
+        [xp.reshape(apply_left(H, A, xp=xp), (B, r, n * two_n)), xp.reshape(PD, (B, 1, -1))],
+        axis=1,
+    )  # (B, r+1, 2n²)
+    u_new, v_new = reduce(U, V, signs, xp=xp, form="qr")
+    return u_new, xp.reshape(v_new, (B, r, n, two_n))
+
+
+STEPS = {"gram": step_gram, "qr": step_qr}
 
 
 def update(cell, params, state, layers, noise, *, xp, form="gram"):
     """One r-OK step for every block: ``state`` at t-1 -> t (see the module docstring).
 
     ``noise[name]`` (B, r+1) ±1 per block; ``form`` selects the orthogonalisation
-    (``"gram"`` or ``"qr"``; identical results up to roundoff).
+    (``"gram"``: ``step_gram``, or ``"qr"``: ``step_qr``; identical results up to roundoff).
     """
     _require_linalg(xp)
+    if form not in STEPS:
+        raise ValueError(f"form must be one of {', '.join(FORMS)}, not {form!r}")
+    step = STEPS[form]
     H, pds = rhn.influence_pieces(cell, params, layers, xp=xp)  # (B, n, n), (B, n, 2n) each
     us, As = [], []
     for name, u, A, PD, layer in zip(cell.blocks, state.u, state.A, pds, layers):
-        B, r, n, two_n = A.shape
-        U = xp.concat([u, layer.a[:, None, :]], axis=1)  # (B, r+1, k)
-        V = xp.concat(
-            [xp.reshape(propagate(H, A, xp=xp), (B, r, n * two_n)), xp.reshape(PD, (B, 1, -1))],
-            axis=1,
-        )  # (B, r+1, 2n²)
-        u_new, v_new = reduce(U, V, noise[name], xp=xp, form=form)
+        u_new, A_new = step(u, A, H, layer.a, PD, noise[name], xp=xp)
         us.append(u_new)
-        As.append(xp.reshape(v_new, (B, r, n, two_n)))
+        As.append(A_new)
     return State(tuple(us), tuple(As))
 
 

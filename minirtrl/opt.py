@@ -67,21 +67,20 @@ def opt(s, signs, *, xp):
     Cost O(m²) per row.
     """
     m = s.shape[-1]
-    idx = xp.arange(m, dtype=s.dtype, device=get_device(s))
-    k = mixed_count(s, xp=xp)  # (..., 1)
-    mixed = idx < k  # (..., m)
-    S = xp.sum(xp.where(mixed, s, 0.0), axis=-1, keepdims=True)  # (..., 1)
-    positive = S > 0.0
-    S_safe = xp.where(positive, S, 1.0)
-    d = xp.where(positive, (k - 1.0) * s / S_safe, (k - 1.0) / k)  # Σ_mixed d = k-1
-    d = xp.where(mixed, d, 1.0)
-    v0 = xp.sqrt(xp.clip(1.0 - d, 0.0, 1.0))  # (..., m), unit on the mixed set, 0 on kept
-    scale = xp.where(mixed, S / (k - 1.0), s)  # (..., m)
-
-    w = v0 + xp.astype(idx == 0.0, s.dtype)  # e_1 + v0, |w|² = 2 + 2 v0_1 >= 2
-    ww = w[..., :, None] * w[..., None, :]  # (..., m, m)
     eye = xp.eye(m, dtype=s.dtype, device=get_device(s))
-    R = eye - (2.0 / xp.sum(w * w, axis=-1))[..., None, None] * ww  # symmetric, orthogonal
-    left = R[..., 1:, :] * signs[..., None, :]  # (..., m-1, m): row j = ε ⊙ (column j of R)
-    right = left * scale[..., None, :]
-    return left, right
+    km1 = xp.arange(m, dtype=s.dtype, device=get_device(s))  # candidate k - 1
+    mixed = km1 * s <= xp.cumulative_sum(s, axis=-1)  # (..., m), a prefix (mixed_count)
+    mixed_f = xp.astype(mixed, s.dtype)
+    k1 = xp.vecdot(mixed_f, mixed_f)[..., None] - 1.0  # k - 1 >= 1 (a count)     (..., 1)
+    S = xp.vecdot(s, mixed_f)[..., None]  # Σ_{i<=k} s_i                          (..., 1)
+    positive = S > 0.0
+    # 1 - d_i on the mixed set: 1 - (k-1) s_i / S, or 1/k each when S = 0 (all zero)
+    one_minus_d = xp.where(positive, 1.0 - k1 * s / xp.where(positive, S, 1.0), 1.0 / (k1 + 1.0))
+    v0 = xp.where(mixed, xp.sqrt(xp.maximum(one_minus_d, 0.0)), 0.0)  # unit on mixed, 0 kept
+    scale = xp.where(mixed, S / k1, s)  # (..., m)
+
+    w = v0 + eye[0, :]  # e_1 + v0, |w|² = 2 + 2 v0_1 >= 2
+    ww = w[..., 1:, None] * w[..., None, :]  # rows 2..m of w w^T, (..., m-1, m)
+    R = eye[1:, :] - (2.0 / xp.vecdot(w, w))[..., None, None] * ww  # rows 2..m of R
+    left = R * signs[..., None, :]  # (..., m-1, m): row j = ε ⊙ (column j+1 of R, R symmetric)
+    return left, left * scale[..., None, :]

@@ -43,10 +43,13 @@ def loss_and_grad(V, s, y, mask, *, xp):
     gradient of ``sum(loss)``, and ``c`` (B, n) = ∂ sum(loss)/∂s.
     """
     sb = with_bias(s, xp=xp)  # (B, n+1)
-    logp = log_softmax(sb @ xp.matrix_transpose(V), xp=xp)  # (B, n_out)
+    z = sb @ xp.matrix_transpose(V)  # (B, n_out) logits
+    z = z - xp.max(z, axis=1, keepdims=True)  # shifted: exp cannot overflow
+    e = xp.exp(z)
+    total = xp.sum(e, axis=1, keepdims=True)  # (B, 1)
     onehot = one_hot(y, V.shape[0], xp=xp, dtype=s.dtype)
-    loss = -xp.sum(onehot * logp, axis=1) * mask  # (B,)
-    dlogits = (xp.exp(logp) - onehot) * mask[:, None]  # (B, n_out)
+    loss = (xp.log(total)[:, 0] - xp.vecdot(onehot, z)) * mask  # (B,) = -log softmax[y]
+    dlogits = (e / total - onehot) * mask[:, None]  # (B, n_out) = softmax - onehot
     dV = xp.matrix_transpose(dlogits) @ sb  # (n_out, n+1)
     c = dlogits @ V[:, : s.shape[1]]  # (B, n)
     return loss, dV, c

@@ -24,8 +24,10 @@ Notation (code name -> symbol in SPEC §1 / papers.md §2-3):
 The immediate influence of block l is F_t^l = a_l ⊗ (P_l D_l), i.e.
 ``∂s_t/∂W_l[i, j] = PD[:, :, i] * a[:, j]``; it is never formed here.
 
-Cost per step and sample: forward O(L n²); forming H_t and all P_l D_l O(L n³);
-a Jacobian-vector or vector-Jacobian product through the step O(L n²).
+Cost per step and sample: forward O(L n²); forming H_t and all P_l D_l O(L n³) (O(n²)
+at depth 1: K_l is written by one product batched over its rows, ``state_jacobian``,
+equal to the readable ``layer_jacobian``); a Jacobian-vector or vector-Jacobian product
+through the step O(L n²) (both at once, sharing the diagonals: ``jvp_vjp``).
 """
 
 from dataclasses import dataclass
@@ -149,7 +151,11 @@ def d_diagonals(layer):
 
 
 def layer_jacobian(cell, params, l, layer, *, xp):
-    """K_l = ∂s^l/∂s^{l-1} = diag(1-τ) + D_l W_l[:, state columns], shape (B, n, n)."""
+    """K_l = ∂s^l/∂s^{l-1} = diag(1-τ) + D_l W_l[:, state columns], shape (B, n, n).
+
+    The readable form (three broadcast products); ``influence_pieces`` uses the
+    equivalent ``state_jacobian``, which is faster on large batches.
+    """
     n = cell.n_hidden
     ws = params[f"W{l}"][:, cell.state_columns(l)]  # (2n, n)
     dh, dg = d_diagonals(layer)
@@ -161,24 +167,41 @@ def layer_jacobian(cell, params, l, layer, *, xp):
     )
 
 
+def state_jacobian(cell, params, l, tau, dh, dg, eye, *, xp):
+    """K_l (B, n, n) from its pieces, as one product batched over the rows.
+
+    Row i of K_l is ``dh_i W_h[i] + dg_i W_g[i] + (1 - τ_i) e_i`` (W_h, W_g: the candidate
+    and gate rows of W_l's state columns, ``eye`` the n × n identity), i.e. for every row
+    a (B, 3) @ (3, n) product: one matmul batched over the n rows writes all of K_l (on
+    NumPy several times faster than the three broadcast passes of ``layer_jacobian``,
+    which it equals up to roundoff). Returns a (B, n, n) view of an (n, B, n) array.
+    """
+    n = cell.n_hidden
+    ws = params[f"W{l}"][:, cell.state_columns(l)]  # (2n, n)
+    rows = xp.stack([ws[:n, :], ws[n:, :], eye], axis=1)  # (n, 3, n): [W_h[i]; W_g[i]; e_i]
+    coef = xp.permute_dims(xp.stack([dh, dg, 1.0 - tau], axis=2), (1, 0, 2))  # (n, B, 3)
+    return xp.permute_dims(coef @ rows, (1, 0, 2))  # (B, n, n)
+
+
 def influence_pieces(cell, params, layers, *, xp):
     """``H_t`` (B, n, n) and ``(P_1 D_1, ..., P_L D_L)``, each (B, n, 2n).
 
     Walks the micro-layers backwards: P_L = I, P_{l-1} = P_l K_l, and H_t = P_0.
-    Cost O(B L n³) (one n×n product per micro-layer).
+    ``P_l D_l = [P_l diag(dh) | P_l diag(dg)]`` scales the columns of ``[P_l | P_l]`` and
+    is written in one broadcast product. Cost O(B L n³) (one n×n product per micro-layer
+    but the last one); O(B n²) at depth 1.
     """
     n = cell.n_hidden
+    h = layers[0].h
+    eye = xp.eye(n, dtype=h.dtype, device=get_device(h))
     P = None  # None stands for the identity P_L
     pds = [None] * cell.depth
     for l in range(cell.depth, 0, -1):
         layer = layers[l - 1]
         dh, dg = d_diagonals(layer)
-        if P is None:
-            eye = xp.eye(n, dtype=dh.dtype, device=get_device(dh))
-            pds[l - 1] = xp.concat([eye * dh[:, None, :], eye * dg[:, None, :]], axis=2)
-        else:  # P_l D_l scales the columns of P_l
-            pds[l - 1] = xp.concat([P * dh[:, None, :], P * dg[:, None, :]], axis=2)
-        K = layer_jacobian(cell, params, l, layer, xp=xp)
+        left = eye if P is None else P  # P_l: (n, n) or (B, n, n)
+        pds[l - 1] = xp.concat([left, left], axis=-1) * xp.concat([dh, dg], axis=1)[:, None, :]
+        K = state_jacobian(cell, params, l, layer.tau, dh, dg, eye, xp=xp)
         P = K if P is None else P @ K
     return P, tuple(pds)
 
@@ -192,6 +215,31 @@ def jvp_state(cell, params, layers, v, *, xp):
         wv = v @ xp.matrix_transpose(ws)  # (B, 2n)
         v = (1.0 - layer.tau) * v + dh * wv[:, :n] + dg * wv[:, n:]
     return v
+
+
+def jvp_vjp(cell, params, layers, v, g, *, xp):
+    """``H_t v`` and, per micro-layer, ``dz_l = g^T ∂s_t/∂z_l`` in one walk (UORO's step).
+
+    The same as ``jvp_state(.., v)`` and the ``dz`` of ``vjp_step(.., g)``, sharing the
+    diagonals of each layer: v, g (B, n) -> ``(H v (B, n), (dz_1, ..., dz_L) each (B, 2n))``.
+    Cost O(B L n²).
+    """
+    n = cell.n_hidden
+    pieces = []
+    for l, layer in enumerate(layers, start=1):
+        ws = params[f"W{l}"][:, cell.state_columns(l)]  # (2n, n)
+        dh, dg = d_diagonals(layer)
+        carry = 1.0 - layer.tau
+        pieces.append((ws, dh, dg, carry))
+        wv = v @ xp.matrix_transpose(ws)  # (B, 2n)
+        v = carry * v + dh * wv[:, :n] + dg * wv[:, n:]
+    dzs = [None] * cell.depth
+    for l in range(cell.depth, 0, -1):
+        ws, dh, dg, carry = pieces[l - 1]
+        dzs[l - 1] = xp.concat([g * dh, g * dg], axis=1)  # (B, 2n) = g D_l
+        if l > 1:
+            g = g * carry + dzs[l - 1] @ ws
+    return v, tuple(dzs)
 
 
 def vjp_step(cell, params, layers, g, *, xp):

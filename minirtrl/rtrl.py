@@ -9,7 +9,8 @@ Notation: ``G`` (B, n, 2n·k_l) is G^l with its last two axes (row i of W_l, col
 flattened, so ``H @ G`` is one batched product; ``PD`` = P_l D_l (B, n, 2n); ``a`` = a_l.
 
 Cost per step and sample: memory Σ_l n·2n·k_l = O(L n³); time O(n · n · 2n k_l) = O(n⁴)
-for ``H_t G`` (the immediate term a ⊗ PD adds one more pass over G).
+for ``H_t G`` (the immediate term a ⊗ PD adds one more pass over G: it is added to the
+product's (B, n, 2n, k_l) view in one broadcast expression, never kept as a dense F).
 """
 
 from typing import NamedTuple
@@ -37,12 +38,19 @@ def noise_shapes(cell, batch, rank=None):
 
 
 def update(cell, params, state, layers, noise=None, *, xp):
+    """``G^l <- H_t G^l + a_l ⊗ P_l D_l`` for every block (noise is ignored).
+
+    One product ``H_t @ G^l`` per block; the immediate term is added to it in one
+    broadcast expression on its (B, n, 2n, k_l) view (one more pass over G, no dense
+    F_t^l kept). Cost O(B Σ_l n · n · 2n k_l).
+    """
     H, pds = rhn.influence_pieces(cell, params, layers, xp=xp)
     new = []
     for G, PD, layer in zip(state.G, pds, layers):
         B, n, two_n = PD.shape
-        F = xp.reshape(PD[:, :, :, None] * layer.a[:, None, None, :], (B, n, -1))  # (B, n, 2n k)
-        new.append(H @ G + F)
+        HG = xp.reshape(H @ G, (B, n, two_n, -1))  # (B, n, 2n, k): H_t G^l, a view
+        G = HG + PD[:, :, :, None] * layer.a[:, None, None, :]  # + a_l ⊗ P_l D_l
+        new.append(xp.reshape(G, (B, n, -1)))
     return State(tuple(new))
 
 

@@ -32,11 +32,13 @@ Notation (code name -> symbol):
     theta    θ̃ = (θ̃^1, ...)  per block (B, 2n, k_l), parameter-side factor
     s_f      H_t s̃           (B, n)
     nu       ν               (B, n)          ``noise["nu"]``
-    dtheta   δθ              per block (B, 2n, k_l)
+    dz       dz_l = ν^T P_l D_l   per block (B, 2n); δθ^l = dz_l ⊗ a_l is never stored
     rho0/1   ρ0, ρ1          (B,)
 
-Cost per step and sample: one JVP and one VJP through the step, O(L n²), plus the outer
-products and norms, O(Σ_l 2n k_l) = O(L n²). Memory n + Σ_l 2n k_l.
+Cost per step and sample: one JVP and one VJP through the step in one walk
+(``rhn.jvp_vjp``), O(L n²), plus one read of θ̃ for its norm and one pass writing the new
+θ̃ = θ̃/ρ0 + (dz/ρ1) ⊗ a, O(Σ_l 2n k_l) = O(L n²); ‖δθ‖ = (Σ_l ‖dz_l‖² ‖a_l‖²)^½ needs
+no pass. Memory n + Σ_l 2n k_l.
 """
 
 from typing import NamedTuple
@@ -75,40 +77,44 @@ def _single(rank):
 
 
 def update(cell, params, state, layers, noise, *, xp):
-    """One UORO step (see the module docstring). Cost O(B L n²)."""
+    """One UORO step (see the module docstring). Cost O(B L n²).
+
+    The norms need no pass over ``δθ``: ``‖dz_l ⊗ a_l‖ = ‖dz_l‖ ‖a_l‖``. ``θ̃`` is read
+    once for its norm and once for the update ``θ̃/ρ0 + (dz/ρ1) ⊗ a``.
+    """
     nu = noise["nu"]  # (B, n)
-    s_f = rhn.jvp_state(cell, params, layers, state.s, xp=xp)  # (B, n)
-    _, dzs = rhn.vjp_step(cell, params, layers, nu, xp=xp)
-    dtheta = tuple(dz[:, :, None] * layer.a[:, None, :] for dz, layer in zip(dzs, layers))
-    rho0 = ratio_sqrt(joint_norm(state.theta, xp=xp), joint_norm((s_f,), xp=xp), xp=xp)  # (B,)
-    rho1 = ratio_sqrt(joint_norm(dtheta, xp=xp), joint_norm((nu,), xp=xp), xp=xp)  # (B,)
+    s_f, dzs = rhn.jvp_vjp(cell, params, layers, state.s, nu, xp=xp)  # H_t s̃, ν^T P_l D_l
+    sq_theta = sum(sq_norm(th, xp=xp) for th in state.theta)  # ‖θ̃‖²   (B,)
+    sq_dtheta = sum(  # ‖δθ‖² = Σ_l ‖dz_l‖² ‖a_l‖²
+        xp.vecdot(dz, dz) * xp.vecdot(layer.a, layer.a) for dz, layer in zip(dzs, layers)
+    )
+    rho0 = ratio_sqrt(sq_theta, xp.vecdot(s_f, s_f), xp=xp)  # (B,)
+    rho1 = ratio_sqrt(sq_dtheta, xp.vecdot(nu, nu), xp=xp)  # (B,)
     s = rho0[:, None] * s_f + rho1[:, None] * nu
+    inv0, inv1 = (1.0 / rho0)[:, None, None], (1.0 / rho1)[:, None]
     theta = tuple(
-        th / rho0[:, None, None] + dt / rho1[:, None, None] for th, dt in zip(state.theta, dtheta)
+        th * inv0 + (dz * inv1)[:, :, None] * layer.a[:, None, :]  # θ̃/ρ0 + δθ/ρ1
+        for th, dz, layer in zip(state.theta, dzs, layers)
     )
     return State(s, theta)
 
 
-def joint_norm(arrays, *, xp):
-    """Per-sample Euclidean norm of several (B, ...) arrays taken together: (B,)."""
-    total = None
-    for x in arrays:
-        sq = xp.sum(xp.reshape(x * x, (x.shape[0], -1)), axis=1)
-        total = sq if total is None else total + sq
-    return xp.sqrt(total)
+def sq_norm(x, *, xp):
+    """Per-sample squared Euclidean norm of a (B, ...) array, one pass: (B,)."""
+    flat = xp.reshape(x, (x.shape[0], -1))
+    return xp.vecdot(flat, flat)
 
 
-def ratio_sqrt(num, den, *, xp):
-    """``sqrt(num / den)`` where ``num · den > 0``, else 1 (no division by zero)."""
-    ok = (num > 0) & (den > 0)
-    one = xp.ones_like(num)
-    return xp.sqrt(xp.where(ok, num, one) / xp.where(ok, den, one))
+def ratio_sqrt(sq_num, sq_den, *, xp):
+    """``sqrt(num / den)`` from the squares of two norms where both are > 0, else 1."""
+    ok = (sq_num > 0) & (sq_den > 0)
+    return xp.sqrt(xp.sqrt(xp.where(ok, sq_num, 1.0) / xp.where(ok, sq_den, 1.0)))
 
 
 def grads(cell, state, c, *, xp):
     """``Σ_b (c_b · s̃_b) θ̃_b^l`` for every block: ``{"W1": (2n, k_1), ...}``."""
     B = c.shape[0]
-    w = xp.reshape(xp.sum(c * state.s, axis=1), (1, B))  # (1, B)
+    w = xp.reshape(xp.vecdot(c, state.s), (1, B))  # (1, B): c_b · s̃_b
     out = {}
     for name, th in zip(cell.blocks, state.theta):
         g = w @ xp.reshape(th, (B, -1))  # (1, 2n k)
