@@ -249,7 +249,6 @@ def vjp_step(cell, params, layers, g, *, xp):
     ``dz_l = ∂L/∂z_l`` (B, 2n). The gradient of W_l is ``dz_l^T a_l`` (summed over
     the batch) or, per sample, the outer product ``dz_l[b] ⊗ a_l[b]``. Cost O(B L n²).
     """
-    n = cell.n_hidden
     dzs = [None] * cell.depth
     for l in range(cell.depth, 0, -1):
         layer = layers[l - 1]

@@ -16,42 +16,12 @@ from minirtrl import kf, kfavg, rhn, rtrl, testing
 from minirtrl.influence import reset
 from minirtrl.rng import draw_signs
 
+from estimator_helpers import exact_step, make_cell, small_problem, warm_start
+
 MODULES = {"kf": kf, "kf-avg": kfavg}
 
 
 # ---- helpers (NumPy float64) ----------------------------------------------------------
-def make_cell(depth, n=4, n_in=3, scale=0.5, seed=0):
-    cell = minirtrl.RHN(n_in, n, 3, depth=depth)
-    return cell, cell.init(seed, xp="numpy", init_scale=scale, gate_bias=0.5)
-
-
-def run_steps(module, cell, params, state, s, rng, steps, rank):
-    """Advance ``steps`` random steps with random signs; return (state, s)."""
-    B = s.shape[0]
-    for _ in range(steps):
-        s, layers = rhn.step(cell, params, s, rng.standard_normal((B, cell.n_in)), xp=np)
-        noise = draw_signs(rng, module.noise_shapes(cell, B, rank), xp=np, dtype=np.float64)
-        state = module.update(cell, params, state, layers, noise, xp=np)
-    return state, s
-
-
-def warm_start(module, cell, params, *, B=2, steps=3, rank=None, seed=1):
-    """A state after ``steps`` random steps, plus the layers of one more step."""
-    rng = np.random.default_rng(seed)
-    state = module.init(cell, B, rank=rank, xp=np, dtype=np.float64)
-    s = np.zeros((B, cell.n_hidden))
-    state, s = run_steps(module, cell, params, state, s, rng, steps, rank)
-    _, layers = rhn.step(cell, params, s, rng.standard_normal((B, cell.n_in)), xp=np)
-    return state, layers
-
-
-def exact_step(cell, params, G_prev, layers):
-    """Exact RTRL one step from the dense influence ``G_prev``: H G + F, per block."""
-    B, n = next(iter(G_prev.values())).shape[:2]
-    state = rtrl.State(tuple(np.reshape(G_prev[k], (B, n, -1)) for k in cell.blocks))
-    return rtrl.influence(cell, rtrl.update(cell, params, state, layers, xp=np), xp=np)
-
-
 def sign_patterns(cell, B, r):
     """Every noise dict of ``r`` chains on all blocks (the same pattern for every sample)."""
     size = cell.depth * r * 2
@@ -179,15 +149,6 @@ def test_grads_contract_the_dense_influence():
 
 
 # ---- whole sequences ----------------------------------------------------------------------
-SMALL = dict(T=6, B=2)
-
-
-def small_problem(depth):
-    cell, params = make_cell(depth, n=4, n_in=3, scale=0.5)
-    xs, ys, mask = testing.random_problem(cell, SMALL["T"], SMALL["B"], seed=7)
-    return cell, params, xs, ys, mask
-
-
 @pytest.mark.parametrize("depth", [1, 2])
 @pytest.mark.parametrize("method, rank", [("kf", None), ("kf-avg", 3)])
 def test_sequence_gradient_is_unbiased(method, rank, depth):

@@ -16,40 +16,10 @@ from minirtrl import rhn, rtrl, testing, uoro
 from minirtrl.influence import reset
 from minirtrl.rng import draw_signs
 
+from estimator_helpers import exact_step, immediate, make_cell, small_problem, warm_start
+
 
 # ---- helpers (NumPy float64) ----------------------------------------------------------
-def make_cell(depth, n=4, n_in=3, scale=0.5, seed=0):
-    cell = minirtrl.RHN(n_in, n, 3, depth=depth)
-    return cell, cell.init(seed, xp="numpy", init_scale=scale, gate_bias=0.5)
-
-
-def warm_start(cell, params, *, B=2, steps=3, seed=1):
-    """A UORO state after ``steps`` random steps, plus the layers of one more step."""
-    rng = np.random.default_rng(seed)
-    state = uoro.init(cell, B, xp=np, dtype=np.float64)
-    s = np.zeros((B, cell.n_hidden))
-    for _ in range(steps):
-        s, layers = rhn.step(cell, params, s, rng.standard_normal((B, cell.n_in)), xp=np)
-        noise = draw_signs(rng, uoro.noise_shapes(cell, B), xp=np, dtype=np.float64)
-        state = uoro.update(cell, params, state, layers, noise, xp=np)
-    _, layers = rhn.step(cell, params, s, rng.standard_normal((B, cell.n_in)), xp=np)
-    return state, layers
-
-
-def exact_step(cell, params, G_prev, layers):
-    """Exact RTRL one step from the dense influence ``G_prev``: H G + F, per block."""
-    B, n = next(iter(G_prev.values())).shape[:2]
-    state = rtrl.State(tuple(np.reshape(G_prev[k], (B, n, -1)) for k in cell.blocks))
-    return rtrl.influence(cell, rtrl.update(cell, params, state, layers, xp=np), xp=np)
-
-
-def immediate(cell, params, layers):
-    """F_t^l = a_l ⊗ P_l D_l per block, (B, n, 2n, k_l), via exact RTRL from zero."""
-    B, n = layers[0].a.shape[0], cell.n_hidden
-    zero = {k: np.zeros((B, n) + params[k].shape) for k in cell.blocks}
-    return exact_step(cell, params, zero, layers)
-
-
 def all_sign_vectors(B, n):
     """Every ν ∈ {±1}^n, the same for every sample: (2^n, B, n)."""
     pats = np.array(list(itertools.product((-1.0, 1.0), repeat=n)))
@@ -62,7 +32,7 @@ def all_sign_vectors(B, n):
 def test_one_step_unbiased_by_enumeration(depth, steps):
     """Mean over all 2^n sign vectors = H G + F (steps = 0: from the zero state)."""
     cell, params = make_cell(depth, n=4)
-    state, layers = warm_start(cell, params, steps=steps)
+    state, layers = warm_start(uoro, cell, params, steps=steps)
     G_prev = uoro.influence(cell, state, xp=np)
     if steps:
         assert all(np.abs(G).max() > 1e-3 for G in G_prev.values())
@@ -83,7 +53,7 @@ def test_one_step_unbiased_by_enumeration(depth, steps):
 def test_one_step_matches_dense_formula(depth):
     """s̃, θ̃ after one step, re-derived from dense H_t and F_t (no JVP/VJP)."""
     cell, params = make_cell(depth, n=5)
-    state, layers = warm_start(cell, params, steps=4, B=3)
+    state, layers = warm_start(uoro, cell, params, steps=4, B=3)
     nu = np.random.default_rng(9).choice([-1.0, 1.0], size=(3, cell.n_hidden))
     new = uoro.update(cell, params, state, layers, {"nu": nu}, xp=np)
     H, _ = rhn.influence_pieces(cell, params, layers, xp=np)
@@ -104,7 +74,7 @@ def test_one_step_matches_dense_formula(depth):
 def test_start_from_zero_is_finite_rank_one_of_the_signs(depth):
     """Zero state (guards ρ0 = 1): the estimate is ν ⊗ (ν^T F_t), for every ν."""
     cell, params = make_cell(depth, n=4)
-    state, layers = warm_start(cell, params, steps=0)
+    state, layers = warm_start(uoro, cell, params, steps=0)
     F = immediate(cell, params, layers)
     for nu in all_sign_vectors(2, cell.n_hidden)[::5]:
         new = uoro.update(cell, params, state, layers, {"nu": nu}, xp=np)
@@ -117,7 +87,7 @@ def test_start_from_zero_is_finite_rank_one_of_the_signs(depth):
 
 def test_grads_contract_the_dense_influence():
     cell, params = make_cell(2)
-    state, _ = warm_start(cell, params, B=3)
+    state, _ = warm_start(uoro, cell, params, B=3)
     c = np.random.default_rng(5).standard_normal((3, cell.n_hidden))
     dense = uoro.influence(cell, state, xp=np)
     g = uoro.grads(cell, state, c, xp=np)
@@ -133,12 +103,6 @@ def test_rank_and_noise_shapes():
 
 
 # ---- whole sequences ----------------------------------------------------------------------
-def small_problem(depth):
-    cell, params = make_cell(depth, n=4, n_in=3, scale=0.5)
-    xs, ys, mask = testing.random_problem(cell, 6, 2, seed=7)
-    return cell, params, xs, ys, mask
-
-
 @pytest.mark.parametrize("depth", [1, 2])
 def test_sequence_gradient_is_unbiased(depth):
     """Mean of N seeded estimates vs exact RTRL, element-wise within 5 standard errors.
