@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from minirtrl.copy import main as copy_main
 
@@ -76,18 +75,21 @@ def run_one(label, algo, K, args):
         argv += ["--steps", 10**12, "--max-seconds", args.seconds,
                  "--progress-seconds", args.seconds / args.points]
     print(f"== {label}: python -m minirtrl.copy {' '.join(map(str, argv))}", flush=True)
-    start = time.perf_counter()
     status = copy_main([str(a) for a in argv])
-    wall = time.perf_counter() - start
     if status != 0:
         return {"label": label, "algo": algo, "truncation": K, "status": status}
+    return from_log(label, log)
+
+
+def from_log(label, log):
+    """The summary of one run from its ``--log`` file (steps/s from the logged wall time)."""
     records = read_log(log)
     last = records[-1]
     curve = [(0, 1)] + [(r["data"], r["T"]) for r in records]
     return {
-        "label": label, "algo": algo, "truncation": K, "status": 0,
+        "label": label, "status": 0, "log": os.path.basename(log),
         "T": last["T"], "bits": last["bits"], "steps": last["step"], "data": last["data"],
-        "seconds": last["seconds"], "steps_per_second": last["step"] / max(wall, 1e-9),
+        "seconds": last["seconds"], "steps_per_second": last["step"] / max(last["seconds"], 1e-9),
         "curve": curve, "data_to_reach": reached(curve),
     }
 
@@ -132,10 +134,18 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32")
     p.add_argument("--points", type=int, default=100, help="log lines per run (default 100)")
     p.add_argument("--out", default="copy-curriculum", help="output directory")
+    p.add_argument("--summarize", action="store_true",
+                   help="do not run: summarise every <label>.jsonl already in --out (runs made "
+                        "separately, e.g. with different budgets)")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    results = [run_one(label, algo, K, args) for label, algo, K in parse_runs(args.runs)]
-    budget_text = f"{args.data} characters" if args.data is not None else f"{args.seconds:g} s"
+    if args.summarize:
+        logs = sorted(f for f in os.listdir(args.out) if f.endswith(".jsonl"))
+        results = [from_log(f[: -len(".jsonl")], os.path.join(args.out, f)) for f in logs]
+        budget_text = "as logged"
+    else:
+        results = [run_one(label, algo, K, args) for label, algo, K in parse_runs(args.runs)]
+        budget_text = f"{args.data} characters" if args.data is not None else f"{args.seconds:g} s"
     summary = {"budget": budget_text, "hidden": args.hidden, "batch": args.batch,
                "rank": args.rank, "lr": args.lr, "backend": args.backend, "dtype": args.dtype,
                "seed": args.seed, "runs": results}
