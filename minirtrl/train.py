@@ -56,8 +56,10 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from typing import NamedTuple, Protocol
@@ -425,10 +427,12 @@ def run(args, task, *, prog, evaluate=None, eval_every=0, out=None, err=None):
     ``evaluate(ctx, params, final) -> dict`` (optional) is called every ``eval_every``
     steps and once at the end; its figures go into the log line that follows. Exit
     status: 0 done, 130 interrupted (checkpoint written if configured), 1 non-finite
-    loss or gradient, 2 bad input (one line on ``err``, never a traceback).
+    loss or gradient, 2 bad input (one line on ``err``, never a traceback). SIGTERM is
+    handled like Ctrl-C while the run lasts.
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    previous = _sigterm_as_interrupt()
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # we check ourselves
             return _run(args, task, prog, evaluate, eval_every, out)
@@ -441,6 +445,24 @@ def run(args, task, *, prog, evaluate=None, eval_every=0, out=None, err=None):
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt():
+    """Make SIGTERM (``kill``, a job scheduler) stop a run like Ctrl-C: checkpoint, exit 130.
+
+    Returns the previous handler to restore, or None where handlers cannot be set (not the
+    main thread).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _setup(args, task):

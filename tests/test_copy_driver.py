@@ -222,24 +222,33 @@ def test_ctrl_c_mid_step_writes_a_checkpoint_that_resumes_exactly(algo, tmp_path
             np.testing.assert_array_equal(straight[k], split[k], err_msg=k)
 
 
-def test_sigint_in_a_real_process_exits_cleanly_with_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_signal_in_a_real_process_exits_cleanly_with_a_checkpoint(tmp_path, signame):
     import signal
     import subprocess
     import sys
 
+    sig = getattr(signal, signame)
     ck = tmp_path / "ck.npz"
+
+    def default_handlers():  # a background shell starts children with SIGINT ignored
+        signal.signal(sig, signal.SIG_DFL)
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "minirtrl.copy", *SMALL, "--algo", "rtrl", "--steps", "100000000",
          "--report-every", "50", "--checkpoint", str(ck)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        preexec_fn=default_handlers,
     )
-    try:
-        assert proc.stdout.readline().startswith("step 50/")  # training is under way
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    with proc:
+        try:
+            assert proc.stdout.readline().startswith("step 50/")  # training is under way
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert proc.returncode == 130
     assert "Traceback" not in err + out and "interrupted at step" in out
     assert _checkpoint(ck)["step"] >= 50
