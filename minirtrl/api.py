@@ -77,6 +77,7 @@ def check_sequence(cell, params, xs, ys=None, mask=None):
         raise TypeError(f"ys must be an integer array, not {ys.dtype}")
     if bool(xp.any(ys < 0)) or bool(xp.any(ys >= cell.n_out)):
         raise ValueError(f"ys must hold class indices in [0, {cell.n_out}), found values outside")
+    ys = xp.astype(ys, xp.int64)  # a narrow integer type could not hold every class index
     if mask is None:
         mask = xp.ones((T, B), dtype=dtype, device=get_device(xs))
     else:
@@ -87,6 +88,12 @@ def check_sequence(cell, params, xs, ys=None, mask=None):
         if bool(xp.any((mask != 0) & (mask != 1))):
             raise ValueError("mask must hold only 0 and 1")
     return xp, xs, ys, mask
+
+
+def check_seed(seed):
+    """A seed must be an integer >= 0 (what ``numpy.random.default_rng`` takes)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, not {seed!r}")
 
 
 def check_rank(method, rank):
@@ -105,6 +112,22 @@ def check_rank(method, rank):
 
 
 # ---- running a method over a sequence ----------------------------------------------
+def influence_step(module, cell, params, s, state, x, y, mask, noise, *, xp):
+    """One online step of an influence method (the body of every RTRL-family loop).
+
+    ``s`` (B, n) and ``state`` are s_{t-1} and the method's estimate of G_{t-1}; ``x``
+    (B, n_in), ``y`` (B,) int64, ``mask`` (B,), ``noise`` the step's signs. Returns
+    ``(s_t, state_t, loss_t (B,), grads)`` with ``grads`` = c_t·G_t per block plus the
+    exact readout gradient ``"V"``, summed over the batch.
+    """
+    s, layers = rhn.step(cell, params, s, x, xp=xp)
+    state = module.update(cell, params, state, layers, noise, xp=xp)
+    loss, dV, c = readout.loss_and_grad(params["V"], s, y, mask, xp=xp)
+    grads = module.grads(cell, state, c, xp=xp)
+    grads["V"] = dV
+    return s, state, loss, grads
+
+
 def run_influence(method, cell, params, xs, ys=None, mask=None, *, seed=0, rank=1, xp):
     """Run an influence method over a sequence; return ``(loss (B,), grads, state)``.
 
@@ -119,14 +142,14 @@ def run_influence(method, cell, params, xs, ys=None, mask=None, *, seed=0, rank=
     s = xp.zeros((B, cell.n_hidden), dtype=dtype, device=device)
     loss, grads = None, None
     for t in range(T):
-        s, layers = rhn.step(cell, params, s, xs[t, ...], xp=xp)
         noise = draw_signs(rng, shapes, xp=xp, dtype=dtype, device=device)
-        state = module.update(cell, params, state, layers, noise, xp=xp)
-        if ys is None:
+        if ys is None:  # influence only
+            s, layers = rhn.step(cell, params, s, xs[t, ...], xp=xp)
+            state = module.update(cell, params, state, layers, noise, xp=xp)
             continue
-        l_t, dV, c = readout.loss_and_grad(params["V"], s, ys[t, :], mask[t, :], xp=xp)
-        g = module.grads(cell, state, c, xp=xp)
-        g["V"] = dV
+        s, state, l_t, g = influence_step(
+            module, cell, params, s, state, xs[t, ...], ys[t, :], mask[t, :], noise, xp=xp
+        )
         loss = l_t if loss is None else loss + l_t
         grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
     return loss, grads, state
@@ -152,6 +175,7 @@ def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=N
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    check_seed(seed)
     r = check_rank(method, rank)
     xp, xs, ys, mask = check_sequence(cell, params, xs, ys, mask)
     if truncation is not None:

@@ -17,7 +17,7 @@ NAMES = ("numpy", "cupy", "torch", "array_api_strict")
 EXTRA = {"numpy": None, "cupy": "cupy", "torch": "torch", "array_api_strict": "test"}
 
 
-class BackendError(RuntimeError):
+class BackendError(ValueError):
     """A backend that was asked for cannot be used here (the message says why)."""
 
 

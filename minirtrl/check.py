@@ -14,7 +14,7 @@ import numpy as np
 
 from .api import METHODS, influence_method, sequence_gradient
 from .backends import NAMES, BackendError, load, to_numpy
-from .cli import Parser, positive
+from .cli import Parser, nonnegative, positive
 from .rhn import RHN
 from .testing import numerical_gradient, random_problem, relative_error
 
@@ -33,7 +33,7 @@ def _parser():
     p.add_argument("--batch", type=positive, default=2, help="batch size B (default 2)")
     p.add_argument("--rank", type=positive, default=2, help="rank for ok and kf-avg (default 2)")
     p.add_argument("--samples", type=positive, default=100, help="estimates averaged per estimator (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="seed of parameters, data and signs")
+    p.add_argument("--seed", type=nonnegative, default=0, help="seed of parameters, data and signs")
     p.add_argument("--tol", type=float, default=1e-6, help="largest relative error allowed for exact methods")
     return p
 

@@ -44,7 +44,6 @@ from typing import NamedTuple
 
 from . import rhn
 from .influence import apply_left, dense_from_factors, grads_from_factors
-from .influence import reset  # noqa: F401 - part of the method interface
 
 
 class State(NamedTuple):
@@ -117,8 +116,9 @@ def kf_step(u, A, H, a, PD, signs, *, xp):
     old = (n_u > 0) & (n_HA > 0)  # u ⊗ HA ≠ 0                      (B, r)
     new = (n_a > 0) & (n_PD > 0)  # a ⊗ PD ≠ 0                      (B, 1)
     mix = old & new  # both terms present: the random step          (B, r)
-    p1 = xp.sqrt(xp.where(mix, n_HA, 1.0) / xp.where(mix, n_u, 1.0))  # (B, r)
-    p2 = xp.sqrt(xp.where(mix, n_PD, 1.0) / xp.where(mix, n_a, 1.0))  # (B, r)
+    one = xp.ones_like(n_HA)
+    p1 = xp.sqrt(xp.where(mix, n_HA, one) / xp.where(mix, n_u, one))  # (B, r)
+    p2 = xp.sqrt(xp.where(mix, n_PD, one) / xp.where(mix, n_a, one))  # (B, r)
     # weight of the old and of the new term: ±1 when mixing, else 1/0 (exact step)
     carry = xp.astype(old, u.dtype)  # 1 where the old term is kept alone
     w_old = xp.where(mix, signs[:, :, 0], carry)

@@ -15,6 +15,7 @@ RTRL with B = 1 (O(n⁴) per step) and, at report steps, the dense estimates in 
 
 import json
 import math
+import os
 import sys
 import time
 
@@ -23,25 +24,27 @@ import numpy as np
 from . import readout, rhn
 from .api import influence_method
 from .backends import NAMES, BackendError, dtype_of, load, to_numpy
-from .cli import Parser, positive
+from .api import RANKED
+from .cli import Parser, nonnegative, positive, positive_float
 from .influence import select
 from .rng import draw_signs
 
 ESTIMATORS = ("uoro", "kf", "ok", "kf-avg")
-RANKED = ("ok", "kf-avg")
 
 
 def label(algo, rank):
     return f"{rank}-{algo}" if algo in RANKED else algo
 
 
-def measure(algo, *, n, steps, report, samples, rank=8, depth=1, n_sym=8, seed=0, init_scale=None,
+def measure(algo, *, n, report, samples, rank=8, depth=1, n_sym=8, seed=0, init_scale=None,
             xp, device=None, dtype=None, chunk=16):
     """Relative squared errors of one estimator at the steps in ``report``.
 
     Returns ``{t: {"influence": (mean, se), "gradient": (mean, se)}}`` over ``samples``
-    chains. The network (``n`` units, depth, ``init_scale`` default ``1/sqrt(n)``) and the
-    stream are drawn from ``seed``; the signs from ``seed + 1``.
+    chains, running up to the last step in ``report``. The network (``n`` units, depth,
+    ``init_scale`` default ``1/sqrt(n)``) is drawn from ``seed``, the stream from
+    ``seed + 1000`` and the signs from ``seed + 1``. All chains see the same stream and
+    parameters, so they share one forward pass (broadcast over the M chains).
     """
     dtype = xp.float64 if dtype is None else dtype
     scale = 1.0 / math.sqrt(n) if init_scale is None else init_scale
@@ -56,13 +59,14 @@ def measure(algo, *, n, steps, report, samples, rank=8, depth=1, n_sym=8, seed=0
     e_state = est.init(cell, samples, rank=r, xp=xp, dtype=dtype, device=device)
     shapes = est.noise_shapes(cell, samples, r)
     s1 = xp.zeros((1, n), dtype=dtype, device=device)
-    sM = xp.zeros((samples, n), dtype=dtype, device=device)
     out = {}
     for t in range(1, max(report) + 1):
         sym = stream.integers(0, n_sym, size=2)
         x1 = xp.asarray(eye[sym[:1]], dtype=dtype, device=device)  # (1, n_sym)
         s1, layers1 = rhn.step(cell, params, s1, x1, xp=xp)
-        sM, layersM = rhn.step(cell, params, sM, xp.broadcast_to(x1, (samples, n_sym)), xp=xp)
+        layersM = tuple(  # the same forward pass for every chain: (1, .) -> (M, .)
+            rhn.Layer(*(xp.broadcast_to(f, (samples, f.shape[1])) for f in layer)) for layer in layers1
+        )
         g_state = exact.update(cell, params, g_state, layers1, xp=xp)
         noise = draw_signs(signs, shapes, xp=xp, dtype=dtype, device=device)
         e_state = est.update(cell, params, e_state, layersM, noise, xp=xp)
@@ -117,8 +121,8 @@ def _parser():
     p.add_argument("--sizes", type=positive, nargs="*", default=[8, 16, 32, 64], help="n for the table over n")
     p.add_argument("--size-step", type=positive, default=100, help="the step t of the table over n (default 100)")
     p.add_argument("--samples", type=positive, default=100, help="independent chains M (default 100)")
-    p.add_argument("--init-scale", type=float, default=None, help="weight scale (default 1/sqrt(n))")
-    p.add_argument("--seed", type=int, default=0, help="seed of network, stream and signs")
+    p.add_argument("--init-scale", type=positive_float, default=None, help="weight scale (default 1/sqrt(n))")
+    p.add_argument("--seed", type=nonnegative, default=0, help="seed of network, stream and signs")
     p.add_argument("--json", metavar="FILE", help="write the tables as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw both tables (needs matplotlib: pip install 'minirtrl[plot]')")
     return p
@@ -132,6 +136,12 @@ def _row(name, t, n, res):
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.samples < 2:
+        parser.error("argument --samples: needs at least 2 chains for a standard error")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):
+            parser.fail(f"{flag} {path}: directory {folder} does not exist")
     if args.plot:
         try:
             import matplotlib
@@ -153,7 +163,7 @@ def main(argv=None):
         print(f"# over time: n = {args.hidden}, depth {args.depth}, M = {args.samples} chains", flush=True)
         print(header)
         for algo in args.algo:
-            res = measure(algo, n=args.hidden, steps=max(args.steps), report=set(args.steps), **common)
+            res = measure(algo, n=args.hidden, report=set(args.steps), **common)
             for t in sorted(res):
                 print(_row(label(algo, args.rank), t, args.hidden, res[t]), flush=True)
                 results["over_time"].append({"algo": label(algo, args.rank), "n": args.hidden, "t": t, **res[t]})
@@ -162,7 +172,7 @@ def main(argv=None):
             print(header)
             for algo in args.algo:
                 for n in args.sizes:
-                    res = measure(algo, n=n, steps=args.size_step, report={args.size_step}, **common)
+                    res = measure(algo, n=n, report={args.size_step}, **common)
                     print(_row(label(algo, args.rank), args.size_step, n, res[args.size_step]), flush=True)
                     results["over_n"].append({"algo": label(algo, args.rank), "n": n, "t": args.size_step, **res[args.size_step]})
     except KeyboardInterrupt:

@@ -14,9 +14,10 @@ S²/(k-1) - Σ_{i<=k} s_i² (see ``opt``). Two orthogonalisations give the same 
 ``form="qr"`` (``step_qr``, the readable reference: xp.linalg.qr of the stacked factors)
 and ``form="gram"`` (``step_gram``, default and fast): one batched eigh of the two
 (r+1)×(r+1) Gram matrices U U^T, V V^T (small eigenvalues dropped: the rank-deficiency
-guard), so that the only operations on the big factors are three matrix products: H A for
+guard), so that the operations on the big factors are three matrix products -- H A for
 all terms, the Gram block of the vec H A_i (plus a thin product for its border with
-vec P_l D_l) and the new factors MV V (coefficient matrix times the stacked old factors).
+vec P_l D_l) and the new factors MV V (coefficient matrix times the stacked old factors)
+-- and one copy, the stacking V = [H A; P_l D_l].
 Random signs: one per singular direction, sample and block (``noise``).
 
 Notation (code -> paper / SPEC §1):
@@ -39,7 +40,6 @@ from typing import NamedTuple
 from . import opt, rhn
 from ._compat import get_device
 from .influence import apply_left, dense_from_factors, grads_from_factors
-from .influence import reset  # noqa: F401 - part of the method interface
 
 FORMS = ("gram", "qr")
 #: Gram eigenvalues below GRAM_RTOL·(r+1)·eps·λ_max are treated as zero (rank deficiency).
@@ -111,8 +111,9 @@ def bases_from_grams(*grams, xp):
     lam, E = xp.linalg.eigh(xp.concat(grams, axis=0))  # (G·B, m), (G·B, m, m)
     rtol = GRAM_RTOL * m * xp.finfo(lam.dtype).eps
     keep = lam > rtol * xp.max(lam, axis=-1, keepdims=True)
-    root = xp.sqrt(xp.where(keep, lam, 0.0))  # √λ, 0 where dropped
-    inv = xp.where(keep, 1.0 / xp.where(keep, root, 1.0), 0.0)  # 1/√λ, 0 where dropped
+    zero, one = xp.zeros_like(lam), xp.ones_like(lam)
+    root = xp.sqrt(xp.where(keep, lam, zero))  # √λ, 0 where dropped
+    inv = xp.where(keep, 1.0 / xp.where(keep, root, one), zero)  # 1/√λ, 0 where dropped
     L = E * root[:, None, :]
     W = inv[:, :, None] * xp.matrix_transpose(E)
     return [(L[g * B : (g + 1) * B, ...], W[g * B : (g + 1) * B, ...]) for g in range(len(grams))]
@@ -137,7 +138,7 @@ def singular_terms(LU, LV, *, xp):
     negative = xp.sum(LU @ P, axis=-2) < 0.0  # (B, m): <Σ_a U_a, ũ_j> < 0
     f = 1.0 - 2.0 * xp.astype(negative, LU.dtype)
     tol = SVD_RTOL * m * xp.finfo(s.dtype).eps * s[:, -1:]
-    return P, xp.where(s > tol, s, 0.0), Qh, f
+    return P, xp.where(s > tol, s, xp.zeros_like(s)), Qh, f
 
 
 def balance(left, right, *, xp):
@@ -150,8 +151,9 @@ def balance(left, right, *, xp):
     """
     nv2 = xp.vecdot(right, right)[..., None]  # (B, r, 1): |right_j|²
     nonzero = nv2 > 0.0
-    root = xp.sqrt(xp.sqrt(xp.where(nonzero, nv2, 1.0)))  # |right_j|^½
-    return left * xp.where(nonzero, root, 0.0), right * xp.where(nonzero, 1.0 / root, 0.0)
+    zero, one = xp.zeros_like(nv2), xp.ones_like(nv2)
+    root = xp.sqrt(xp.sqrt(xp.where(nonzero, nv2, one)))  # |right_j|^½
+    return left * xp.where(nonzero, root, zero), right * xp.where(nonzero, 1.0 / root, zero)
 
 
 def opt_on_bases(LU, LV, signs, *, xp):

@@ -42,8 +42,9 @@ def variance(s, *, xp):
     """The Frobenius variance Opt adds, ``S²/(k-1) - Σ_{i<=k} s_i²``, for ascending s (..., m)."""
     k = mixed_count(s, xp=xp)
     mixed = xp.arange(s.shape[-1], dtype=s.dtype, device=get_device(s)) < k
-    S = xp.sum(xp.where(mixed, s, 0.0), axis=-1)
-    return S * S / (k[..., 0] - 1.0) - xp.sum(xp.where(mixed, s * s, 0.0), axis=-1)
+    zero = xp.zeros_like(s)
+    S = xp.sum(xp.where(mixed, s, zero), axis=-1)
+    return S * S / (k[..., 0] - 1.0) - xp.sum(xp.where(mixed, s * s, zero), axis=-1)
 
 
 def opt(s, signs, *, xp):
@@ -75,8 +76,10 @@ def opt(s, signs, *, xp):
     S = xp.vecdot(s, mixed_f)[..., None]  # Σ_{i<=k} s_i                          (..., 1)
     positive = S > 0.0
     # 1 - d_i on the mixed set: 1 - (k-1) s_i / S, or 1/k each when S = 0 (all zero)
-    one_minus_d = xp.where(positive, 1.0 - k1 * s / xp.where(positive, S, 1.0), 1.0 / (k1 + 1.0))
-    v0 = xp.where(mixed, xp.sqrt(xp.maximum(one_minus_d, 0.0)), 0.0)  # unit on mixed, 0 kept
+    one_minus_d = xp.where(positive, 1.0 - k1 * s / xp.where(positive, S, xp.ones_like(S)),
+                           1.0 / (k1 + 1.0))
+    zero = xp.zeros_like(one_minus_d)
+    v0 = xp.where(mixed, xp.sqrt(xp.maximum(one_minus_d, zero)), zero)  # unit on mixed, 0 kept
     scale = xp.where(mixed, S / k1, s)  # (..., m)
 
     w = v0 + eye[0, :]  # e_1 + v0, |w|² = 2 + 2 v0_1 >= 2

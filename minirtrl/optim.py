@@ -48,5 +48,5 @@ def clip_by_norm(grads, max_norm, keys, *, xp):
     Branch-free (no host sync): the scale is ``min(1, max_norm / norm)``.
     """
     norm = global_norm(grads, keys, xp=xp)
-    scale = max_norm / xp.maximum(norm, xp.asarray(max_norm, dtype=norm.dtype))
+    scale = max_norm / xp.maximum(norm, xp.full_like(norm, max_norm))
     return {k: (g * scale if k in keys else g) for k, g in grads.items()}, norm

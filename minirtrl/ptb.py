@@ -85,9 +85,7 @@ def evaluate(cell, params, inputs, targets, mask, *, xp):
     for t in range(T):
         x = readout.one_hot(inputs[t, :], cell.n_in, xp=xp, dtype=V.dtype)  # (S, V)
         s, _ = rhn.step(cell, params, s, x, xp=xp)
-        logp = readout.log_softmax(readout.logits(V, s, xp=xp), xp=xp)  # (S, V)
-        y = readout.one_hot(targets[t, :], cell.n_out, xp=xp, dtype=V.dtype)
-        losses.append(-xp.sum(y * logp, axis=1) * mask[t, :])  # (S,) nats
+        losses.append(readout.loss(V, s, targets[t, :], mask[t, :], xp=xp))  # (S,) nats
     host = to_numpy(xp.stack([xp.stack(losses), mask]))  # (2, T, S): the one host read
     nats, count = np.sum(host, axis=(1, 2), dtype=np.float64)
     return float(nats) / LN2, float(count)
@@ -193,8 +191,8 @@ class TextTask:
         self.w = decay * self.w + (1.0 - decay)
 
     def figures(self):
-        """``{"train_bpc": …}`` once a step was observed (empty before)."""
-        return {"train_bpc": self.m / self.w} if self.w > 0 else {}
+        """``{"train_bpc": …}``; None (JSON null) before the first step."""
+        return {"train_bpc": self.m / self.w if self.w > 0 else None}
 
     def config(self):
         """Settings a resumed run must share: the data (vocabulary and content) and resets."""

@@ -33,6 +33,12 @@ def log_softmax(z, *, xp):
     return z - (m + xp.log(xp.sum(xp.exp(z - m), axis=1, keepdims=True)))
 
 
+def loss(V, s, y, mask, *, xp):
+    """Masked cross-entropy of one step, (B,) nats, without gradients (evaluation)."""
+    logp = log_softmax(logits(V, s, xp=xp), xp=xp)  # (B, n_out)
+    return -xp.sum(one_hot(y, V.shape[0], xp=xp, dtype=s.dtype) * logp, axis=1) * mask
+
+
 def loss_and_grad(V, s, y, mask, *, xp):
     """Masked cross-entropy of one step and its gradients.
 

@@ -100,6 +100,8 @@ class RHN:
         draws are made on the host from ``numpy.random.default_rng(seed)`` in the order
         W1, ..., WL, V, so a seed gives the same parameters on every backend.
         """
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, not {seed!r}")
         if isinstance(xp, str):
             xp, default_device = load(xp)
             device = default_device if device is None else device

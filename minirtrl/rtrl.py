@@ -9,14 +9,14 @@ Notation: ``G`` (B, n, 2n·k_l) is G^l with its last two axes (row i of W_l, col
 flattened, so ``H @ G`` is one batched product; ``PD`` = P_l D_l (B, n, 2n); ``a`` = a_l.
 
 Cost per step and sample: memory Σ_l n·2n·k_l = O(L n³); time O(n · n · 2n k_l) = O(n⁴)
-for ``H_t G`` (the immediate term a ⊗ PD adds one more pass over G: it is added to the
-product's (B, n, 2n, k_l) view in one broadcast expression, never kept as a dense F).
+for ``H_t G``. The immediate term a ⊗ PD costs two more passes over G: NumPy materialises
+the broadcast product a ⊗ PD (one temporary the size of G, freed at once) and adds it to
+the product's (B, n, 2n, k_l) view; no F is kept between steps.
 """
 
 from typing import NamedTuple
 
 from . import rhn
-from .influence import reset  # noqa: F401 - part of the method interface
 
 
 class State(NamedTuple):
@@ -41,8 +41,8 @@ def update(cell, params, state, layers, noise=None, *, xp):
     """``G^l <- H_t G^l + a_l ⊗ P_l D_l`` for every block (noise is ignored).
 
     One product ``H_t @ G^l`` per block; the immediate term is added to it in one
-    broadcast expression on its (B, n, 2n, k_l) view (one more pass over G, no dense
-    F_t^l kept). Cost O(B Σ_l n · n · 2n k_l).
+    broadcast expression on its (B, n, 2n, k_l) view (a temporary the size of G, then
+    the sum; F_t^l is not kept). Cost O(B Σ_l n · n · 2n k_l).
     """
     H, pds = rhn.influence_pieces(cell, params, layers, xp=xp)
     new = []

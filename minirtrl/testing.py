@@ -25,10 +25,8 @@ def sequence_loss(cell, params, xs, ys, mask=None, s0=None):
     total = 0.0
     for t in range(xs.shape[0]):
         s, _ = rhn.step(cell, params, s, xs[t, ...], xp=xp)
-        logp = readout.log_softmax(readout.logits(params["V"], s, xp=xp), xp=xp)
-        picked = np.take_along_axis(logp, ys[t, :, None], axis=1)[:, 0]
-        w = 1.0 if mask is None else mask[t, :]
-        total -= float(np.sum(picked * w))
+        w = xp.ones(xs.shape[1], dtype=xs.dtype) if mask is None else mask[t, :]
+        total += float(xp.sum(readout.loss(params["V"], s, ys[t, :], w, xp=xp)))
     return total
 
 

@@ -44,7 +44,7 @@ Checkpoints (``.npz``, ``allow_pickle=False``): ``W1``..``WL``, ``V``; ``adam/m/
 another backend.
 
 Host and device: a step's batch is built in NumPy and moved with one ``xp.asarray`` (inputs,
-targets, mask and keep packed in one array); the only host read per step is the one 0-d
+targets, mask and keep packed in one array); the only host read per step is one 3-element
 stack (loss, gradient norms) that the curriculum and the non-finite guard need.
 
 Notation: ``s`` s_t (B, n); ``est`` the influence method's state (its estimate of G_t);
@@ -52,7 +52,6 @@ Notation: ``s`` s_t (B, n); ``est`` the influence method's state (its estimate o
 ``B`` streams. Cost per step: that of the method (see ``minirtrl``) plus O(B n_in) host work.
 """
 
-import argparse
 import json
 import math
 import os
@@ -66,10 +65,10 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from . import bptt, readout, rhn
-from .api import METHODS, RANKED, influence_method
+from . import bptt, rhn
+from .api import METHODS, RANKED, influence_method, influence_step
 from .backends import NAMES, BackendError, dtype_of, load, to_numpy
-from .cli import Parser, positive
+from .cli import Parser, nonnegative, nonnegative_float, positive, positive_float, real
 from .influence import reset
 from .optim import AdamState, adam_init, adam_step, clip_by_norm, global_norm
 from .rng import draw_signs
@@ -142,25 +141,6 @@ class Failure(Exception):
 
 
 # ---- command line -----------------------------------------------------------------------
-def _number(kind, low, strict, name):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {name}, not {text!r}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"expected {name}, not {text!r}")
-        if low is not None and (value <= low if strict else value < low):
-            raise argparse.ArgumentTypeError(f"expected {name}, not {text!r}")
-        return value
-
-    return parse
-
-
-nonnegative = _number(int, 0, False, "an integer >= 0")
-positive_float = _number(float, 0.0, True, "a number > 0")
-nonnegative_float = _number(float, 0.0, False, "a number >= 0")
-real = _number(float, None, False, "a finite number")
 
 
 def make_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, steps, truncation=50):
@@ -346,11 +326,8 @@ def online_step(setup, now, packed, noise, resets=True):
     s, est = now.s, now.est
     if resets:
         s, est = s * keep[:, None], reset(est, keep)
-    s, layers = rhn.step(cell, now.params, s, x, xp=xp)
-    loss, dV, c = readout.loss_and_grad(now.params["V"], s, y, mask, xp=xp)
-    est = setup.module.update(cell, now.params, est, layers, noise, xp=xp)
-    grads = setup.module.grads(cell, est, c, xp=xp)
-    grads["V"] = dV
+    s, est, loss, grads = influence_step(setup.module, cell, now.params, s, est, x, y, mask, noise,
+                                         xp=xp)
     return loss, grads, est, s
 
 

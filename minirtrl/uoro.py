@@ -44,7 +44,6 @@ no pass. Memory n + Σ_l 2n k_l.
 from typing import NamedTuple
 
 from . import rhn
-from .influence import reset  # noqa: F401 - part of the method interface
 
 
 class State(NamedTuple):
@@ -108,7 +107,8 @@ def sq_norm(x, *, xp):
 def ratio_sqrt(sq_num, sq_den, *, xp):
     """``sqrt(num / den)`` from the squares of two norms where both are > 0, else 1."""
     ok = (sq_num > 0) & (sq_den > 0)
-    return xp.sqrt(xp.sqrt(xp.where(ok, sq_num, 1.0) / xp.where(ok, sq_den, 1.0)))
+    one = xp.ones_like(sq_num)
+    return xp.sqrt(xp.sqrt(xp.where(ok, sq_num, one) / xp.where(ok, sq_den, one)))
 
 
 def grads(cell, state, c, *, xp):

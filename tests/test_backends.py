@@ -62,6 +62,28 @@ def test_strict_results_stay_on_their_device():
     assert loss.device == dev and all(g.device == dev for g in grads.values())
     G = minirtrl.exact_influence(cell, params, args[0])
     assert all(g.device == dev for g in G.values())
+    clipped, norm = minirtrl.clip_by_norm(grads, 1e-3, cell.blocks, xp=strict)
+    new, _ = minirtrl.adam_step(params, clipped, minirtrl.adam_init(params, xp=strict), lr=0.1, xp=strict)
+    assert norm.device == dev and all(v.device == dev for v in [*clipped.values(), *new.values()])
+
+
+@pytest.mark.parametrize("method, rank", [("uoro", None), ("kf", None), ("kf-avg", 2), ("ok", 2)])
+def test_estimators_need_only_the_2023_12_standard(method, rank):
+    """No Python scalars where the 2023.12 standard wants arrays (e.g. in ``where``)."""
+    strict = pytest.importorskip("array_api_strict")
+    cell, xs, ys, mask = problem()
+    p_np = cell.init(0, xp="numpy", init_scale=0.5)
+    _, expected = minirtrl.sequence_gradient(method, cell, p_np, xs, ys, mask, rank=rank, seed=3)
+    saved = strict.get_array_api_strict_flags()
+    strict.set_array_api_strict_flags(api_version="2023.12")
+    try:
+        params = {k: strict.asarray(v) for k, v in p_np.items()}
+        args = [strict.asarray(a) for a in (xs, ys, mask)]
+        _, grads = minirtrl.sequence_gradient(method, cell, params, *args, rank=rank, seed=3)
+    finally:
+        strict.set_array_api_strict_flags(**saved)
+    for k in grads:
+        assert_close(grads[k], expected[k], rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.parametrize("method", EXACT)

@@ -67,3 +67,26 @@ def test_mixed_array_libraries():
         grad(p={**params, "V": strict.asarray(params["V"])})
     with pytest.raises(TypeError, match="xs"):
         minirtrl.exact_influence(cell, params, sx)
+
+
+def test_narrow_integer_targets_give_the_same_loss():
+    wide = minirtrl.RHN(n_in=3, n_hidden=4, n_out=300)
+    p = wide.init(0, init_scale=0.5)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2, 3))
+    y = rng.integers(0, 256, size=(3, 2))
+    expected = minirtrl.sequence_gradient("rtrl", wide, p, x, y)
+    for dtype in (np.uint8, np.int16, np.uint16):
+        loss, grads = minirtrl.sequence_gradient("rtrl", wide, p, x, y.astype(dtype))
+        assert float(loss) == float(expected[0])
+        np.testing.assert_array_equal(grads["V"], expected[1]["V"])
+
+
+def test_bad_seed_and_backend_name():
+    for seed in (-1, 1.5, "0"):
+        with pytest.raises(ValueError, match="seed"):
+            grad(method="kf", seed=seed)
+        with pytest.raises(ValueError, match="seed"):
+            cell.init(seed)
+    with pytest.raises(ValueError, match="backend 'jax'"):
+        cell.init(0, xp="jax")

@@ -11,7 +11,7 @@ from minirtrl import noise
 
 
 def test_exact_rtrl_measured_as_an_estimator_has_zero_error():
-    res = noise.measure("rtrl", n=6, steps=5, report={2, 5}, samples=3, xp=np)
+    res = noise.measure("rtrl", n=6, report={2, 5}, samples=3, xp=np)
     for t in (2, 5):
         for kind in ("influence", "gradient"):
             mean, se = res[t][kind]
@@ -31,7 +31,7 @@ def test_error_of_a_known_perturbation(monkeypatch):
 
     real = noise.influence_method
     monkeypatch.setattr(noise, "influence_method", lambda m: Scaled() if m == "scaled" else real(m))
-    res = noise.measure("scaled", n=5, steps=4, report={4}, samples=2, xp=np)
+    res = noise.measure("scaled", n=5, report={4}, samples=2, xp=np)
     for kind in ("influence", "gradient"):
         assert res[4][kind][0] == pytest.approx(0.01, rel=1e-9)
 
@@ -40,7 +40,7 @@ def test_noise_ordering_n32():
     """papers.md §7.3: UORO ≫ KF-RTRL > 8-OK, and 8-OK < 8-KF-avg (n=32, depth 1, t=50)."""
     err = {}
     for algo in ("uoro", "kf", "ok", "kf-avg"):
-        res = noise.measure(algo, n=32, steps=50, report={50}, samples=24, rank=8, seed=3, xp=np)
+        res = noise.measure(algo, n=32, report={50}, samples=24, rank=8, seed=3, xp=np)
         err[algo] = res[50]["gradient"]
     for worse, better in (("uoro", "kf"), ("kf", "ok"), ("kf-avg", "ok")):
         (m_w, se_w), (m_b, se_b) = err[worse], err[better]
@@ -71,7 +71,8 @@ def test_plot_needs_matplotlib(tmp_path):
         assert out.returncode == 0 and png.stat().st_size > 0
 
 
-@pytest.mark.parametrize("argv", [["--algo", "sgd"], ["--samples", "0"], ["--backend", "jax"]])
+@pytest.mark.parametrize("argv", [["--algo", "sgd"], ["--samples", "1"], ["--backend", "jax"], ["--seed", "-1"],
+                                  ["--init-scale", "nan"], ["--json", "/no/such/dir/x.json"]])
 def test_bad_arguments(argv):
     out = subprocess.run([sys.executable, "-m", "minirtrl.noise", *argv], capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1

@@ -14,6 +14,7 @@ import pytest
 import minirtrl
 from minirtrl import influence, ok, opt, rhn, rtrl
 from minirtrl.backends import load, to_numpy
+from minirtrl.influence import reset
 from minirtrl.rng import draw_signs
 from minirtrl.testing import random_problem
 
@@ -444,7 +445,7 @@ def test_long_run_with_reset_stays_finite(dtype):
     keep = NPX.asarray([1.0, 0.0, 1.0], dtype=dt)
     for t in range(200):
         if t == 100:
-            s, state = s * keep[:, None], ok.reset(state, keep)
+            s, state = s * keep[:, None], reset(state, keep)
             assert all(np.all(x[1] == 0) for x in state.u + state.A)
         x = NPX.asarray(rng.standard_normal((B, cell.n_in)), dtype=dt)
         s, layers = rhn.step(cell, params, s, x, xp=NPX)

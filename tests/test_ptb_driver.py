@@ -430,3 +430,12 @@ def test_real_ptb_three_steps_and_a_full_evaluation(tmp_path, capsys):
     assert last["final"] and last["step"] == 3 and last["data"] == 12
     for key in ("valid_bpc", "test_bpc"):
         assert abs(last[key] - math.log2(50)) < 0.05  # essentially untrained
+
+
+def test_every_log_line_has_train_bpc_even_before_the_first_step(tmp_path):
+    data, log = write_raw(tmp_path / "data"), tmp_path / "log.jsonl"
+    assert run("--data", data, "--format", "raw", "--hidden", 4, "--batch", 2, "--algo", "kf",
+               "--steps", 0, "--log", log, *QUIET) == 0
+    (last,) = read_log(log)
+    assert last["final"] and "train_bpc" in last and last["train_bpc"] is None
+    assert last["valid_bpc"] > 0 and last["test_bpc"] > 0
