@@ -1,7 +1,8 @@
 """What every influence method (exact RTRL and its estimators) provides.
 
 An influence method keeps, per sample, an estimate of ``G_t^l = ds_t/dW_l`` for every
-recurrent block and exposes five functions (module-level, so a method is a module):
+recurrent block and exposes these module-level functions (so a method is a module), plus
+``reset`` (re-exported from here):
 
     init(cell, batch, *, rank, xp, dtype, device) -> state      zero influence
     noise_shapes(cell, batch, rank) -> {name: shape}            random signs one step needs

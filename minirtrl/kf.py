@@ -44,6 +44,7 @@ from typing import NamedTuple
 
 from . import rhn
 from .influence import apply_left, dense_from_factors, grads_from_factors
+from .influence import reset  # noqa: F401 - part of the method interface
 
 
 class State(NamedTuple):

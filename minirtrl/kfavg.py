@@ -16,6 +16,7 @@ Cost per step and sample: O(L n³) for H_t and P_l D_l, plus O(r L n³) for the 
 import operator
 
 from .kf import State, chain_noise_shapes, grads, influence, init_chains, update  # noqa: F401
+from .influence import reset  # noqa: F401 - part of the method interface
 
 
 def init(cell, batch, *, rank=None, xp, dtype, device=None):

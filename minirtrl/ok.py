@@ -40,6 +40,7 @@ from typing import NamedTuple
 from . import opt, rhn
 from ._compat import get_device
 from .influence import apply_left, dense_from_factors, grads_from_factors
+from .influence import reset  # noqa: F401 - part of the method interface
 
 FORMS = ("gram", "qr")
 #: Gram eigenvalues below GRAM_RTOL·(r+1)·eps·λ_max are treated as zero (rank deficiency).

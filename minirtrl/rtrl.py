@@ -17,6 +17,7 @@ the product's (B, n, 2n, k_l) view; no F is kept between steps.
 from typing import NamedTuple
 
 from . import rhn
+from .influence import reset  # noqa: F401 - part of the method interface
 
 
 class State(NamedTuple):

@@ -44,6 +44,7 @@ no pass. Memory n + Σ_l 2n k_l.
 from typing import NamedTuple
 
 from . import rhn
+from .influence import reset  # noqa: F401 - part of the method interface
 
 
 class State(NamedTuple):
