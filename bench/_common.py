@@ -371,3 +371,16 @@ def parse_list(values, kind=str):
 
 def resolve_dtype(xp, name):
     return dtype_of(xp, name)
+
+
+def pyplot():
+    """``matplotlib.pyplot`` with the file-only Agg backend, or None (with a note) if missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install 'minirtrl[plot]')")
+        return None
+    return plt

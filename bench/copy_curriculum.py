@@ -22,6 +22,8 @@ import sys
 
 from minirtrl.copy import main as copy_main
 
+from _common import pyplot
+
 DEFAULT_RUNS = "bptt:10,bptt:50,uoro,kf,kf-avg,ok"
 
 
@@ -95,13 +97,8 @@ def from_log(label, log):
 
 
 def plot(results, path, title):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install 'minirtrl[plot]')")
+    plt = pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in results:

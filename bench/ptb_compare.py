@@ -50,6 +50,8 @@ from minirtrl.ptb import evaluate
 from minirtrl.ptb import main as ptb_main
 from minirtrl.rhn import RHN
 
+from _common import pyplot
+
 DEFAULT_RUNS = "bptt:25,kf,ok:8"
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -217,13 +219,8 @@ def run_one(label, algo, K, rank, args, rate, eval_s):
 
 
 def plot(results, path, title):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install 'minirtrl[plot]')")
+    plt = pyplot()
+    if plt is None:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for r in results:
