@@ -1,4 +1,4 @@
-"""minirtrl: exact and approximate Real-Time Recurrent Learning for Recurrent Highway Networks.
+"""minirtrl: exact and approximate Real-Time Recurrent Learning for recurrent networks.
 
 One array-API-generic core (NumPy, CuPy, PyTorch, array-api-strict) with every Jacobian
 written by hand:
@@ -11,18 +11,22 @@ written by hand:
     ok       r-OK, r Kronecker products per block        r Σ_l (k_l + 2n²)    O(r L n³)
     kf-avg   mean of r independent KF-RTRL estimates    r Σ_l (k_l + 2n²)    O(r L n³)
 
-Shapes in docstrings and comments use: B batch, T time, n hidden units, L depth,
-k_l = length of a_l (n_in+n+1 for l = 1, else n+1), r rank.
+(figures for a depth-L RHN.) Shapes in docstrings and comments use: B batch, T time,
+n hidden units, L depth, k_l = length of a_l (n_in+n+1 for l = 1, else n+1), m_l rows of
+block l (2n for the RHN), r rank. The equations: ``docs/algorithms.md``.
 
     >>> import minirtrl
     >>> cell = minirtrl.RHN(n_in=4, n_hidden=8, n_out=4, depth=2)
     >>> params = cell.init(0, xp="numpy", dtype="float64")
     >>> # loss, grads = minirtrl.sequence_gradient("rtrl", cell, params, xs, ys)
+
+The core is this package without ``drivers/`` (the command-line tools).
 """
 
-from .api import METHODS, exact_influence, sequence_gradient
-from .optim import AdamState, adam_init, adam_step, clip_by_norm, global_norm
-from .rhn import RHN
+from .adam import AdamState, adam_init, adam_step, clip_by_norm, global_norm
+from .api import exact_influence, sequence_gradient
+from .cells import RHN
+from .methods import METHODS
 
 __version__ = "0.1.0"
 

@@ -1,30 +1,17 @@
-"""The public entry points of SPEC §3: ``sequence_gradient`` and ``exact_influence``.
+"""The public entry points ``sequence_gradient`` and ``exact_influence``.
 
 Both find the array namespace from their arguments (array type in = array type out),
 check every argument with an error that names it, and then run a method over a
 sequence from the zero state with the parameters held fixed.
 """
 
-import importlib
-import operator
-
 import numpy as np
 
-from . import bptt, readout, rhn
+from . import _checks, bptt, readout
 from ._compat import array_namespace, get_device
+from .cells import Cell
+from .methods import METHODS, check_method, check_rank, influence_method
 from .rng import draw_signs
-
-#: method name -> module implementing the influence interface (``minirtrl.influence``)
-INFLUENCE_MODULES = {"rtrl": "rtrl", "uoro": "uoro", "kf": "kf", "ok": "ok", "kf-avg": "kfavg"}
-METHODS = ("bptt",) + tuple(INFLUENCE_MODULES)
-RANKED = ("ok", "kf-avg")
-
-
-def influence_method(name):
-    """The module implementing influence method ``name`` (``"rtrl"``, ``"kf"``, ...)."""
-    if name not in INFLUENCE_MODULES:
-        raise ValueError(f"method must be one of {', '.join(INFLUENCE_MODULES)}, not {name!r}")
-    return importlib.import_module(f".{INFLUENCE_MODULES[name]}", __package__)
 
 
 # ---- argument checks --------------------------------------------------------------
@@ -40,8 +27,8 @@ def _namespace(name, arrays, xp=None):
 
 def check_params(cell, params):
     """Check keys, shapes and dtypes of ``params``; return its namespace."""
-    if not isinstance(cell, rhn.RHN):
-        raise TypeError(f"cell must be a minirtrl.RHN, not {type(cell).__name__}")
+    if not isinstance(cell, Cell):
+        raise TypeError(f"cell must be a minirtrl cell such as minirtrl.RHN, not {type(cell).__name__}")
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict of arrays, not {type(params).__name__}")
     expected = cell.shapes()
@@ -90,27 +77,6 @@ def check_sequence(cell, params, xs, ys=None, mask=None):
     return xp, xs, ys, mask
 
 
-def check_seed(seed):
-    """A seed must be an integer >= 0 (what ``numpy.random.default_rng`` takes)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, not {seed!r}")
-
-
-def check_rank(method, rank):
-    """The rank a method runs with (1 when ``rank`` is None), or an error naming ``rank``."""
-    if rank is None:
-        return 1
-    if method not in RANKED:
-        raise ValueError(f"rank applies only to methods {', '.join(RANKED)}, not {method!r}")
-    try:
-        r = operator.index(rank)
-    except TypeError:
-        raise TypeError(f"rank must be an integer, not {type(rank).__name__}") from None
-    if r < 1:
-        raise ValueError(f"rank must be >= 1, not {r}")
-    return r
-
-
 # ---- running a method over a sequence ----------------------------------------------
 def influence_step(module, cell, params, s, state, x, y, mask, noise, *, xp):
     """One online step of an influence method (the body of every RTRL-family loop).
@@ -120,8 +86,8 @@ def influence_step(module, cell, params, s, state, x, y, mask, noise, *, xp):
     ``(s_t, state_t, loss_t (B,), grads)`` with ``grads`` = c_t·G_t per block plus the
     exact readout gradient ``"V"``, summed over the batch.
     """
-    s, layers = rhn.step(cell, params, s, x, xp=xp)
-    state = module.update(cell, params, state, layers, noise, xp=xp)
+    s, cache = cell.step(params, s, x, xp=xp)
+    state = module.update(cell, params, state, cache, noise, xp=xp)
     loss, dV, c = readout.loss_and_grad(params["V"], s, y, mask, xp=xp)
     grads = module.grads(cell, state, c, xp=xp)
     grads["V"] = dV
@@ -131,21 +97,22 @@ def influence_step(module, cell, params, s, state, x, y, mask, noise, *, xp):
 def run_influence(method, cell, params, xs, ys=None, mask=None, *, seed=0, rank=1, xp):
     """Run an influence method over a sequence; return ``(loss (B,), grads, state)``.
 
-    Arguments are assumed checked. With ``ys=None`` no loss or gradient is computed.
+    Arguments are assumed checked. With ``ys=None`` only the influence is computed
+    (``loss`` and ``grads`` are None).
     """
     module = influence_method(method)
     T, B = xs.shape[0], xs.shape[1]
     dtype, device = params["V"].dtype, get_device(xs)
     rng = np.random.default_rng(seed)
     shapes = module.noise_shapes(cell, B, rank)
-    state = module.init(cell, B, rank=rank, xp=xp, dtype=dtype, device=device)
+    state = module.init(cell, B, rank, xp=xp, dtype=dtype, device=device)
     s = xp.zeros((B, cell.n_hidden), dtype=dtype, device=device)
     loss, grads = None, None
     for t in range(T):
         noise = draw_signs(rng, shapes, xp=xp, dtype=dtype, device=device)
         if ys is None:  # influence only
-            s, layers = rhn.step(cell, params, s, xs[t, ...], xp=xp)
-            state = module.update(cell, params, state, layers, noise, xp=xp)
+            s, cache = cell.step(params, s, xs[t, ...], xp=xp)
+            state = module.update(cell, params, state, cache, noise, xp=xp)
             continue
         s, state, l_t, g = influence_step(
             module, cell, params, s, state, xs[t, ...], ys[t, :], mask[t, :], noise, xp=xp
@@ -161,7 +128,7 @@ def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=N
     Parameters
     ----------
     method : one of ``"bptt", "rtrl", "uoro", "kf", "ok", "kf-avg"``.
-    cell : ``RHN``; params : dict of arrays (SPEC §1).
+    cell : a cell (``RHN``); params : dict of arrays with the keys of ``cell.shapes()``.
     xs : (T, B, n_in) real; ys : (T, B) integers in [0, n_out); mask : (T, B) 0/1 or None.
     seed : seeds the random signs of the estimators (ignored by exact methods).
     rank : r for ``ok`` and ``kf-avg`` (default 1); an error for the other methods.
@@ -173,16 +140,14 @@ def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=N
     grads : dict with the keys of ``params``: exact for ``rtrl`` and untruncated ``bptt``,
         one unbiased random estimate (given ``seed``) for the others.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    check_seed(seed)
+    check_method(method)
+    seed = _checks.seed(seed)
     r = check_rank(method, rank)
-    xp, xs, ys, mask = check_sequence(cell, params, xs, ys, mask)
     if truncation is not None:
         if method != "bptt":
             raise ValueError(f"truncation applies only to method 'bptt', not {method!r}")
-        if isinstance(truncation, bool) or not isinstance(truncation, int) or truncation < 1:
-            raise ValueError(f"truncation must be an integer >= 1, not {truncation!r}")
+        truncation = _checks.integer("truncation", truncation, 1, type_error=ValueError)
+    xp, xs, ys, mask = check_sequence(cell, params, xs, ys, mask)
     if method == "bptt":
         loss, grads = bptt.gradient(cell, params, xs, ys, mask, xp=xp, truncation=truncation)
     else:
@@ -191,11 +156,10 @@ def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=N
 
 
 def exact_influence(cell, params, xs):
-    """``{"W1": G^1, ...}``, each (B, n, 2n, k_l): ds_T/dW_l after the last step of ``xs``."""
+    """``{"W1": G^1, ...}``, each (B, n, m_l, k_l): ds_T/dW_l after the last step of ``xs``."""
     xp, xs, _, _ = check_sequence(cell, params, xs)
-    module = influence_method("rtrl")
     _, _, state = run_influence("rtrl", cell, params, xs, xp=xp)
-    return module.influence(cell, state, xp=xp)
+    return influence_method("rtrl").influence(cell, state, xp=xp)
 
 
-__all__ = ["METHODS", "sequence_gradient", "exact_influence", "influence_method"]
+__all__ = ["METHODS", "sequence_gradient", "exact_influence"]

@@ -7,8 +7,6 @@ and saving. Nothing here is imported at ``import minirtrl`` time except this mod
 own code; each backend module is imported only when asked for.
 """
 
-import importlib
-
 import numpy as np
 
 from ._compat import array_namespace, get_device, is_array_api_strict_namespace, to_device
@@ -45,9 +43,8 @@ def load(name):
     """
     if name not in NAMES:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
-    module = {"array_api_strict": "array_api_strict"}.get(name, name)
     try:
-        mod = importlib.import_module(module)
+        mod = _import(name)
     except ImportError:
         extra = EXTRA[name]
         raise BackendError(
@@ -57,6 +54,23 @@ def load(name):
         _probe_cupy(mod)
     x = mod.empty(0)
     return array_namespace(x), get_device(x)
+
+
+def _import(name):
+    """The module of backend ``name`` (imported only now, when it is asked for)."""
+    if name == "numpy":
+        return np
+    if name == "cupy":
+        import cupy
+
+        return cupy
+    if name == "torch":
+        import torch
+
+        return torch
+    import array_api_strict
+
+    return array_api_strict
 
 
 def to_numpy(x):

@@ -1,15 +1,16 @@
-"""Backpropagation through time, whole window or truncated (TBPTT).
+"""Backpropagation through time, whole window or truncated (TBPTT), for any cell of
+``minirtrl.cells``. ``docs/algorithms.md``, eq. (11).
 
 The oracle the RTRL family is checked against, and the baseline it is compared with.
 The sequence is cut into windows of ``truncation`` steps (one window when it is None);
 the state is carried from one window to the next, but no gradient crosses a window
 boundary. Within a window every step's loss is back-propagated to the window start.
 
-Cost: memory O(K B L n) activations for a window of K steps; time O(B L n²) per step
-forward and the same backward.
+Cost: memory O(K B L n) activations (the caches) for a window of K steps; time O(B L n²)
+per step forward and the same backward (for the RHN).
 """
 
-from . import readout, rhn
+from . import readout
 from ._compat import get_device
 
 
@@ -30,19 +31,19 @@ def window_gradient(cell, params, s0, xs, ys, mask, *, xp, keep=None):
     for t in range(xs.shape[0]):
         if keep is not None:
             s = s * keep[t, :][:, None]
-        s, layers = rhn.step(cell, params, s, xs[t, ...], xp=xp)
+        s, cache = cell.step(params, s, xs[t, ...], xp=xp)
         l_t, dV_t, c_t = readout.loss_and_grad(params["V"], s, ys[t, :], mask[t, :], xp=xp)
         loss = l_t if loss is None else loss + l_t
         grads_V = dV_t if grads_V is None else grads_V + dV_t
-        tape.append((layers, c_t))
+        tape.append((cache, c_t))
     grads = {}
     g = None
     for t in range(len(tape) - 1, -1, -1):
-        layers, c_t = tape[t]
+        cache, c_t = tape[t]
         g = c_t if g is None else g + c_t
-        g, dzs = rhn.vjp_step(cell, params, layers, g, xp=xp)
-        for name, dz, layer in zip(cell.blocks, dzs, layers):
-            dW = xp.matrix_transpose(dz) @ layer.a  # (2n, k_l)
+        g, dzs = cell.vjp(params, cache, g, xp=xp)
+        for name, dz, layer in zip(cell.blocks, dzs, cache):
+            dW = xp.matrix_transpose(dz) @ layer.a  # (m_l, k_l)
             grads[name] = grads[name] + dW if name in grads else dW
         if keep is not None:
             g = g * keep[t, :][:, None]

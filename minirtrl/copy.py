@@ -1,41 +1,9 @@
 # Run only as `python -m minirtrl.copy`: run as a file it would shadow the stdlib `copy` module.
-"""``python -m minirtrl.copy``: string memorisation (copy) with a curriculum (SPEC §4).
-
-Trains a depth-L RHN fully online (one Adam step per character, B streams) on the copy
-task of the OK reference code (``minirtrl.copytask``) and reports the curriculum level
-``T`` (the copy distance is T+1 characters) and the running error ``bits`` against the
-characters seen. Reference (papers.md §7.1): n=128, ``ok`` rank 16, batch 16,
-lr 10^-3.5 reaches T ≈ 34 after 1M steps and ≈ 42 after 2M steps.
-
-    python -m minirtrl.copy --algo kf --hidden 64 --steps 100000 --log copy.jsonl
-"""
+"""``python -m minirtrl.copy``: the copy task with a curriculum (the command is ``minirtrl.drivers.copy``)."""
 
 import sys
 
-from . import train
-from .copytask import CopyTask
-
-DESCRIPTION = (
-    "Copy task with a curriculum (SPEC §4): learn to repeat a random bit string after a "
-    "blank gap, online, while the string length T_ grows whenever the running error drops "
-    "below 0.15 bits per character."
-)
-
-
-def make_parser():
-    return train.make_parser(
-        "python -m minirtrl.copy", DESCRIPTION,
-        algo="ok", hidden=128, batch=16, lr=10**-3.5, rank=16, clip=16.0, steps=2_000_000,
-    )
-
-
-def main(argv=None):
-    """Run the copy driver with the command-line arguments ``argv``; returns the exit status."""
-    args = train.parse(make_parser(), argv)
-    if isinstance(args, int):
-        return args
-    return train.run(args, CopyTask(args.batch), prog="minirtrl.copy")
-
+from .drivers.copy import main
 
 if __name__ == "__main__":
     sys.exit(main())

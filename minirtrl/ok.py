@@ -1,57 +1,58 @@
-"""r-OK: the optimal Kronecker-sum approximation of RTRL (Benzing et al. 2019).
+"""r-OK: the optimal Kronecker-sum approximation of RTRL (Benzing, Gauy, Mujika, Martinsson
+& Steger 2019, "Optimal Kronecker-Sum Approximation of Real Time Recurrent Learning",
+Algorithms 1-3). ``docs/algorithms.md``, eqs. (14)-(16).
 
 Per block l the influence is kept as r Kronecker products, ``G^l ≈ Σ_i u_i ⊗ A_i``, and
-one step (Algorithms 1-3 of the paper, papers.md §6) is
+one step (the paper's Algorithm 1 with the reduction of its Algorithms 2 and 3) is
 
     A_i <- H_t A_i                                    (all r terms in one batched product)
-    Ĝ    = Σ_i u_i ⊗ A_i + a_l ⊗ (P_l D_l)            (r+1 terms: the exact one-step target)
+    Ĝ    = Σ_i u_i ⊗ A_i + a_l ⊗ M_l                  (r+1 terms: the exact one-step target)
     U = L_U Ũ,  V = L_V Ṽ                             (orthonormal rows Ũ, Ṽ; (r+1)×(r+1) L's)
     C    = L_U^T L_V = P Σ Q^T                         (SVD of the small coefficient matrix)
     (u_i, A_i)_{i<=r} <- Opt(Σ) mapped back through P, Q, Ũ, Ṽ   (minimum-variance, unbiased)
 
 so that E[new estimate] = H_t G_{t-1} + F_t exactly, with per-step variance
-S²/(k-1) - Σ_{i<=k} s_i² (see ``opt``). Two orthogonalisations give the same result:
-``form="qr"`` (``step_qr``, the readable reference: xp.linalg.qr of the stacked factors)
-and ``form="gram"`` (``step_gram``, default and fast): one batched eigh of the two
-(r+1)×(r+1) Gram matrices U U^T, V V^T (small eigenvalues dropped: the rank-deficiency
-guard), so that the operations on the big factors are three matrix products -- H A for
-all terms, the Gram block of the vec H A_i (plus a thin product for its border with
-vec P_l D_l) and the new factors MV V (coefficient matrix times the stacked old factors)
--- and one copy, the stacking V = [H A; P_l D_l].
-Random signs: one per singular direction, sample and block (``noise``).
+S²/(k-1) - Σ_{i<=k} s_i² (see ``opt``). ``M_l`` is the cell's right immediate factor
+(P_l D_l for a depth-L RHN). Random signs: one per singular direction, sample and block.
 
-Notation (code -> paper / SPEC §1):
+The orthogonalisation has two forms with the same result up to roundoff (``FORMS``):
+
+    form    step         how U = L_U Ũ, V = L_V Ṽ are found
+    "qr"    step_qr      xp.linalg.qr of the stacked factors: the readable reference
+    "gram"  step_gram    one batched eigh of the Grams U U^T, V V^T (default, fast): every
+                         operation on the big factors is a matrix product (H A for all
+                         terms, the Gram block of the vec H A_i and its border with vec M_l,
+                         the new factors MV V) plus one copy, the stacking V = [H A; M_l]
+
+The symbols P, s, V, L, K below are the OK paper's: P the left singular vectors, s the
+singular values, V the stacked right factors, L the triangular (or Gram) factors and k
+the size of Opt's mixed set. They are not the RHN's P_l, the readout V, the depth L or a
+bptt window K.
+
+Notation (code -> paper):
 
     u  (B, r, k_l)       u_i        left factors;   U (B, r+1, k_l) = [u_1..u_r; a_l]
-    A  (B, r, n, 2n)     A_i        right factors;  V (B, r+1, 2n²) = [vec H A_i; vec P_l D_l]
+    A  (B, r, n, m_l)    A_i        right factors;  V (B, r+1, n m_l) = [vec H A_i; vec M_l]
     L, Y / W             L, Ũ       X = L Y, Y orthonormal rows (QR: Y = Q^T; Gram: Y = W X)
     C, P, s, Qh, f       C, P, σ, Q^T   SVD of the coefficient matrix, s ascending; f the
                                         canonical sign of each singular pair
     left, right          Opt output: coefficient rows on the singular directions
     MU, MV (B, r, r+1)   the new factors on the stacked old ones: u <- MU U, A <- MV V
 
-Cost per step, sample and block (N = 2n²): O(r n³) for H A (the dominant term),
+Cost per step, sample and block (N = n m_l): O(r n² m_l) for H A (the dominant term),
 O(r² (k_l + N)) for the Gram matrices and the final coefficient products, O(r³) for eigh
 and SVD. Memory O(r (k_l + N)). Needs the array API ``linalg`` extension.
 """
 
-from typing import NamedTuple
-
-from . import opt, rhn
+from . import opt
 from ._compat import get_device
-from .influence import apply_left, dense_from_factors, grads_from_factors
-from .influence import reset  # noqa: F401 - part of the method interface
+from .guard import divide_where
+from .kronecker import State, apply_left, dense_from_factors, grads_from_factors, zero_factors
 
-FORMS = ("gram", "qr")
 #: Gram eigenvalues below GRAM_RTOL·(r+1)·eps·λ_max are treated as zero (rank deficiency).
 GRAM_RTOL = 10.0
 #: singular values of C below SVD_RTOL·(r+1)·eps·σ_max are treated as exactly zero.
 SVD_RTOL = 10.0
-
-
-class State(NamedTuple):
-    u: tuple  # per block: (B, r, k_l)
-    A: tuple  # per block: (B, r, n, 2n)
 
 
 def _require_linalg(xp):
@@ -62,24 +63,15 @@ def _require_linalg(xp):
         )
 
 
-def _rank(rank):
-    return 1 if rank is None else rank
-
-
-def init(cell, batch, *, rank=1, xp, dtype, device=None):
-    """Zero factors: ``u`` (B, r, k_l) and ``A`` (B, r, n, 2n) per block."""
+def init(cell, batch, rank=1, *, xp, dtype, device=None):
+    """Zero factors: ``u`` (B, r, k_l) and ``A`` (B, r, n, m_l) per block."""
     _require_linalg(xp)
-    r, n = _rank(rank), cell.n_hidden
-    blocks = range(1, cell.depth + 1)
-    return State(
-        tuple(xp.zeros((batch, r, cell.width(l)), dtype=dtype, device=device) for l in blocks),
-        tuple(xp.zeros((batch, r, n, 2 * n), dtype=dtype, device=device) for l in blocks),
-    )
+    return zero_factors(cell, batch, rank, xp=xp, dtype=dtype, device=device)
 
 
 def noise_shapes(cell, batch, rank=1):
-    """One ±1 sign per singular direction (r+1), sample and block."""
-    return {name: (batch, _rank(rank) + 1) for name in cell.blocks}
+    """One ±1 sign per singular direction (r+1), sample and block: ``{"W1": (B, r+1), ...}``."""
+    return {name: (batch, rank + 1) for name in cell.blocks}
 
 
 # ---- orthogonalisation: X (B, m, N) = L Y with orthonormal rows Y --------------------
@@ -112,9 +104,9 @@ def bases_from_grams(*grams, xp):
     lam, E = xp.linalg.eigh(xp.concat(grams, axis=0))  # (G·B, m), (G·B, m, m)
     rtol = GRAM_RTOL * m * xp.finfo(lam.dtype).eps
     keep = lam > rtol * xp.max(lam, axis=-1, keepdims=True)
-    zero, one = xp.zeros_like(lam), xp.ones_like(lam)
+    zero = xp.zeros_like(lam)
     root = xp.sqrt(xp.where(keep, lam, zero))  # √λ, 0 where dropped
-    inv = xp.where(keep, 1.0 / xp.where(keep, root, one), zero)  # 1/√λ, 0 where dropped
+    inv = divide_where(xp.ones_like(lam), root, keep, zero, xp=xp)  # 1/√λ, 0 where dropped
     L = E * root[:, None, :]
     W = inv[:, :, None] * xp.matrix_transpose(E)
     return [(L[g * B : (g + 1) * B, ...], W[g * B : (g + 1) * B, ...]) for g in range(len(grams))]
@@ -151,10 +143,9 @@ def balance(left, right, *, xp):
     ``|right_j|^½`` and the A side by ``|right_j|^-½``.
     """
     nv2 = xp.vecdot(right, right)[..., None]  # (B, r, 1): |right_j|²
-    nonzero = nv2 > 0.0
-    zero, one = xp.zeros_like(nv2), xp.ones_like(nv2)
-    root = xp.sqrt(xp.sqrt(xp.where(nonzero, nv2, one)))  # |right_j|^½
-    return left * xp.where(nonzero, root, zero), right * xp.where(nonzero, 1.0 / root, zero)
+    root = xp.sqrt(xp.sqrt(nv2))  # |right_j|^½, 0 for a zero pair
+    inv = divide_where(xp.ones_like(root), root, root > 0.0, xp.zeros_like(root), xp=xp)
+    return left * root, right * inv
 
 
 def opt_on_bases(LU, LV, signs, *, xp):
@@ -199,27 +190,27 @@ def reduce(U, V, signs, *, xp, form="gram"):
         MU, MV = coefficients(U @ xp.matrix_transpose(U), V @ xp.matrix_transpose(V), signs, xp=xp)
         return MU @ U, MV @ V
     if form != "qr":
-        raise ValueError(f"form must be one of {', '.join(FORMS)}, not {form!r}")
+        raise ValueError(f"form must be one of 'gram', 'qr', not {form!r}")
     (LU, YU), (LV, YV) = basis_qr(U, xp=xp), basis_qr(V, xp=xp)
     XU, XV = opt_on_bases(LU, LV, signs, xp=xp)
     return (XU @ YU)[:, :, :K], (XV @ YV)[:, :, :N]
 
 
 # ---- one step of one block ----------------------------------------------------------
-def step_gram(u, A, H, a, PD, signs, *, xp):
+def step_gram(u, A, H, a, M, signs, *, xp):
     """The r-OK step of one block, every large operation a matrix product (the fast form).
 
-    ``u`` (B, r, k), ``A`` (B, r, n, 2n), ``H`` (B, n, n), ``a`` (B, k), ``PD`` (B, n, 2n),
+    ``u`` (B, r, k), ``A`` (B, r, n, m), ``H`` (B, n, n), ``a`` (B, k), ``M`` (B, n, m),
     ``signs`` (B, r+1). Three products touch the big factors: ``H A`` for all r terms,
-    the Gram matrix of ``vec H A_i`` (its border with ``vec P_l D_l`` is one thin product
+    the Gram matrix of ``vec H A_i`` (its border with ``vec M`` is one thin product
     more) and the new factors ``MV V``, with V the r+1 stacked right factors. Returns
     the new ``(u, A)``; same result as ``step_qr`` up to roundoff (tested).
-    Cost per sample: O(r n³) for H A, O(r² n²) for the Gram and the new factors.
+    Cost per sample: O(r n² m) for H A, O(r² n m) for the Gram and the new factors.
     """
     mT = xp.matrix_transpose
-    B, r, n, two_n = A.shape
-    HA = xp.reshape(apply_left(H, A, xp=xp), (B, r, n * two_n))  # rows vec H A_i
-    pd = xp.reshape(PD, (B, 1, n * two_n))  # row vec P_l D_l
+    B, r, n, m = A.shape
+    HA = xp.reshape(apply_left(H, A, xp=xp), (B, r, n * m))  # rows vec H A_i
+    pd = xp.reshape(M, (B, 1, n * m))  # row vec M
     cross = HA @ mT(pd)  # (B, r, 1)
     gram_V = xp.concat(
         [xp.concat([HA @ mT(HA), cross], axis=2), xp.concat([mT(cross), pd @ mT(pd)], axis=2)],
@@ -227,54 +218,50 @@ def step_gram(u, A, H, a, PD, signs, *, xp):
     )  # (B, r+1, r+1) = V V^T; its (r, r) block is one product (syrk on NumPy)
     U = xp.concat([u, a[:, None, :]], axis=1)  # (B, r+1, k)
     MU, MV = coefficients(U @ mT(U), gram_V, signs, xp=xp)  # (B, r, r+1) each
-    V = xp.concat([HA, pd], axis=1)  # (B, r+1, 2n²)
-    return MU @ U, xp.reshape(MV @ V, (B, r, n, two_n))
+    V = xp.concat([HA, pd], axis=1)  # (B, r+1, n m)
+    return MU @ U, xp.reshape(MV @ V, (B, r, n, m))
 
 
-def step_qr(u, A, H, a, PD, signs, *, xp):
+def step_qr(u, A, H, a, M, signs, *, xp):
     """The r-OK step of one block written plainly: stack, ``reduce(form="qr")``, unstack.
 
     The readable reference for ``step_gram`` (same arguments and result).
     """
-    B, r, n, two_n = A.shape
+    B, r, n, m = A.shape
     U = xp.concat([u, a[:, None, :]], axis=1)  # (B, r+1, k)
     V = xp.concat(
-        [xp.reshape(apply_left(H, A, xp=xp), (B, r, n * two_n)), xp.reshape(PD, (B, 1, -1))],
+        [xp.reshape(apply_left(H, A, xp=xp), (B, r, n * m)), xp.reshape(M, (B, 1, -1))],
         axis=1,
-    )  # (B, r+1, 2n²)
+    )  # (B, r+1, n m)
     u_new, v_new = reduce(U, V, signs, xp=xp, form="qr")
-    return u_new, xp.reshape(v_new, (B, r, n, two_n))
+    return u_new, xp.reshape(v_new, (B, r, n, m))
 
 
-STEPS = {"gram": step_gram, "qr": step_qr}
+#: the two forms of one block's step (see the module docstring)
+FORMS = {"gram": step_gram, "qr": step_qr}
 
 
-def update(cell, params, state, layers, noise, *, xp, form="gram"):
+def update(cell, params, state, cache, noise, *, xp, form="gram"):
     """One r-OK step for every block: ``state`` at t-1 -> t (see the module docstring).
 
     ``noise[name]`` (B, r+1) ±1 per block; ``form`` selects the orthogonalisation
-    (``"gram"``: ``step_gram``, or ``"qr"``: ``step_qr``; identical results up to roundoff).
+    (a key of ``FORMS``; identical results up to roundoff).
     """
     _require_linalg(xp)
-    if form not in STEPS:
+    if form not in FORMS:
         raise ValueError(f"form must be one of {', '.join(FORMS)}, not {form!r}")
-    step = STEPS[form]
-    H, pds = rhn.influence_pieces(cell, params, layers, xp=xp)  # (B, n, n), (B, n, 2n) each
+    step = FORMS[form]
+    H, pieces = cell.influence_pieces(params, cache, xp=xp)  # (B, n, n), (B, n, m_l) each
     us, As = [], []
-    for name, u, A, PD, layer in zip(cell.blocks, state.u, state.A, pds, layers):
-        u_new, A_new = step(u, A, H, layer.a, PD, noise[name], xp=xp)
+    for name, u, A, M, layer in zip(cell.blocks, state.u, state.A, pieces, cache):
+        u_new, A_new = step(u, A, H, layer.a, M, noise[name], xp=xp)
         us.append(u_new)
         As.append(A_new)
     return State(tuple(us), tuple(As))
 
 
-def update_qr(cell, params, state, layers, noise, *, xp):
-    """``update`` with the QR orthogonalisation (the readable reference form)."""
-    return update(cell, params, state, layers, noise, xp=xp, form="qr")
-
-
 def grads(cell, state, c, *, xp):
-    """``{"W_l": Σ_b Σ_i (c_b A_i)^T u_i}``, each (2n, k_l), for c (B, n) = ∂loss_t/∂s_t."""
+    """``{"W_l": Σ_b Σ_i (c_b A_i)^T u_i}``, each (m_l, k_l), for c (B, n) = ∂loss_t/∂s_t."""
     return {
         name: grads_from_factors(u, A, c, xp=xp)
         for name, u, A in zip(cell.blocks, state.u, state.A)
@@ -282,7 +269,7 @@ def grads(cell, state, c, *, xp):
 
 
 def influence(cell, state, *, xp):
-    """The dense estimate ``{"W_l": Σ_i u_i ⊗ A_i}``, each (B, n, 2n, k_l)."""
+    """The dense estimate ``{"W_l": Σ_i u_i ⊗ A_i}``, each (B, n, m_l, k_l)."""
     return {
         name: dense_from_factors(u, A, xp=xp) for name, u, A in zip(cell.blocks, state.u, state.A)
     }

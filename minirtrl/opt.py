@@ -1,7 +1,7 @@
 """Opt: the unbiased, minimum-variance rank reduction r+1 -> r of a diagonal matrix.
 
-Benzing et al. 2019, "Optimal Kronecker-Sum Approximation of Real Time Recurrent
-Learning", Algorithm 3 (papers.md §6). Given singular values sorted ascending,
+Benzing, Gauy, Mujika, Martinsson & Steger 2019, "Optimal Kronecker-Sum Approximation of
+Real Time Recurrent Learning", Algorithm 3; ``docs/algorithms.md``, eq. (16). Given singular values sorted ascending,
 ``s_1 <= ... <= s_m`` (m = r+1), Opt returns m-1 random rank-one terms whose sum has
 expectation ``diag(s)`` and the least possible Frobenius variance:
 
@@ -24,6 +24,7 @@ Cost per sample: O(m²) (one m×m reflection).
 """
 
 from ._compat import get_device
+from .guard import divide_where
 
 
 def mixed_count(s, *, xp):
@@ -69,15 +70,12 @@ def opt(s, signs, *, xp):
     """
     m = s.shape[-1]
     eye = xp.eye(m, dtype=s.dtype, device=get_device(s))
-    km1 = xp.arange(m, dtype=s.dtype, device=get_device(s))  # candidate k - 1
-    mixed = km1 * s <= xp.cumulative_sum(s, axis=-1)  # (..., m), a prefix (mixed_count)
-    mixed_f = xp.astype(mixed, s.dtype)
-    k1 = xp.vecdot(mixed_f, mixed_f)[..., None] - 1.0  # k - 1 >= 1 (a count)     (..., 1)
-    S = xp.vecdot(s, mixed_f)[..., None]  # Σ_{i<=k} s_i                          (..., 1)
-    positive = S > 0.0
+    k = mixed_count(s, xp=xp)  # (..., 1)
+    mixed = xp.arange(m, dtype=s.dtype, device=get_device(s)) < k  # (..., m), a prefix
+    k1 = k - 1.0  # k - 1 >= 1                                                (..., 1)
+    S = xp.vecdot(s, xp.astype(mixed, s.dtype))[..., None]  # Σ_{i<=k} s_i    (..., 1)
     # 1 - d_i on the mixed set: 1 - (k-1) s_i / S, or 1/k each when S = 0 (all zero)
-    one_minus_d = xp.where(positive, 1.0 - k1 * s / xp.where(positive, S, xp.ones_like(S)),
-                           1.0 / (k1 + 1.0))
+    one_minus_d = 1.0 - divide_where(k1 * s, S, S > 0.0, 1.0 - 1.0 / k, xp=xp)
     zero = xp.zeros_like(one_minus_d)
     v0 = xp.where(mixed, xp.sqrt(xp.maximum(one_minus_d, zero)), zero)  # unit on mixed, 0 kept
     scale = xp.where(mixed, S / k1, s)  # (..., m)

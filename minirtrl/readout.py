@@ -4,7 +4,7 @@
     loss_t   = logsumexp(logits_t) - logits_t[y_t] # nats, per sample
 
 Notation: ``c`` is c_t = ∂loss_t/∂s_t (B, n), the vector every recurrent-gradient method
-contracts with its influence estimate (SPEC §1). Cost O(B n n_out).
+contracts with its influence estimate (``docs/algorithms.md``, eq. (10)). Cost O(B n n_out).
 """
 
 from ._compat import get_device

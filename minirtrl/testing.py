@@ -3,15 +3,15 @@
 * ``numerical_gradient``: central finite differences of the summed loss (float64, host).
 * ``numerical_jacobian``: central finite differences of any function of one array.
 * ``assert_close``: compare an array of any backend with a reference, after checking
-  that it is an array of the expected namespace, shape and dtype.
+  that it is an array of the expected namespace, shape, dtype and device.
 
 Everything here copies to NumPy, which is right for tests and wrong in library code.
 """
 
 import numpy as np
 
-from . import readout, rhn
-from ._compat import array_namespace
+from . import readout
+from ._compat import array_namespace, get_device
 from .backends import to_numpy
 
 
@@ -24,7 +24,7 @@ def sequence_loss(cell, params, xs, ys, mask=None, s0=None):
     s = xp.zeros((xs.shape[1], cell.n_hidden), dtype=xs.dtype) if s0 is None else s0
     total = 0.0
     for t in range(xs.shape[0]):
-        s, _ = rhn.step(cell, params, s, xs[t, ...], xp=xp)
+        s, _ = cell.step(params, s, xs[t, ...], xp=xp)
         w = xp.ones(xs.shape[1], dtype=xs.dtype) if mask is None else mask[t, :]
         total += float(xp.sum(readout.loss(params["V"], s, ys[t, :], w, xp=xp)))
     return total
@@ -74,18 +74,33 @@ def relative_error(actual, desired):
     return float(diff / scale) if scale > 0 else float(diff)
 
 
-def assert_close(actual, desired, *, rtol=None, atol=0.0, xp=None):
-    """Assert ``actual`` is close to ``desired`` after checking type, shape and dtype.
+def assert_close(actual, desired, *, rtol=None, atol=0.0, xp=None, device=None):
+    """Assert ``actual`` is close to ``desired`` after checking namespace, shape, dtype, device.
 
-    ``xp``: the namespace ``actual`` must come from (checked when given). The default
-    ``rtol`` is ``4 * sqrt(eps)`` of ``actual``'s dtype (about 6e-8 for float64, 1.4e-3
-    for float32). ``desired`` may be a NumPy array or an array of ``actual``'s backend.
+    ``xp``: the namespace ``actual`` must come from (default: that of ``desired`` when it
+    is not a NumPy array, so a backend result is compared with a backend reference).
+    ``device``: the device ``actual`` must be on (default: ``desired``'s when both share
+    a namespace). ``desired`` may be a NumPy array (then only ``actual``'s shape and
+    values are compared with it, and the dtypes must be of the same kind) or an array of
+    ``actual``'s backend (then its dtype must be equal). The default ``rtol`` is
+    ``4 * sqrt(eps)`` of ``actual``'s dtype (about 6e-8 for float64, 1.4e-3 for float32).
     """
+    found = array_namespace(actual)
+    host = isinstance(desired, (np.ndarray, np.generic, float, int))  # a host reference
+    if xp is None and not host:
+        xp = array_namespace(desired)
     if xp is not None:
-        found = array_namespace(actual)
         assert found is xp, f"expected an array of {xp.__name__}, got {found.__name__}"
-    a, d = to_numpy(actual), to_numpy(desired)
+    a, d = to_numpy(actual), np.asarray(desired) if host else to_numpy(desired)
     assert a.shape == d.shape, f"shape {a.shape} != {d.shape}"
+    if host:
+        assert a.dtype.kind == d.dtype.kind, f"dtype {actual.dtype} is not of the kind of {d.dtype}"
+    else:
+        assert actual.dtype == desired.dtype, f"dtype {actual.dtype} != {desired.dtype}"
+        if device is None and array_namespace(desired) is found:
+            device = get_device(desired)
+    if device is not None:
+        assert get_device(actual) == device, f"device {get_device(actual)} != {device}"
     if rtol is None:
         rtol = 4 * float(np.finfo(a.dtype).eps) ** 0.5 if np.issubdtype(a.dtype, np.floating) else 0.0
     np.testing.assert_allclose(a, d, rtol=rtol, atol=atol)

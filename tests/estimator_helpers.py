@@ -3,7 +3,7 @@
 import numpy as np
 
 import minirtrl
-from minirtrl import rhn, rtrl, testing
+from minirtrl import rtrl, testing
 from minirtrl.rng import draw_signs
 
 
@@ -17,19 +17,19 @@ def run_steps(module, cell, params, state, s, rng, steps, rank):
     """``steps`` random steps of an influence method; returns ``(state, s)``."""
     B = s.shape[0]
     for _ in range(steps):
-        s, layers = rhn.step(cell, params, s, rng.standard_normal((B, cell.n_in)), xp=np)
+        s, layers = cell.step(params, s, rng.standard_normal((B, cell.n_in)), xp=np)
         noise = draw_signs(rng, module.noise_shapes(cell, B, rank), xp=np, dtype=np.float64)
         state = module.update(cell, params, state, layers, noise, xp=np)
     return state, s
 
 
-def warm_start(module, cell, params, *, B=2, steps=3, rank=None, seed=1):
+def warm_start(module, cell, params, *, B=2, steps=3, rank=1, seed=1):
     """A state after ``steps`` random steps, plus the layers of one more step."""
     rng = np.random.default_rng(seed)
     state = module.init(cell, B, rank=rank, xp=np, dtype=np.float64)
     s = np.zeros((B, cell.n_hidden))
     state, s = run_steps(module, cell, params, state, s, rng, steps, rank)
-    _, layers = rhn.step(cell, params, s, rng.standard_normal((B, cell.n_in)), xp=np)
+    _, layers = cell.step(params, s, rng.standard_normal((B, cell.n_in)), xp=np)
     return state, layers
 
 

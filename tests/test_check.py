@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from minirtrl import check
+from minirtrl.drivers import check
 
 
 def test_check_passes(backend, capsys):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from minirtrl import readout
-from minirtrl.api import METHODS, sequence_gradient
+from minirtrl import METHODS, sequence_gradient
 from minirtrl.backends import BackendError
-from minirtrl.copy import main
-from minirtrl.copytask import CopyTask
-from minirtrl.rhn import RHN
+from minirtrl.drivers.copy import main
+from minirtrl.drivers.copytask import CopyTask
+from minirtrl import RHN
 
 EXTRA = {"bptt": ["--truncation", "4"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}
 SMALL = ["--hidden", "6", "--batch", "3", "--progress-seconds", "1000"]
@@ -56,8 +56,8 @@ def test_help(capsys):
 
 
 def test_defaults_follow_spec():
-    from minirtrl.copy import make_parser
-    from minirtrl.train import parse
+    from minirtrl.drivers.copy import make_parser
+    from minirtrl.drivers.cli import parse
 
     args = parse(make_parser(), [])
     assert (args.backend, args.dtype, args.algo, args.rank, args.hidden, args.depth) == (
@@ -337,7 +337,7 @@ def test_bad_paths_give_one_line_and_status_2(tmp_path, capsys):
 
 
 def test_unusable_backend_gives_one_line_and_status_2(monkeypatch, capsys):
-    import minirtrl.train as train
+    import minirtrl.drivers.loop as train
 
     def no_gpu(name):
         raise BackendError("backend 'cupy': no usable CUDA device (no driver)")
@@ -389,8 +389,8 @@ def test_max_seconds_stops_the_run(tmp_path, capsys):
 
 def test_evaluate_hook_figures_go_into_the_following_log_line(tmp_path):
     """The hook a second driver (ptb) uses: called every ``eval_every`` steps and at the end."""
-    from minirtrl import train
-    from minirtrl.copy import make_parser
+    from minirtrl.drivers import cli, loop
+    from minirtrl.drivers.copy import make_parser
 
     log = tmp_path / "log.jsonl"
     calls = []
@@ -399,9 +399,9 @@ def test_evaluate_hook_figures_go_into_the_following_log_line(tmp_path):
         calls.append((final, sorted(params), ctx.cell.n_hidden))
         return {"test_bpc": 1.5} if final else {"valid_bpc": 2.5}
 
-    args = train.parse(make_parser(), [*SMALL, "--algo", "rtrl", "--steps", "10",
+    args = cli.parse(make_parser(), [*SMALL, "--algo", "rtrl", "--steps", "10",
                                        "--report-every", "3", "--log", str(log)])
-    assert train.run(args, CopyTask(3), prog="t", evaluate=evaluate, eval_every=4) == 0
+    assert loop.run(args, CopyTask(3), prog="t", evaluate=evaluate, eval_every=4) == 0
     lines = read_log(log)
     assert [(r["step"], "valid_bpc" in r, "test_bpc" in r) for r in lines] == [
         (3, False, False), (4, True, False), (6, False, False), (8, True, False),

@@ -5,7 +5,7 @@ import collections
 import numpy as np
 import pytest
 
-from minirtrl.copytask import CopyTask, draw_length, make_sequence
+from minirtrl.drivers.copytask import CopyTask, draw_length, make_sequence
 
 
 def expected_sequence(T, bits):

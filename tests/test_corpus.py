@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minirtrl.corpus import (
+from minirtrl.drivers.corpus import (
     EOL,
     UNK,
     CorpusError,

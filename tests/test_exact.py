@@ -48,7 +48,7 @@ def test_exact_influence_is_ds_T_dW(backend, to_xp, depth):
         def s_T(W, name=name):
             s = np.zeros((B, cell.n_hidden))
             for t in range(T):
-                s, _ = minirtrl.rhn.step(cell, {**params_np, name: W}, s, xs[t], xp=np)
+                s, _ = cell.step({**params_np, name: W}, s, xs[t], xp=np)
             return s
 
         fd = numerical_jacobian(s_T, params_np[name])  # (B, n, 2n, k_l)
@@ -66,7 +66,7 @@ def tbptt_oracle(cell, params, xs, ys, mask, K):
         g = numerical_gradient_from(cell, params, xs[w], ys[w], mask[w], s)
         total = {k: total[k] + g[k] for k in total}
         for t in range(start, min(start + K, xs.shape[0])):
-            s, _ = minirtrl.rhn.step(cell, params, s, xs[t], xp=np)
+            s, _ = cell.step(params, s, xs[t], xp=np)
     return total
 
 

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 import minirtrl
-from minirtrl import kf, kfavg, rhn, rtrl, testing
+from minirtrl import kf, rtrl, testing
 from minirtrl.influence import reset
+from minirtrl.methods import check_rank
 from minirtrl.rng import draw_signs
 
 from estimator_helpers import exact_step, make_cell, small_problem, warm_start
 
-MODULES = {"kf": kf, "kf-avg": kfavg}
+MODULES = {"kf": kf, "kf-avg": kf}  # kf-avg is the kf module with r > 1 chains
 
 
 # ---- helpers (NumPy float64) ----------------------------------------------------------
@@ -54,7 +55,7 @@ def closed_form_variance(H, A, u, a, PD):
 def test_one_step_unbiased_by_enumeration(method, rank, depth):
     module, r = MODULES[method], rank or 1
     cell, params = make_cell(depth)
-    state, layers = warm_start(module, cell, params, rank=rank)
+    state, layers = warm_start(module, cell, params, rank=r)
     G_prev = module.influence(cell, state, xp=np)
     assert all(np.abs(G).max() > 1e-3 for G in G_prev.values())  # a nonzero past
     target = exact_step(cell, params, G_prev, layers)
@@ -74,8 +75,8 @@ def test_one_step_unbiased_by_enumeration(method, rank, depth):
 def test_one_step_variance_matches_closed_form(method, rank, depth):
     module, r = MODULES[method], rank or 1
     cell, params = make_cell(depth)
-    state, layers = warm_start(module, cell, params, rank=rank, steps=4)
-    H, pds = rhn.influence_pieces(cell, params, layers, xp=np)
+    state, layers = warm_start(module, cell, params, rank=r, steps=4)
+    H, pds = cell.influence_pieces(params, layers, xp=np)
     samples = enumerate_update(module, cell, params, state, layers, r)
     for l, name in enumerate(cell.blocks):
         dev = samples[name] - samples[name].mean(0)
@@ -95,10 +96,10 @@ def test_exact_start_is_deterministic_and_exact(method, rank, depth):
     module, r = MODULES[method], rank or 1
     cell, params = make_cell(depth)
     B = 2
-    state = module.init(cell, B, rank=rank, xp=np, dtype=np.float64)
+    state = module.init(cell, B, rank=r, xp=np, dtype=np.float64)
     x = np.random.default_rng(3).standard_normal((B, cell.n_in))
-    _, layers = rhn.step(cell, params, np.zeros((B, cell.n_hidden)), x, xp=np)
-    _, pds = rhn.influence_pieces(cell, params, layers, xp=np)
+    _, layers = cell.step(params, np.zeros((B, cell.n_hidden)), x, xp=np)
+    _, pds = cell.influence_pieces(params, layers, xp=np)
     n = cell.n_hidden
     zero = {k: np.zeros((B, n) + params[k].shape) for k in cell.blocks}
     F = exact_step(cell, params, zero, layers)  # a_l ⊗ P_l D_l
@@ -140,10 +141,10 @@ def test_kf_step_guards_select_the_exact_step():
 
 def test_grads_contract_the_dense_influence():
     cell, params = make_cell(2)
-    state, _ = warm_start(kfavg, cell, params, rank=3, B=3)
+    state, _ = warm_start(kf, cell, params, rank=3, B=3)
     c = np.random.default_rng(5).standard_normal((3, cell.n_hidden))
-    dense = kfavg.influence(cell, state, xp=np)
-    g = kfavg.grads(cell, state, c, xp=np)
+    dense = kf.influence(cell, state, xp=np)
+    g = kf.grads(cell, state, c, xp=np)
     for name in cell.blocks:
         np.testing.assert_allclose(g[name], np.einsum("bn,bnij->ij", c, dense[name]), rtol=1e-12)
 
@@ -195,11 +196,12 @@ def test_kf_avg_rank_one_is_kf():
 def test_rank_checks():
     cell, _ = make_cell(1)
     with pytest.raises(ValueError, match="rank"):
-        kf.init(cell, 2, rank=2, xp=np, dtype=np.float64)
+        check_rank("kf", 2)
     with pytest.raises(ValueError, match="rank"):
-        kfavg.noise_shapes(cell, 2, 0)
-    assert kfavg.noise_shapes(cell, 2, 4) == {"W1": (2, 4, 2)}
-    assert kf.noise_shapes(cell, 2, 1) == {"W1": (2, 1, 2)}
+        check_rank("kf-avg", 0)
+    assert check_rank("kf-avg", None) == 1 and check_rank("kf", None) == 1
+    assert kf.noise_shapes(cell, 2, check_rank("kf-avg", 4)) == {"W1": (2, 4, 2)}
+    assert kf.noise_shapes(cell, 2, check_rank("kf", None)) == {"W1": (2, 1, 2)}
 
 
 # ---- backends, dtypes, resets, long runs --------------------------------------------------
@@ -262,28 +264,28 @@ def test_long_run_stays_finite_and_restarts_exactly(dtype):
     dt = params["V"].dtype
     B, r = 3, 2
     rng = np.random.default_rng(0)
-    state = kfavg.init(cell, B, rank=r, xp=np, dtype=dt)
+    state = kf.init(cell, B, rank=r, xp=np, dtype=dt)
     exact = rtrl.init(cell, B, xp=np, dtype=dt)
     s = np.zeros((B, cell.n_hidden), dtype=dt)
     keep = np.array([1.0, 0.0, 1.0], dtype=dt)
     for t in range(200):
         if t == 100:
             state, exact, s = reset(state, keep), reset(exact, keep), s * keep[:, None]
-        s, layers = rhn.step(cell, params, s, rng.standard_normal((B, cell.n_in)).astype(dt), xp=np)
-        noise = draw_signs(rng, kfavg.noise_shapes(cell, B, r), xp=np, dtype=dt)
-        state = kfavg.update(cell, params, state, layers, noise, xp=np)
+        s, layers = cell.step(params, s, rng.standard_normal((B, cell.n_in)).astype(dt), xp=np)
+        noise = draw_signs(rng, kf.noise_shapes(cell, B, r), xp=np, dtype=dt)
+        state = kf.update(cell, params, state, layers, noise, xp=np)
         exact = rtrl.update(cell, params, exact, layers, xp=np)
         if t == 100:  # the reset stream restarted exactly
-            est, ex = kfavg.influence(cell, state, xp=np), rtrl.influence(cell, exact, xp=np)
+            est, ex = kf.influence(cell, state, xp=np), rtrl.influence(cell, exact, xp=np)
             for k in cell.blocks:
                 rtol = 1e-5 if dtype == "float32" else 1e-14
                 np.testing.assert_allclose(est[k][1], ex[k][1], rtol=rtol)
     c = rng.standard_normal((B, cell.n_hidden)).astype(dt)
-    g = kfavg.grads(cell, state, c, xp=np)
+    g = kf.grads(cell, state, c, xp=np)
     for arr in state.u + state.A + tuple(g.values()):
         assert arr.dtype == dt and np.all(np.isfinite(arr))
     # the estimate is still of the size of the exact influence (noise bounded, not exploded)
-    est, ex = kfavg.influence(cell, state, xp=np), rtrl.influence(cell, exact, xp=np)
+    est, ex = kf.influence(cell, state, xp=np), rtrl.influence(cell, exact, xp=np)
     for k in cell.blocks:
         ratio = np.linalg.norm(est[k]) / np.linalg.norm(ex[k])
         assert 1e-3 < ratio < 1e3

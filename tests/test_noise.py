@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from minirtrl import noise
+from minirtrl.drivers import noise
 
 
 def test_exact_rtrl_measured_as_an_estimator_has_zero_error():

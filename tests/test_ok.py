@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import minirtrl
-from minirtrl import influence, ok, opt, rhn, rtrl
+from minirtrl import ok, opt, rtrl
+from minirtrl.cells.rhn import Layer
 from minirtrl.backends import load, to_numpy
 from minirtrl.influence import reset
 from minirtrl.rng import draw_signs
@@ -54,7 +55,7 @@ def warm_state(cell, params, r, *, steps, seed, B, xp, device=None, dtype=None):
     state = ok.init(cell, B, rank=r, xp=xp, dtype=dtype, device=device)
     for _ in range(steps):
         x = xp.asarray(rng.standard_normal((B, cell.n_in)), dtype=dtype, device=device)
-        s, layers = rhn.step(cell, params, s, x, xp=xp)
+        s, layers = cell.step(params, s, x, xp=xp)
         noise = draw_signs(rng, ok.noise_shapes(cell, B, r), xp=xp, dtype=dtype, device=device)
         state = ok.update(cell, params, state, layers, noise, xp=xp)
     return state, s, rng
@@ -62,7 +63,7 @@ def warm_state(cell, params, r, *, steps, seed, B, xp, device=None, dtype=None):
 
 def next_layers(cell, params, s, rng, *, xp, device=None):
     x = xp.asarray(rng.standard_normal((s.shape[0], cell.n_in)), dtype=s.dtype, device=device)
-    return rhn.step(cell, params, s, x, xp=xp)[1]
+    return cell.step(params, s, x, xp=xp)[1]
 
 
 def rtrl_target(cell, params, state, layers, *, xp):
@@ -92,7 +93,7 @@ def comparable_state(cell, params, layers, r, B, rng):
     ``A_i = H^{-1} W_i`` with W_i random of norm ~|P_l D_l| and |u_i| ~ |a_l|, so that
     ``H A_i = W_i`` competes with the new term a_l ⊗ P_l D_l.
     """
-    H, pds = rhn.influence_pieces(cell, params, layers, xp=NPX)
+    H, pds = cell.influence_pieces(params, layers, xp=NPX)
     n = cell.n_hidden
     us, As = [], []
     for PD, layer in zip(pds, layers):
@@ -335,7 +336,7 @@ def test_qr_form_equals_gram_form(r, depth):
     for st in random_states(cell, B, r, rng):
         noise = draw_signs(rng, ok.noise_shapes(cell, B, r), xp=NPX, dtype=NPX.float64)
         g = ok.update(cell, params, st, layers, noise, xp=NPX, form="gram")
-        q = ok.update_qr(cell, params, st, layers, noise, xp=NPX)
+        q = ok.update(cell, params, st, layers, noise, xp=NPX, form="qr")
         dg, dq = dense(cell, g, xp=NPX), dense(cell, q, xp=NPX)
         for i, k in enumerate(cell.blocks):
             assert np.all(np.isfinite(g.u[i])) and np.all(np.isfinite(g.A[i]))
@@ -361,7 +362,7 @@ def test_each_sample_uses_its_own_signs(form):
     for b in range(B):
         one = slice(b, b + 1)
         st = ok.State(tuple(u[one] for u in state.u), tuple(A[one] for A in state.A))
-        ly = tuple(rhn.Layer(*(f[one] for f in layer)) for layer in layers)
+        ly = tuple(Layer(*(f[one] for f in layer)) for layer in layers)
         nz = {k: v[one] for k, v in noise.items()}
         alone = dense(cell, ok.update(cell, params, st, ly, nz, xp=NPX, form=form), xp=NPX)
         for k in cell.blocks:
@@ -448,13 +449,13 @@ def test_long_run_with_reset_stays_finite(dtype):
             s, state = s * keep[:, None], reset(state, keep)
             assert all(np.all(x[1] == 0) for x in state.u + state.A)
         x = NPX.asarray(rng.standard_normal((B, cell.n_in)), dtype=dt)
-        s, layers = rhn.step(cell, params, s, x, xp=NPX)
+        s, layers = cell.step(params, s, x, xp=NPX)
         noise = draw_signs(rng, ok.noise_shapes(cell, B, r), xp=NPX, dtype=dt)
         state = ok.update(cell, params, state, layers, noise, xp=NPX)
         for arr in state.u + state.A:
             assert arr.dtype == dt and np.all(np.isfinite(arr)), t
         if t == 100:  # the reset stream holds exactly the immediate influence a ⊗ PD
-            _, pds = rhn.influence_pieces(cell, params, layers, xp=NPX)
+            _, pds = cell.influence_pieces(params, layers, xp=NPX)
             est = dense(cell, state, xp=NPX)
             for k, PD, layer in zip(cell.blocks, pds, layers):
                 F = PD[1, :, :, None] * layer.a[1, None, None, :]
@@ -473,7 +474,6 @@ def test_interface():
     assert {k: v.shape for k, v in ok.grads(cell, st, c, xp=NPX).items()} == {
         "W1": (6, 6), "W2": (6, 4), "W3": (6, 4)
     }
-    assert ok.reset is influence.reset
 
 
 # ---- a backend without linalg --------------------------------------------------------

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minirtrl.api import METHODS, sequence_gradient
+from minirtrl import METHODS, sequence_gradient
 from minirtrl.backends import to_numpy
-from minirtrl.corpus import eval_streams
-from minirtrl.ptb import evaluate, main, parse
-from minirtrl.rhn import RHN
+from minirtrl.drivers.corpus import eval_streams
+from minirtrl.drivers.ptb import main, parse
+from minirtrl.drivers.text import evaluate
+from minirtrl import RHN
 
 PTB = Path(__file__).parents[1].parent / "shared" / "data" / "ptb"
 EXTRA = {"bptt": ["--truncation", "3"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from minirtrl import RHN, readout, rhn
+from minirtrl import RHN, readout
+from minirtrl.cells import rhn
 from minirtrl.testing import numerical_jacobian
 
 B = 2
@@ -31,7 +32,7 @@ def rel(a, b):
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_D_is_ds_dz(depth):
     cell, params, s_prev, x = setup(depth)
-    _, layers = rhn.step(cell, params, s_prev, x, xp=np)
+    _, layers = cell.step(params, s_prev, x, xp=np)
     n = cell.n_hidden
     for layer in layers:
         z = np.concatenate([np.arctanh(layer.h), np.log(layer.tau / (1 - layer.tau))], axis=1)
@@ -49,7 +50,7 @@ def test_D_is_ds_dz(depth):
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_K_is_layer_state_jacobian(depth):
     cell, params, s_prev, x = setup(depth)
-    _, layers = rhn.step(cell, params, s_prev, x, xp=np)
+    _, layers = cell.step(params, s_prev, x, xp=np)
     for l, layer in enumerate(layers, start=1):
         W = params[f"W{l}"]
         n_x = cell.n_in if l == 1 else 0
@@ -69,16 +70,16 @@ def test_K_is_layer_state_jacobian(depth):
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_H_and_P_D(depth):
     cell, params, s_prev, x = setup(depth)
-    _, layers = rhn.step(cell, params, s_prev, x, xp=np)
-    H, pds = rhn.influence_pieces(cell, params, layers, xp=np)
-    fd_H = per_sample(numerical_jacobian(lambda s: rhn.step(cell, params, s, x, xp=np)[0], s_prev))
+    _, layers = cell.step(params, s_prev, x, xp=np)
+    H, pds = cell.influence_pieces(params, layers, xp=np)
+    fd_H = per_sample(numerical_jacobian(lambda s: cell.step(params, s, x, xp=np)[0], s_prev))
     assert rel(H, fd_H) < TOL
     # F_t^l = a_l ⊗ (P_l D_l): ds_t/dW_l[i, j] = PD[:, i] a[j], with s_{t-1} held fixed
     for l, (PD, layer) in enumerate(zip(pds, layers), start=1):
         name = f"W{l}"
 
         def s_of_W(W, name=name):
-            return rhn.step(cell, {**params, name: W}, s_prev, x, xp=np)[0]
+            return cell.step({**params, name: W}, s_prev, x, xp=np)[0]
 
         fd_F = numerical_jacobian(s_of_W, params[name])  # (B, n, 2n, k_l)
         F = PD[:, :, :, None] * layer.a[:, None, None, :]
@@ -88,12 +89,12 @@ def test_H_and_P_D(depth):
 @pytest.mark.parametrize("depth", [1, 3])
 def test_jvp_and_vjp_match_H(depth):
     cell, params, s_prev, x = setup(depth)
-    _, layers = rhn.step(cell, params, s_prev, x, xp=np)
-    H, pds = rhn.influence_pieces(cell, params, layers, xp=np)
+    _, layers = cell.step(params, s_prev, x, xp=np)
+    H, pds = cell.influence_pieces(params, layers, xp=np)
     rng = np.random.default_rng(5)
     v, g = rng.standard_normal((2, B, cell.n_hidden))
     np.testing.assert_allclose(rhn.jvp_state(cell, params, layers, v, xp=np), (H @ v[:, :, None])[:, :, 0], rtol=1e-12, atol=1e-14)
-    g_prev, dzs = rhn.vjp_step(cell, params, layers, g, xp=np)
+    g_prev, dzs = cell.vjp(params, layers, g, xp=np)
     np.testing.assert_allclose(g_prev, (g[:, None, :] @ H)[:, 0, :], rtol=1e-12, atol=1e-14)
     for dz, PD in zip(dzs, pds):  # dz_l = g^T P_l D_l
         np.testing.assert_allclose(dz, (g[:, None, :] @ PD)[:, 0, :], rtol=1e-12, atol=1e-14)

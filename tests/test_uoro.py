@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import minirtrl
-from minirtrl import rhn, rtrl, testing, uoro
+from minirtrl import rtrl, testing, uoro
 from minirtrl.influence import reset
+from minirtrl.methods import check_rank
 from minirtrl.rng import draw_signs
 
 from estimator_helpers import exact_step, immediate, make_cell, small_problem, warm_start
@@ -56,7 +57,7 @@ def test_one_step_matches_dense_formula(depth):
     state, layers = warm_start(uoro, cell, params, steps=4, B=3)
     nu = np.random.default_rng(9).choice([-1.0, 1.0], size=(3, cell.n_hidden))
     new = uoro.update(cell, params, state, layers, {"nu": nu}, xp=np)
-    H, _ = rhn.influence_pieces(cell, params, layers, xp=np)
+    H, _ = cell.influence_pieces(params, layers, xp=np)
     F = immediate(cell, params, layers)
     s_f = np.einsum("bij,bj->bi", H, state.s)
     dtheta = [np.einsum("bn,bnij->bij", nu, F[k]) for k in cell.blocks]
@@ -99,7 +100,7 @@ def test_rank_and_noise_shapes():
     cell, _ = make_cell(2)
     assert uoro.noise_shapes(cell, 3, 1) == {"nu": (3, 4)}
     with pytest.raises(ValueError, match="rank"):
-        uoro.init(cell, 3, rank=2, xp=np, dtype=np.float64)
+        check_rank("uoro", 2)
 
 
 # ---- whole sequences ----------------------------------------------------------------------
@@ -192,7 +193,7 @@ def test_long_run_stays_finite_and_restarts_exactly(dtype):
     for t in range(200):
         if t == 100:
             state, exact, s = reset(state, keep), reset(exact, keep), s * keep[:, None]
-        s, layers = rhn.step(cell, params, s, rng.standard_normal((B, cell.n_in)).astype(dt), xp=np)
+        s, layers = cell.step(params, s, rng.standard_normal((B, cell.n_in)).astype(dt), xp=np)
         noise = draw_signs(rng, uoro.noise_shapes(cell, B), xp=np, dtype=dt)
         state = uoro.update(cell, params, state, layers, noise, xp=np)
         exact = rtrl.update(cell, params, exact, layers, xp=np)

@@ -16,9 +16,9 @@ What it computes:
   carried through, never reset), with a 0/1 mask such that the masked sum over all positions
   counts every next-symbol prediction of the split exactly once.
 
-Protocol: ``../shared/reference/papers.md`` §7.2 (char-PTB of Mikolov et al. 2012 as used by the
-OK reference runs: 50 symbols, 32 streams at evenly spaced offsets, evaluation as a few long
-streams); the driver's command line is SPEC §4 (``python -m minirtrl.ptb``).
+Protocol: char-PTB of Mikolov et al. (2012) as the OK authors use it (Benzing et al. 2019:
+50 symbols, 32 streams at evenly spaced offsets, evaluation as a few long streams); the
+driver is ``python -m minirtrl.ptb``.
 
 Formats (``format=``):
 

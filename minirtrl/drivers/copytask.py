@@ -1,6 +1,7 @@
 """The copy (string-memorisation) task with its curriculum, as host-side NumPy code.
 
-Exactly the generator of the OK reference code (SPEC §4, papers.md §7.1). Symbols:
+Exactly the generator of the OK authors' code (Benzing et al. 2019, "Optimal
+Kronecker-Sum Approximation of Real Time Recurrent Learning", their copy-task script). Symbols:
 ``0``, ``1`` data bits, ``2`` start marker, ``3`` blank. Each of the ``B`` streams reads
 one sequence after another; a new sequence of length ``T = max(1, T_ - U{0..4})`` is::
 
@@ -24,7 +25,7 @@ O(T) for each stream that starts a new sequence. Nothing here touches an array b
 
 import numpy as np
 
-from .train import Batch
+from .task import Batch
 
 START, BLANK = 2, 3
 VOCAB = 4
@@ -62,7 +63,7 @@ def advance_level(level, error):
 
 
 class CopyTask:
-    """B streams of copy sequences plus the curriculum (implements ``train.Task``).
+    """B streams of copy sequences plus the curriculum (implements ``task.Task``).
 
     ``next_batch(rng)`` returns the next character of every stream; ``observe(bits)``
     feeds back the batch-mean loss in bits of a step. All state is host NumPy and is

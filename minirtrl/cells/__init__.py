@@ -1,0 +1,56 @@
+"""Cells: the recurrent networks every gradient method works on, behind one small interface.
+
+A cell is an object that knows its sizes and parameter layout and writes its own
+Jacobians by hand. ``bptt``, ``rtrl``, ``uoro``, ``kf``, ``kf-avg`` and ``ok`` use nothing
+else of it, so adding a cell means writing one module with a class like ``RHN``:
+
+    n_in, n_hidden, n_out     sizes (n = n_hidden)
+    blocks                    names of the recurrent weight blocks, ("W1", ..., "WL")
+    shapes()                  {name: shape} of every parameter: the blocks, then "V" (n_out, n+1)
+    init(seed, xp, dtype, ..., device) -> params      random parameters (host draws)
+
+    step(params, s, x, *, xp) -> (s_t, cache)
+        one time step, s (B, n), x (B, n_in) -> s_t (B, n). ``cache`` is a tuple with one
+        entry per block; entry l has the attribute ``a`` = a_l (B, k_l), the vector block l
+        multiplies (k_l = shapes()[block][1]).
+    influence_pieces(params, cache, *, xp) -> (H, (M_1, ..., M_L))
+        H = H_t = ∂s_t/∂s_{t-1} (B, n, n) and, per block, the right immediate factor
+        M_l (B, n, m_l), m_l = shapes()[block][0], such that the immediate influence is
+        ∂s_t/∂W_l[i, j] = M_l[:, :, i] · a_l[j]  (F_t^l = a_l ⊗ M_l).
+    jvp_vjp(params, cache, v, g, *, xp) -> (H v, (g M_1, ..., g M_L))
+        v, g (B, n): the tangent H_t v and, per block, g^T M_l (B, m_l), without forming H_t.
+    vjp(params, cache, g, *, xp) -> (g H, (g M_1, ..., g M_L))
+        back-propagation of g = ∂L/∂s_t through the step (weights fixed).
+
+The readout ``V [s_t; 1]`` is shared by all cells (``minirtrl.readout``). Equations of
+the cells and of the methods built on this interface: ``docs/algorithms.md``.
+"""
+
+from typing import Protocol, runtime_checkable
+
+from .rhn import RHN
+
+
+@runtime_checkable
+class Cell(Protocol):
+    """The interface above (checked by ``isinstance`` on its method names)."""
+
+    n_in: int
+    n_hidden: int
+    n_out: int
+    blocks: tuple
+
+    def shapes(self) -> dict: ...
+
+    def init(self, seed, xp="numpy", dtype="float64", **kwargs) -> dict: ...
+
+    def step(self, params, s, x, *, xp): ...
+
+    def influence_pieces(self, params, cache, *, xp): ...
+
+    def jvp_vjp(self, params, cache, v, g, *, xp): ...
+
+    def vjp(self, params, cache, g, *, xp): ...
+
+
+__all__ = ["Cell", "RHN"]

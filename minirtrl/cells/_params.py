@@ -1,0 +1,29 @@
+"""Random parameter initialisation shared by the cells: N(0, scale²) drawn on the host."""
+
+import numpy as np
+
+from .. import _checks
+from ..backends import dtype_of, load
+
+
+def normal_params(shapes, seed, xp, dtype, init_scale, device, adjust=None):
+    """``{name: array}`` with entries ~ N(0, init_scale²), drawn in the order of ``shapes``.
+
+    ``xp`` is an array namespace or a backend name; ``dtype`` a dtype or its name;
+    ``adjust(name, w)`` may change each host array ``w`` in place before it is moved
+    (e.g. to set gate biases). Draws come from ``numpy.random.default_rng(seed)``, so a
+    seed gives the same parameters on every backend.
+    """
+    seed = _checks.seed(seed)
+    if isinstance(xp, str):
+        xp, default_device = load(xp)
+        device = default_device if device is None else device
+    dt = dtype_of(xp, dtype) if isinstance(dtype, str) else dtype
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in shapes.items():
+        w = rng.standard_normal(shape) * init_scale
+        if adjust is not None:
+            adjust(name, w)
+        params[name] = xp.asarray(w, dtype=dt, device=device)
+    return params

@@ -1,0 +1,25 @@
+"""The zero guards of the estimators: divisions that stay finite where a norm is zero.
+
+A zero norm is not an error here: every influence estimate starts at zero, and a stream
+that starts a new sequence is reset to zero. Each guard selects with ``xp.where``
+(no branch on values, no host read) and divides only where the denominator is safe.
+"""
+
+
+def divide_where(num, den, ok, fill, *, xp):
+    """``num / den`` where ``ok``, ``fill`` elsewhere (``den`` is never read where not ``ok``)."""
+    safe = xp.where(ok, den, xp.ones_like(den))
+    return xp.where(ok, num / safe, fill)
+
+
+def norm_ratio(sq_num, sq_den, *, xp, where=None):
+    """``sqrt(‖num‖ / ‖den‖)`` from the squared norms; 1 where either is 0 (or not ``where``).
+
+    The balancing factor of UORO's ρ0, ρ1 and KF-RTRL's p1, p2 (``docs/algorithms.md``,
+    eqs. (12), (13)), and of the factor pairs of OK: ``(sq_num / sq_den)^¼``.
+    """
+    ok = (sq_num > 0) & (sq_den > 0)
+    if where is not None:
+        ok = ok & where
+    one = xp.ones_like(sq_num)
+    return xp.sqrt(xp.sqrt(divide_where(sq_num, sq_den, ok, one, xp=xp)))
