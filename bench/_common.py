@@ -17,16 +17,64 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 import minirtrl
-from minirtrl import bptt, readout, rhn
-from minirtrl.api import influence_method
+from minirtrl import bptt, readout
+from minirtrl.api import influence_step
 from minirtrl.backends import BackendError, dtype_of, load
+from minirtrl.methods import METHODS, RANKED, influence_method
 from minirtrl.rng import draw_signs
 
 from array_api_compat import is_cupy_namespace, is_torch_namespace
+
+
+# ---- what to run ------------------------------------------------------------------------
+class RunSpec(NamedTuple):
+    """One algorithm with its rank (``ok``, ``kf-avg``) or truncation (``bptt``)."""
+
+    algo: str
+    rank: Optional[int] = None
+    truncation: Optional[int] = None
+
+    @property
+    def label(self):
+        """``bptt-25``, ``ok-8``, ``kf``: the name of a run in tables and file names."""
+        value = self.truncation if self.algo == "bptt" else self.rank
+        return self.algo if value is None else f"{self.algo}-{value}"
+
+
+def run_specs(tokens, *, ranks, truncations):
+    """``["bptt", "ok:4", ...]`` or ``"bptt:10,kf"`` -> a list of ``RunSpec``.
+
+    Algorithm names are minirtrl's (``minirtrl.METHODS``). A bare ``bptt`` expands to every
+    truncation in ``truncations``, ``ok`` to every rank in ``ranks`` and ``kf-avg`` to every
+    rank > 1 (kf-avg with r = 1 is kf); ``name:v`` picks one value. Raises ``ValueError``
+    with a one-line reason for an unknown name or a bad value.
+    """
+    if isinstance(tokens, str):
+        tokens = [tokens]
+    out = []
+    for tok in (t.strip() for item in tokens for t in str(item).split(",") if t.strip()):
+        name, _, value = tok.partition(":")
+        if name not in METHODS:
+            raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(METHODS)}")
+        if value and name not in RANKED + ("bptt",):
+            raise ValueError(f"{name!r} takes no ':value'")
+        if value and (not value.isdigit() or int(value) < 1):
+            raise ValueError(f"{tok!r}: the value after ':' must be an integer >= 1")
+        values = [int(value)] if value else None
+        if name == "bptt":
+            out.extend(RunSpec(name, None, k) for k in (values or truncations))
+        elif name == "ok":
+            out.extend(RunSpec(name, r, None) for r in (values or ranks))
+        elif name == "kf-avg":
+            out.extend(RunSpec(name, r, None) for r in (values or [r for r in ranks if r > 1]))
+        else:
+            out.append(RunSpec(name))
+    return out
 
 
 # ---- backends ------------------------------------------------------------------------
@@ -293,12 +341,14 @@ def make_cell_and_params(n, depth, n_in, n_out, *, xp, dtype, device, seed=0, in
 def influence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0, stream=64):
     """One online step of influence method ``method`` with the state carried on.
 
-    Per call: ``rhn.step``, the ±1 signs drawn on the host and moved to the device
-    (``rng.draw_signs``), the module's ``update``, ``readout.loss_and_grad`` and the
-    module's ``grads``. Inputs cycle through ``stream`` pre-built one-hot steps (data
-    loading is not timed).
+    Per call: the ±1 signs drawn on the host and moved to the device
+    (``rng.draw_signs``), then the library's own online step, ``api.influence_step``
+    (``cell.step``, the method's ``update``, ``readout.loss_and_grad`` and the method's
+    ``grads``: what ``sequence_gradient`` and the training drivers run per character).
+    Inputs cycle through ``stream`` pre-built one-hot steps (data loading is not timed).
     """
     module = influence_method(method)
+    rank = rank or 1
     rng = np.random.default_rng(seed)
     xs, ys = one_hot_stream(rng, stream, B, cell.n_in, cell.n_out, xp=xp, dtype=dtype,
                             device=device)
@@ -308,19 +358,16 @@ def influence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0,
     shapes = module.noise_shapes(cell, B, rank)
     carried = {
         "s": xp.zeros((B, cell.n_hidden), dtype=dtype, device=device),
-        "state": module.init(cell, B, rank=rank, xp=xp, dtype=dtype, device=device),
+        "state": module.init(cell, B, rank, xp=xp, dtype=dtype, device=device),
         "t": 0,
     }
     state_bytes = nbytes(carried["state"], xp)
 
     def step():
         t = carried["t"] % stream
-        s, layers = rhn.step(cell, params, carried["s"], xs[t], xp=xp)
         noise = draw_signs(rng, shapes, xp=xp, dtype=dtype, device=device)
-        state = module.update(cell, params, carried["state"], layers, noise, xp=xp)
-        _, dV, c = readout.loss_and_grad(params["V"], s, ys[t], mask, xp=xp)
-        g = module.grads(cell, state, c, xp=xp)
-        g["V"] = dV
+        s, state, _, g = influence_step(module, cell, params, carried["s"], carried["state"],
+                                        xs[t], ys[t], mask, noise, xp=xp)
         carried["s"], carried["state"], carried["t"] = s, state, carried["t"] + 1
         return g
 
@@ -340,7 +387,7 @@ def bptt_bench(cell, params, B, K, *, xp, dtype, device, seed=0, windows=4):
     mask = xp.ones((K, B), dtype=dtype, device=device)
     wins = [(xs[i * K:(i + 1) * K, ...], ys[i * K:(i + 1) * K, ...]) for i in range(windows)]
     s0 = xp.zeros((B, cell.n_hidden), dtype=dtype, device=device)
-    s1, layers = rhn.step(cell, params, s0, wins[0][0][0, ...], xp=xp)
+    s1, layers = cell.step(params, s0, wins[0][0][0, ...], xp=xp)
     _, _, c = readout.loss_and_grad(params["V"], s1, wins[0][1][0, ...], mask[0, ...], xp=xp)
     state_bytes = K * nbytes((layers, c), xp)
     carried = {"s": s0, "i": 0}
@@ -355,9 +402,9 @@ def bptt_bench(cell, params, B, K, *, xp, dtype, device, seed=0, windows=4):
 
 
 def rtrl_theory_bytes(cell, B, xp, dtype):
-    """B · Σ_l n · 2n · k_l elements of exact RTRL's influence, in bytes."""
-    n = cell.n_hidden
-    elems = B * sum(n * 2 * n * cell.width(l) for l in range(1, cell.depth + 1))
+    """B · Σ_l n · m_l · k_l elements of exact RTRL's influence, in bytes."""
+    shapes = cell.shapes()
+    elems = B * sum(cell.n_hidden * shapes[b][0] * shapes[b][1] for b in cell.blocks)
     return elems * itemsize(xp, dtype)
 
 

@@ -1,6 +1,6 @@
-"""minirtrl against the same RHN written the way a PyTorch user would (issue 4, item 3).
+"""minirtrl against the same RHN written the way a PyTorch user would.
 
-Two PyTorch-user baselines, written from SPEC §1 (nothing of minirtrl is used in them
+Two PyTorch-user baselines, written from the model's equations (nothing of minirtrl is used in them
 but the initial parameters and the inputs):
 
 - **exact RTRL** with ``torch.func``: per step the state Jacobian ``H_t = ds_t/ds_{t-1}``
@@ -49,7 +49,7 @@ from minirtrl.backends import to_numpy
 
 # ---- the PyTorch user's RHN ----------------------------------------------------------------------
 def rhn_sample(s, x, Ws, n):
-    """One RHN step for ONE sample (SPEC §1): s (n,), x (n_in,), Ws = (W_1, ..., W_L)."""
+    """One RHN step for ONE sample (docs/algorithms.md (1)-(3)): s (n,), x (n_in,), Ws = (W_1, ..., W_L)."""
     one = s.new_ones(1)
     for l, W in enumerate(Ws):
         a = torch.cat([x, s, one]) if l == 0 else torch.cat([s, one])
@@ -156,7 +156,7 @@ def check_equal(n, depth, B, K, args):
                                     dtype=nx.float64, device=ndev)
     xs_t, ys_t = torch.from_numpy(np.array(xs_np)), torch.from_numpy(np.array(ys_np))
 
-    # exact RTRL over T steps: gradients summed over steps (SPEC §3)
+    # exact RTRL over T steps: gradients summed over steps
     _, ref = sequence_gradient("rtrl", cell, p_np, xs_np[:T], ys_np[:T])
     user = TorchRTRL(p_t, depth, B, n)
     total = None

@@ -10,7 +10,7 @@ number of characters seen (``--data``). Reads each run's JSON-lines log, and wri
                            (data, T_) curve and the data needed to reach each level
     OUT/curriculum.png     T_ against characters seen (only if matplotlib is installed)
 
-Example (a quick look; the OK reference runs use n=128 for 2M steps, papers.md §7.1)::
+Example (a quick look; the OK authors' runs use n=128 for 2M steps)::
 
     python bench/copy_curriculum.py --seconds 600 --hidden 64 --out bench/out-copy
 """
@@ -22,22 +22,9 @@ import sys
 
 from minirtrl.copy import main as copy_main
 
-from _common import pyplot
+from _common import pyplot, run_specs
 
 DEFAULT_RUNS = "bptt:10,bptt:50,uoro,kf,kf-avg,ok"
-
-
-def parse_runs(text):
-    """``"bptt:10,kf,ok"`` -> [("bptt-10", "bptt", 10), ("kf", "kf", None), ...]."""
-    runs = []
-    for item in text.split(","):
-        algo, _, trunc = item.strip().partition(":")
-        if algo == "bptt":
-            K = int(trunc or 50)
-            runs.append((f"bptt-{K}", algo, K))
-        else:
-            runs.append((algo, algo, None))
-    return runs
 
 
 def read_log(path):
@@ -60,13 +47,15 @@ def reached(curve):
     return first
 
 
-def run_one(label, algo, K, args):
+def run_one(spec, args):
+    """One driver run of ``spec`` (a ``RunSpec``); returns its summary record."""
+    label, algo, K = spec.label, spec.algo, spec.truncation
     log = os.path.join(args.out, f"{label}.jsonl")
     argv = ["--algo", algo, "--hidden", args.hidden, "--batch", args.batch, "--lr", args.lr,
             "--clip", args.clip, "--seed", args.seed, "--backend", args.backend,
             "--dtype", args.dtype, "--log", log]
-    if algo in ("ok", "kf-avg"):
-        argv += ["--rank", args.rank]
+    if spec.rank is not None:
+        argv += ["--rank", spec.rank]
     if K is not None:
         argv += ["--truncation", K]
     chars_per_step = args.batch * (K or 1)
@@ -141,7 +130,8 @@ def main(argv=None):
         results = [from_log(f[: -len(".jsonl")], os.path.join(args.out, f)) for f in logs]
         budget_text = "as logged"
     else:
-        results = [run_one(label, algo, K, args) for label, algo, K in parse_runs(args.runs)]
+        specs = run_specs(args.runs, ranks=[args.rank], truncations=[50])
+        results = [run_one(spec, args) for spec in specs]
         budget_text = f"{args.data} characters" if args.data is not None else f"{args.seconds:g} s"
     summary = {"budget": budget_text, "hidden": args.hidden, "batch": args.batch,
                "rank": args.rank, "lr": args.lr, "backend": args.backend, "dtype": args.dtype,

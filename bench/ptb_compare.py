@@ -20,7 +20,7 @@ Writes, under ``--out``:
     ptb.png          valid bpc against characters seen and against seconds (needs matplotlib)
 
 and prints a Markdown table. ``--paper-steps N`` also times N online steps at the paper's
-scale (SPEC §5: n=256, ``ok`` rank 8, batch 32, float32; 1M steps reach 1.74-1.75 valid bpc)
+scale (the OK authors' setting: n=256, ``ok`` rank 8, batch 32; their 1M-step runs reach 1.74-1.75 valid bpc)
 and prints what 1M steps would take here.
 
 On a machine shared with other processes pin the BLAS threads (they must be set before
@@ -37,55 +37,21 @@ import contextlib
 import io
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 
 import numpy as np
 
+from minirtrl import RHN
 from minirtrl.backends import load
-from minirtrl.corpus import eval_streams, read_corpus
-from minirtrl.ptb import evaluate
-from minirtrl.ptb import main as ptb_main
-from minirtrl.rhn import RHN
+from minirtrl.drivers.corpus import eval_streams, read_corpus
+from minirtrl.drivers.ptb import main as ptb_main
+from minirtrl.drivers.text import evaluate
 
-from _common import pyplot
+from _common import machine_info, pyplot, run_specs
 
 DEFAULT_RUNS = "bptt:25,kf,ok:8"
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def parse_runs(text, rank):
-    """``"bptt:25,kf,ok:8"`` -> [(label, algo, truncation, rank)]; ``rank`` for a bare ok/kf-avg."""
-    runs = []
-    for item in text.split(","):
-        algo, _, extra = item.strip().partition(":")
-        if algo == "bptt":
-            K = int(extra or 25)
-            runs.append((f"bptt-{K}", algo, K, None))
-        elif algo in ("ok", "kf-avg"):
-            r = int(extra or rank)
-            runs.append((f"{algo}-{r}", algo, None, r))
-        else:
-            runs.append((algo, algo, None, None))
-    return runs
-
-
-def machine():
-    """CPU, cores, load and thread settings: the header every figure must carry."""
-    model = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f
-                          if line.startswith("model name")), model)
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": usable,
-            "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
-            "python": platform.python_version(), "numpy": np.__version__,
-            "threads": {v: os.environ.get(v) for v in THREAD_VARS}}
 
 
 def driver_argv(algo, K, rank, args):
@@ -285,15 +251,17 @@ def main(argv=None):
     p.add_argument("--out", default="ptb-bench", help="output directory")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    info = machine()
-    print(f"# {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), load "
-          f"{info['loadavg']}, numpy {info['numpy']}, threads {info['threads']}", flush=True)
+    info = machine_info(args.backend, *load(args.backend))
+    print(f"# {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable), load "
+          f"{info['loadavg_at_start']}, numpy {info['numpy']}, threads {info['thread_env']}",
+          flush=True)
     corpus = read_corpus(args.data, args.format)
     print(f"# {args.data}: {corpus.summary()}", flush=True)
     eval_s = validation_seconds(corpus, args)
     print(f"# one validation pass: {eval_s:.1f} s ({corpus.valid.shape[0] - 1:,} characters, "
           f"{args.eval_streams} streams, n={args.hidden})", flush=True)
-    runs = parse_runs(args.runs, args.rank)
+    runs = [(spec.label, spec.algo, spec.truncation, spec.rank)
+            for spec in run_specs(args.runs, ranks=[args.rank], truncations=[25])]
     results, rates = [], {}
     with tempfile.TemporaryDirectory() as folder:
         synthetic_corpus(folder, len(corpus.vocab))
@@ -312,7 +280,7 @@ def main(argv=None):
                      "backend": args.backend, "steps_timed": args.paper_steps,
                      "seconds_per_step": per_step, "days_for_1M_steps": per_step * 1e6 / 86400}
     summary = {"settings": {k: v for k, v in vars(args).items()}, "machine": info,
-               "machine_at_end": {"loadavg": machine()["loadavg"]},
+               "machine_at_end": {"loadavg": list(os.getloadavg())},
                "validation_pass_seconds": eval_s, "runs": results, "paper_scale": paper}
     with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)

@@ -1,11 +1,11 @@
-"""Time one online step of every algorithm against its floor (issue 4, item 1).
+"""Time one online step of every algorithm against its floor.
 
 For each algorithm, hidden size n, depth L, batch B and dtype on one ``--backend``:
 
-- **step**: the median time of one online step with the parameters fixed (forward
-  ``rhn.step``, the ±1 signs drawn on the host and moved to the device, the influence
-  module's ``update``, ``readout.loss_and_grad`` and the module's ``grads``; no
-  optimiser), after a warm-up, the estimator state carried from step to step. For
+- **step**: the median time of one online step with the parameters fixed (the ±1
+  signs drawn on the host and moved to the device, then the library's
+  ``api.influence_step``: ``cell.step``, the method's ``update``,
+  ``readout.loss_and_grad`` and the method's ``grads``; no optimiser), after a warm-up, the estimator state carried from step to step. For
   ``bptt`` with truncation K: one window of K steps (``bptt.window_gradient``) divided
   by K, i.e. a per-character cost.
 - **floor**: the median time of that step's unavoidable matrix products alone, same
@@ -13,7 +13,7 @@ For each algorithm, hidden size n, depth L, batch B and dtype on one ``--backend
   the ratio step / floor.
 - **state**: bytes of the estimator state (bptt: the activations one window keeps),
   from shapes; for rtrl also the theoretical B·Σ_l n·2n·k_l elements.
-- **ovh**: step − floor in ms for batch-1 steps at n = 32 (issue 4 asks ≤ 0.25 ms).
+- **ovh**: step − floor in ms for batch-1 steps at n = 32 (the goal was ≤ 0.25 ms).
 - ``r_min`` / ``ovh_min``: the same from the fastest timed calls (least disturbed on a
   shared machine).
 
@@ -38,46 +38,8 @@ try:  # python -m bench.step_time
 except ImportError:  # python bench/step_time.py
     import _common as C
 
-ALGOS = ("bptt", "rtrl", "uoro", "kf", "ok", "kf-avg")
-RANKED = ("ok", "kf-avg")
 MIB = 2.0**20
 GIB = 2.0**30
-
-
-# ---- what to run ------------------------------------------------------------------------------
-def expand_algos(tokens, ranks, truncations):
-    """``["bptt", "ok:4", ...]`` -> list of ``(name, rank, K)``.
-
-    ``bptt`` expands to every ``--truncations`` K, ``ok`` to every ``--ranks`` r and
-    ``kf-avg`` to every r > 1 (kf-avg with r = 1 is kf); ``name:v`` picks one value.
-    """
-    out = []
-    for tok in tokens:
-        name, _, value = tok.partition(":")
-        if name not in ALGOS:
-            raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(ALGOS)}")
-        if value and name not in RANKED + ("bptt",):
-            raise ValueError(f"{name!r} takes no ':value'")
-        if value and (not value.isdigit() or int(value) < 1):
-            raise ValueError(f"{tok!r}: the value after ':' must be an integer >= 1")
-        vals = [int(value)] if value else None
-        if name == "bptt":
-            out.extend((name, None, k) for k in (vals or truncations))
-        elif name == "ok":
-            out.extend((name, r, None) for r in (vals or ranks))
-        elif name == "kf-avg":
-            out.extend((name, r, None) for r in (vals or [r for r in ranks if r > 1]))
-        else:
-            out.append((name, None, None))
-    return out
-
-
-def label(name, rank, K):
-    if name == "bptt":
-        return f"bptt/K={K}"
-    if name in RANKED:
-        return f"{name}/r={rank}"
-    return name
 
 
 # ---- floors -----------------------------------------------------------------------------------
@@ -178,7 +140,7 @@ def measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync):
     name, rank, K = algo
     dtype = C.resolve_dtype(xp, dtype_name)
     row = {
-        "algo": name, "rank": rank, "truncation": K, "label": label(name, rank, K),
+        "algo": name, "rank": rank, "truncation": K, "label": algo.label,
         "n": n, "depth": depth, "batch": B, "dtype": dtype_name, "backend": args.backend,
         "n_in": args.n_in, "n_out": args.n_out,
     }
@@ -273,7 +235,7 @@ def parse_args(argv=None):
         description="Median time of one online step of each algorithm, against its floor "
         "(the step's unavoidable matrix products alone). See bench/README.md.",
     )
-    p.add_argument("--algo", nargs="+", default=list(ALGOS),
+    p.add_argument("--algo", nargs="+", default=list(C.METHODS),
                    help="algorithms: bptt rtrl uoro kf ok kf-avg; 'ok:4', 'bptt:25' pick one "
                    "rank / truncation (default: all)")
     p.add_argument("--ranks", nargs="+", default=["1,4,16"], help="ranks for ok (kf-avg: those > 1)")
@@ -298,7 +260,7 @@ def parse_args(argv=None):
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall: time.perf_counter (default); cpu: time.process_time, the CPU time "
                    "of this process only (use on a shared CPU; not for GPU backends)")
-    p.add_argument("--init-scale", type=float, default=0.01, help="parameter scale (SPEC default 0.01)")
+    p.add_argument("--init-scale", type=float, default=0.01, help="parameter scale (default 0.01)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="FILE", help="write every row (and the machine) as JSON")
     args = p.parse_args(argv)
@@ -308,7 +270,6 @@ def parse_args(argv=None):
     args.depth = C.parse_list(args.depth, int)
     args.batch = C.parse_list(args.batch, int)
     args.dtype = C.parse_list(args.dtype)
-    args.algo = C.parse_list(args.algo)
     for d in args.dtype:
         if d not in ("float32", "float64"):
             p.error(f"--dtype: {d!r} is not float32 or float64")
@@ -316,7 +277,7 @@ def parse_args(argv=None):
         if any(v < 1 for v in getattr(args, flag)):
             p.error(f"--{flag}: values must be >= 1")
     try:
-        args.algos = expand_algos(args.algo, args.ranks, args.truncations)
+        args.algos = C.run_specs(args.algo, ranks=args.ranks, truncations=args.truncations)
     except ValueError as exc:
         p.error(f"--algo: {exc}")
     args.timer = C.TimerSettings(args.warmup, args.warmup_seconds, args.repeats, args.min_seconds,
@@ -351,7 +312,7 @@ def main(argv=None):
                                 raise
                             except Exception as exc:  # noqa: BLE001 - report, go on
                                 row = {"algo": algo[0], "rank": algo[1], "truncation": algo[2],
-                                       "label": label(*algo), "n": n, "depth": depth, "batch": B,
+                                       "label": algo.label, "n": n, "depth": depth, "batch": B,
                                        "dtype": dtype_name, "backend": args.backend,
                                        "status": f"error: {type(exc).__name__}: {exc}"}
                                 traceback.print_exc(file=sys.stderr)

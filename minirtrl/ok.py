@@ -215,7 +215,7 @@ def step_gram(u, A, H, a, M, signs, *, xp):
     gram_V = xp.concat(
         [xp.concat([HA @ mT(HA), cross], axis=2), xp.concat([mT(cross), pd @ mT(pd)], axis=2)],
         axis=1,
-    )  # (B, r+1, r+1) = V V^T; its (r, r) block is one product (syrk on NumPy)
+    )  # (B, r+1, r+1) = V V^T; its (r, r) block is one product
     U = xp.concat([u, a[:, None, :]], axis=1)  # (B, r+1, k)
     MU, MV = coefficients(U @ mT(U), gram_V, signs, xp=xp)  # (B, r, r+1) each
     V = xp.concat([HA, pd], axis=1)  # (B, r+1, n m)

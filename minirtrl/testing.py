@@ -74,36 +74,50 @@ def relative_error(actual, desired):
     return float(diff / scale) if scale > 0 else float(diff)
 
 
-def assert_close(actual, desired, *, rtol=None, atol=0.0, xp=None, device=None):
+def assert_close(actual, desired, *, rtol=None, atol=0.0, xp=None, device=None, err_msg=""):
     """Assert ``actual`` is close to ``desired`` after checking namespace, shape, dtype, device.
 
-    ``xp``: the namespace ``actual`` must come from (default: that of ``desired`` when it
-    is not a NumPy array, so a backend result is compared with a backend reference).
-    ``device``: the device ``actual`` must be on (default: ``desired``'s when both share
-    a namespace). ``desired`` may be a NumPy array (then only ``actual``'s shape and
-    values are compared with it, and the dtypes must be of the same kind) or an array of
-    ``actual``'s backend (then its dtype must be equal). The default ``rtol`` is
-    ``4 * sqrt(eps)`` of ``actual``'s dtype (about 6e-8 for float64, 1.4e-3 for float32).
+    ``desired`` is either a host reference (a NumPy array or scalar, a list, a Python
+    number) or an array of some backend. Checks, in order:
+
+    * namespace: ``actual`` comes from ``xp`` when given, else from ``desired``'s namespace
+      when ``desired`` is a backend array (a NumPy ``actual`` may stand for itself);
+    * shape: equal (a Python number as ``desired`` is compared with every entry);
+    * dtype: equal to a backend ``desired``'s; of the same kind (float, int, bool) as a
+      host reference's;
+    * device: ``device`` when given, else that of a backend ``desired`` of the same namespace;
+    * values: ``|actual - desired| <= atol + rtol·|desired|`` elementwise. The default
+      ``rtol`` is ``4 * sqrt(eps)`` of ``actual``'s dtype (about 6e-8 for float64, 1.4e-3
+      for float32); ``rtol=0`` with ``atol=0`` asks for equality. Text arrays must be equal.
     """
+    if isinstance(actual, (list, tuple, float, int)):
+        actual = np.asarray(actual)
     found = array_namespace(actual)
-    host = isinstance(desired, (np.ndarray, np.generic, float, int))  # a host reference
+    host = isinstance(desired, (np.ndarray, np.generic, list, tuple, float, int))
     if xp is None and not host:
         xp = array_namespace(desired)
     if xp is not None:
         assert found is xp, f"expected an array of {xp.__name__}, got {found.__name__}"
-    a, d = to_numpy(actual), np.asarray(desired) if host else to_numpy(desired)
-    assert a.shape == d.shape, f"shape {a.shape} != {d.shape}"
+    a = to_numpy(actual)
+    d = np.asarray(desired) if host else to_numpy(desired)
+    if not isinstance(desired, (float, int)):
+        assert a.shape == d.shape, f"shape {a.shape} != {d.shape}"
     if host:
-        assert a.dtype.kind == d.dtype.kind, f"dtype {actual.dtype} is not of the kind of {d.dtype}"
+        kinds = {"f": "float", "i": "int", "u": "int", "b": "bool", "c": "complex"}
+        assert kinds.get(a.dtype.kind, a.dtype.kind) == kinds.get(d.dtype.kind, d.dtype.kind), (
+            f"dtype {actual.dtype} is not of the kind of {d.dtype}")
     else:
         assert actual.dtype == desired.dtype, f"dtype {actual.dtype} != {desired.dtype}"
         if device is None and array_namespace(desired) is found:
             device = get_device(desired)
     if device is not None:
         assert get_device(actual) == device, f"device {get_device(actual)} != {device}"
+    if a.dtype.kind in "USO":  # text (e.g. a checkpoint's JSON members): equal, or not
+        np.testing.assert_array_equal(a, d, err_msg=err_msg)
+        return
     if rtol is None:
         rtol = 4 * float(np.finfo(a.dtype).eps) ** 0.5 if np.issubdtype(a.dtype, np.floating) else 0.0
-    np.testing.assert_allclose(a, d, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(a, d, rtol=rtol, atol=atol, err_msg=err_msg)
 
 
 def random_problem(cell, T, B, seed=0, *, masked=True):

@@ -1,64 +1,114 @@
-"""Backend fixtures: every test taking ``xp`` runs on each usable backend.
+"""Backend fixtures: every test taking ``backend`` (or ``xp``) runs on each usable backend.
 
-``MINIRTRL_BACKENDS=numpy,torch`` restricts the list; a backend named there that cannot
-run *fails* the test instead of skipping it (asking for it means it must work).
+``backend`` also runs the variants array-api-extra's test suite has:
+
+    numpy                       plain NumPy
+    numpy-readonly              NumPy, and every input ``to_xp`` makes is read-only
+    array_api_strict            array-api-strict (2024.12), its default device
+    array_api_strict-device1    on ``Device("device1")``: every result must stay there
+    array_api_strict-noext      with no optional extensions (no ``linalg``): tests marked
+                                ``linalg`` (they need it, e.g. for ``ok``) skip here
+    torch, cupy                 where installed (cupy only with a working GPU)
+
+``driver_backend`` has the plain backends only (a command line names a backend, not a
+variant). ``MINIRTRL_BACKENDS=numpy,torch`` restricts both lists to those base names; a
+backend named there that cannot run *fails* the test instead of skipping it (asking for it
+means it must work). ``close`` is ``testing.assert_close`` checking the namespace and the
+device of the backend under test.
 """
 
 import functools
-import importlib
 import os
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
 from minirtrl.backends import BackendError, load, to_numpy
+from minirtrl.testing import assert_close
 
-BACKENDS = ["numpy", "array_api_strict", "torch", pytest.param("cupy", marks=pytest.mark.gpu)]
+PLAIN = ["numpy", "array_api_strict", "torch", pytest.param("cupy", marks=pytest.mark.gpu)]
+VARIANTS = ["numpy", "numpy-readonly", "array_api_strict", "array_api_strict-device1",
+            "array_api_strict-noext", "torch", pytest.param("cupy", marks=pytest.mark.gpu)]
+
+
+class Backend(NamedTuple):
+    name: str  # the backend's name, as --backend takes it
+    xp: object
+    device: object
+    variant: str = ""  # "", "readonly", "device1" or "noext"
 
 
 @functools.cache
 def _probe(name):
     try:
-        if name == "array_api_strict":
-            importlib.import_module(name).set_array_api_strict_flags(api_version="2024.12")
         xp, device = load(name)
     except BackendError as exc:
         return None, str(exc)
+    if name == "array_api_strict":
+        xp.set_array_api_strict_flags(api_version="2024.12")
     return (xp, device), ""
 
 
-def _backend(name):
+def _backend(request, param):
+    name, _, variant = param.partition("-")
     wanted = os.environ.get("MINIRTRL_BACKENDS")
     if wanted and name not in wanted.split(","):
         pytest.skip(f"{name} not in MINIRTRL_BACKENDS")
     found, why = _probe(name)
     if found is None:
         (pytest.fail if wanted else pytest.skip)(why)
-    return found
+    xp, device = found
+    if variant == "noext" and request.node.get_closest_marker("linalg"):
+        pytest.skip("needs the linalg extension")
+    if variant == "device1":
+        device = xp.Device("device1")
+    return Backend(name, xp, device, variant)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=VARIANTS)
 def backend(request):
-    """``(name, xp, device)`` for each usable backend."""
-    xp, device = _backend(request.param)
-    return request.param, xp, device
+    """A ``Backend`` (name, xp, device, variant) for each usable backend and variant."""
+    b = _backend(request, request.param)
+    if b.variant == "noext":
+        saved = b.xp.get_array_api_strict_flags()
+        b.xp.set_array_api_strict_flags(enabled_extensions=())
+        yield b
+        b.xp.set_array_api_strict_flags(**saved)
+    else:
+        yield b
+
+
+@pytest.fixture(params=PLAIN)
+def driver_backend(request):
+    """A ``Backend`` for each usable backend, default device, no variants."""
+    return _backend(request, request.param)
 
 
 @pytest.fixture
 def xp(backend):
-    return backend[1]
+    return backend.xp
 
 
 @pytest.fixture
 def to_xp(backend):
-    """Move a NumPy array to the backend under test (dtype kept)."""
-    _, xp, device = backend
+    """Move a NumPy array to the backend under test (dtype kept; read-only for that variant)."""
 
     def move(a, dtype=None):
         a = np.asarray(a)
-        return xp.asarray(a, dtype=dtype, device=device)
+        if backend.variant == "readonly":
+            a = np.array(a, dtype=dtype)
+            a.flags.writeable = False
+            return a
+        return backend.xp.asarray(a, dtype=dtype, device=backend.device)
 
     return move
+
+
+@pytest.fixture
+def close(backend):
+    """``assert_close`` that also checks the backend's namespace and device."""
+    return functools.partial(assert_close, xp=backend.xp, device=backend.device)
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 from minirtrl.drivers import check
 
 
-def test_check_passes(backend, capsys):
-    assert check.main(["--backend", backend[0], "--depth", "2", "--samples", "3"]) == 0
+def test_check_passes(driver_backend, capsys):
+    assert check.main(["--backend", driver_backend.name, "--depth", "2", "--samples", "3"]) == 0
     out = capsys.readouterr().out
     assert "rtrl" in out and "bptt" in out and "FAILED" not in out
 

@@ -12,6 +12,7 @@ from minirtrl.backends import BackendError
 from minirtrl.drivers.copy import main
 from minirtrl.drivers.copytask import CopyTask
 from minirtrl import RHN
+from minirtrl.testing import assert_close
 
 EXTRA = {"bptt": ["--truncation", "4"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}
 SMALL = ["--hidden", "6", "--batch", "3", "--progress-seconds", "1000"]
@@ -28,8 +29,8 @@ def run(*argv):
 
 # ---- smoke runs -------------------------------------------------------------------------
 @pytest.mark.parametrize("algo", METHODS)
-def test_every_algorithm_runs_and_logs(algo, backend, tmp_path, capsys):
-    name = backend[0]
+def test_every_algorithm_runs_and_logs(algo, driver_backend, tmp_path, capsys):
+    name = driver_backend.name
     log = tmp_path / "log.jsonl"
     rc = run("--backend", name, "--algo", algo, *SMALL, *EXTRA.get(algo, []),
              "--steps", 24, "--report-every", 8, "--log", log)
@@ -89,7 +90,7 @@ def test_first_step_is_one_clipped_adam_step_on_the_batch_mean(algo, tmp_path):
     g["W1"] = g["W1"] * (clip / norm)
     with np.load(ck, allow_pickle=False) as saved:
         for k, p in params.items():  # Adam's first step: p - lr g / (|g| + eps)
-            np.testing.assert_allclose(saved[k], p - lr * g[k] / (np.abs(g[k]) + 1e-8),
+            assert_close(saved[k], p - lr * g[k] / (np.abs(g[k]) + 1e-8),
                                        rtol=0, atol=1e-12)
     bits = float(loss) / B / math.log(2)
     assert read_log(log)[-1]["bits"] == pytest.approx(0.999 + 0.001 * bits, rel=1e-12)
@@ -130,9 +131,9 @@ def test_online_rtrl_gradients_equal_per_step_bptt_since_each_reset(tmp_path):
     saved = _checkpoint(ck)
     assert int(saved["adam/step"]) == T
     for k, p in params.items():
-        np.testing.assert_array_equal(saved[k], p)  # frozen
-        np.testing.assert_allclose(saved[f"adam/m/{k}"], m[k], rtol=1e-10, atol=1e-16)
-        np.testing.assert_allclose(saved[f"adam/v/{k}"], v[k], rtol=1e-10, atol=1e-20)
+        assert_close(saved[k], p, rtol=0)  # frozen
+        assert_close(saved[f"adam/m/{k}"], m[k], rtol=1e-10, atol=1e-16)
+        assert_close(saved[f"adam/v/{k}"], v[k], rtol=1e-10, atol=1e-20)
 
 
 def test_bptt_window_gradient_is_the_whole_sequence_when_windows_align(tmp_path):
@@ -158,7 +159,7 @@ def test_bptt_window_gradient_is_the_whole_sequence_when_windows_align(tmp_path)
     saved = _checkpoint(ck)
     assert int(saved["step"]) == W
     for k in params:
-        np.testing.assert_allclose(saved[f"adam/m/{k}"], m[k], rtol=1e-10, atol=1e-16)
+        assert_close(saved[f"adam/m/{k}"], m[k], rtol=1e-10, atol=1e-16)
 
 
 # ---- checkpoints ----------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def test_resume_continues_exactly(algo, tmp_path):
     assert {"W1", "V", "adam/m/W1", "adam/step", "s", "rng/data", "config"} <= set(straight)
     for k in straight:
         if k != "seconds":
-            np.testing.assert_array_equal(straight[k], split[k], err_msg=k)
+            assert_close(straight[k], split[k], err_msg=k, rtol=0)
     # the split log is the straight one with a final line at the stop in between
     expect = _figures(read_log(la))
     got = _figures(read_log(lb))
@@ -219,7 +220,7 @@ def test_ctrl_c_mid_step_writes_a_checkpoint_that_resumes_exactly(algo, tmp_path
     straight, split = _checkpoint(a), _checkpoint(b)
     for k in straight:
         if k != "seconds":
-            np.testing.assert_array_equal(straight[k], split[k], err_msg=k)
+            assert_close(straight[k], split[k], err_msg=k, rtol=0)
 
 
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])

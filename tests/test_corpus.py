@@ -26,6 +26,7 @@ from minirtrl.drivers.corpus import (
     stream_offsets,
     window_at,
 )
+from minirtrl.testing import assert_close
 
 PTB = Path(__file__).parents[1].parent / "shared" / "data" / "ptb"
 
@@ -79,7 +80,7 @@ def test_mikolov_plain_and_gz(tmp_path):
         ids = getattr(c, split)
         assert ids.ndim == 1 and ids.dtype.kind == "i" and ids.dtype.itemsize <= 8
         expected = np.array([chars.index(ch) for ch in texts[split]])
-        np.testing.assert_array_equal(ids, expected)
+        assert_close(ids, expected, rtol=0)
         assert c.vocab.decode(ids) == texts[split]
     assert c.train.shape[0] == sum(len("_".join(w)) + 1 for w in TRAIN)
 
@@ -154,7 +155,7 @@ def test_symbol_missing_from_train(tmp_path, fmt):
     assert v.symbols[:-1] == tuple(sorted(set(spaced(TRAIN)[1])))
     text = spaced(valid)[1]
     expected = [v.unk if ch in "zb" else v.index(ch) for ch in text]
-    np.testing.assert_array_equal(c.valid, expected)
+    assert_close(c.valid, expected, rtol=0)
     assert int(np.sum(c.valid == v.unk)) == 2
     assert not np.any(c.train == v.unk)
 
@@ -164,7 +165,7 @@ def test_unknown_vocabulary_keeps_train_ids(tmp_path):
     a, b = read_corpus(tmp_path), read_corpus(tmp_path, unknown=True)
     assert len(b.vocab) == len(a.vocab) + 1
     for split in ("train", "valid", "test"):
-        np.testing.assert_array_equal(getattr(a, split), getattr(b, split))
+        assert_close(getattr(a, split), getattr(b, split), rtol=0)
 
 
 def test_vocabulary_checks():
@@ -293,7 +294,7 @@ def test_real_ptb():
                             dtype=np.uint8)
         assert np.all(raw[1::2] == ord(" "))
         codes = np.array([ord(s) for s in v.symbols], dtype=np.uint8)
-        np.testing.assert_array_equal(codes[ids], raw[0::2])
+        assert_close(codes[ids], raw[0::2], rtol=0)
     assert v.decode(c.valid[:9]) == "consumers"
 
 
@@ -307,7 +308,7 @@ def test_stream_offsets(n, b):
     assert off[0] == 0 and off[-1] < n
     gaps = np.diff(np.append(off, n))  # the B stretches between offsets cover the text
     assert gaps.sum() == n and set(gaps.tolist()) <= {n // b, -(-n // b)}
-    np.testing.assert_array_equal(off, [i * n // b for i in range(b)])
+    assert_close(off, [i * n // b for i in range(b)], rtol=0)
 
 
 def test_stream_offsets_rejects():
@@ -320,13 +321,13 @@ def test_stream_offsets_rejects():
 def test_batch_at_next_symbol_and_wraparound():
     ids = np.arange(10, dtype=np.int32)  # id = position, so positions can be read off
     off = stream_offsets(10, 3)
-    np.testing.assert_array_equal(off, [0, 3, 6])
+    assert_close(off, [0, 3, 6], rtol=0)
     x, y = batch_at(ids, off, 3)
-    np.testing.assert_array_equal(x, [3, 6, 9])
-    np.testing.assert_array_equal(y, [4, 7, 0])  # after the last symbol comes the first
+    assert_close(x, [3, 6, 9], rtol=0)
+    assert_close(y, [4, 7, 0], rtol=0)  # after the last symbol comes the first
     x, y = batch_at(ids, off, 25)
-    np.testing.assert_array_equal(x, [5, 8, 1])
-    np.testing.assert_array_equal(y, [6, 9, 2])
+    assert_close(x, [5, 8, 1], rtol=0)
+    assert_close(y, [6, 9, 2], rtol=0)
     assert x.shape == (3,) and x.dtype == ids.dtype
 
 
@@ -336,13 +337,13 @@ def test_batch_at_targets_are_next_inputs():
     off = stream_offsets(97, 8)
     steps = [batch_at(ids, off, t) for t in range(250)]  # wraps around twice
     for t in range(249):
-        np.testing.assert_array_equal(steps[t][1], steps[t + 1][0])
+        assert_close(steps[t][1], steps[t + 1][0], rtol=0)
     for t in (0, 96, 200):
-        np.testing.assert_array_equal(steps[t][0], ids[(off + t) % 97])
+        assert_close(steps[t][0], ids[(off + t) % 97], rtol=0)
     xs, ys = window_at(ids, off, 90, 20)
     assert xs.shape == ys.shape == (20, 8)
-    np.testing.assert_array_equal(xs, np.stack([steps[t][0] for t in range(90, 110)]))
-    np.testing.assert_array_equal(ys, np.stack([steps[t][1] for t in range(90, 110)]))
+    assert_close(xs, np.stack([steps[t][0] for t in range(90, 110)]), rtol=0)
+    assert_close(ys, np.stack([steps[t][1] for t in range(90, 110)]), rtol=0)
 
 
 @pytest.mark.parametrize("n, s", [(2, 1), (101, 1), (101, 2), (101, 3), (101, 7), (101, 100),
@@ -356,8 +357,8 @@ def test_eval_streams_every_prediction_once(n, s):
     assert set(np.unique(mask).tolist()) <= {0.0, 1.0}
     assert mask.sum() == n - 1
     on = mask == 1
-    np.testing.assert_array_equal(np.sort(x[on]), np.arange(n - 1))  # each input once
-    np.testing.assert_array_equal(y[on], x[on] + 1)  # target = next symbol
+    assert_close(np.sort(x[on]), np.arange(n - 1), rtol=0)  # each input once
+    assert_close(y[on], x[on] + 1, rtol=0)  # target = next symbol
     # Each stream is one contiguous stretch, padded (by at most one step) only at its end.
     assert np.all(np.diff(mask, axis=0) <= 0)
     assert np.all(mask.sum(axis=0) >= t - 1)

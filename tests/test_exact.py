@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minirtrl
-from minirtrl.testing import numerical_gradient, numerical_jacobian, random_problem, relative_error, sequence_loss
+from minirtrl.testing import assert_close, numerical_gradient, numerical_jacobian, random_problem, relative_error, sequence_loss
 
 T, B = 6, 2
 
@@ -23,7 +23,7 @@ def on(to_xp, params, *arrays):
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_rtrl_equals_bptt_equals_finite_differences(backend, to_xp, depth):
-    _, xp, _ = backend
+    xp, device = backend.xp, backend.device
     cell, params_np, xs, ys, mask = problem(depth)
     fd = numerical_gradient(cell, params_np, xs, ys, mask)
     expected_loss = sequence_loss(cell, params_np, xs, ys, mask)
@@ -92,4 +92,4 @@ def test_truncated_bptt(backend, to_xp, depth):
         for k in params:
             assert relative_error(g[k], oracle[k]) < 1e-7
         assert max(relative_error(g[k], full[k]) for k in cell.blocks) > 1e-3
-        np.testing.assert_allclose(minirtrl.backends.to_numpy(g["V"]), minirtrl.backends.to_numpy(full["V"]), rtol=1e-12)
+        assert_close(minirtrl.backends.to_numpy(g["V"]), minirtrl.backends.to_numpy(full["V"]), rtol=1e-12)

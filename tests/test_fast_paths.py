@@ -1,9 +1,9 @@
-"""The optimised code paths (issue 4) against their readable references, to float64 precision.
+"""The optimised code paths against their readable references, to float64 precision.
 
 Each fast form below has a plain form it must equal up to roundoff:
 
 - ``rhn.state_jacobian`` (K_l as one product over its rows) vs ``rhn.layer_jacobian``
-  (the SPEC formula with three broadcast products), on every backend;
+  (the formula (5) of docs/algorithms.md, three broadcast products), on every backend;
 - ``rhn.influence_pieces`` vs H_t and P_l D_l composed from ``layer_jacobian`` by hand;
 - ``rhn.jvp_vjp`` (UORO's shared walk) vs ``rhn.jvp_state`` and ``rhn.vjp_step``;
 - ``opt.opt`` vs Algorithm 3 written out per sample in NumPy (explicit k, Householder
@@ -24,6 +24,7 @@ from minirtrl import kf, kronecker, ok, opt, readout, rtrl
 from minirtrl.cells import rhn
 from minirtrl.backends import load, to_numpy
 from minirtrl.rng import draw_signs
+from minirtrl.testing import assert_close
 
 NPX, _ = load("numpy")
 EPS = np.finfo(np.float64).eps
@@ -41,18 +42,15 @@ def setup(depth, *, n=5, n_in=3, B=3, seed=0, scale=0.7):
 
 def assert_equal_to_roundoff(got, want, factor=64):
     """|got - want| <= factor·eps·max|want| elementwise (float64 precision)."""
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.shape == want.shape
-    scale = np.max(np.abs(want))
+    scale = np.max(np.abs(np.asarray(want)))
     assert scale > 0
-    err = np.max(np.abs(got - want))
-    assert err <= factor * EPS * scale, (err, scale)
+    assert_close(np.asarray(got), np.asarray(want), rtol=0, atol=factor * EPS * scale)
 
 
 # ---- rhn ------------------------------------------------------------------------------
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_state_jacobian_equals_layer_jacobian(backend, to_xp, depth):
-    name, xp, device = backend
+    xp, device = backend.xp, backend.device
     cell, params, _, rng = setup(depth)
     p = {k: to_xp(v) for k, v in params.items()}
     _, layers = cell.step(p, to_xp(rng.standard_normal((3, cell.n_hidden))),
@@ -88,7 +86,7 @@ def test_influence_pieces_equal_the_plain_products(depth):
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_jvp_vjp_equals_jvp_state_and_vjp_step(backend, to_xp, depth):
-    name, xp, device = backend
+    xp, device = backend.xp, backend.device
     cell, params, _, rng = setup(depth, B=4)
     p = {k: to_xp(v) for k, v in params.items()}
     _, layers = cell.step(p, to_xp(rng.standard_normal((4, cell.n_hidden))),
@@ -129,16 +127,16 @@ def test_opt_equals_the_per_sample_reference():
         signs = rng.choice([-1.0, 1.0], size=len(s))
         left, right = opt.opt(NPX.asarray(s), NPX.asarray(signs), xp=NPX)
         ref_left, ref_right = opt_reference(s, signs)
-        np.testing.assert_allclose(left, ref_left, rtol=0, atol=32 * EPS)
-        np.testing.assert_allclose(right, ref_right, rtol=0, atol=32 * EPS * max(s.max(), 1.0))
+        assert_close(left, ref_left, rtol=0, atol=32 * EPS)
+        assert_close(right, ref_right, rtol=0, atol=32 * EPS * max(s.max(), 1.0))
     # batched: every row equals its own reference
     S = np.sort(rng.exponential(size=(6, 5)), axis=1)
     signs = rng.choice([-1.0, 1.0], size=(6, 5))
     left, right = opt.opt(NPX.asarray(S), NPX.asarray(signs), xp=NPX)
     for b in range(6):
         ref_left, ref_right = opt_reference(S[b], signs[b])
-        np.testing.assert_allclose(left[b], ref_left, rtol=0, atol=32 * EPS)
-        np.testing.assert_allclose(right[b], ref_right, rtol=0, atol=32 * EPS * S[b].max())
+        assert_close(left[b], ref_left, rtol=0, atol=32 * EPS)
+        assert_close(right[b], ref_right, rtol=0, atol=32 * EPS * S[b].max())
 
 
 # ---- r-OK: Gram form (fast) vs QR form (readable) ---------------------------------------
@@ -155,8 +153,8 @@ def test_step_gram_equals_step_qr(r):
         ug, Ag = ok.step_gram(u, A, H, a, PD, signs, xp=np)
         uq, Aq = ok.step_qr(u, A, H, a, PD, signs, xp=np)
         assert ug.shape == uq.shape == (3, r, a.shape[1]) and Ag.shape == Aq.shape == A.shape
-        np.testing.assert_allclose(ug, uq, rtol=0, atol=1e-12 * np.max(np.abs(uq)))
-        np.testing.assert_allclose(Ag, Aq, rtol=0, atol=1e-12 * np.max(np.abs(Aq)))
+        assert_close(ug, uq, rtol=0, atol=1e-12 * np.max(np.abs(uq)))
+        assert_close(Ag, Aq, rtol=0, atol=1e-12 * np.max(np.abs(Aq)))
         u, A = ug, Ag  # carry on from the new state
 
 
@@ -178,7 +176,7 @@ def test_grads_from_factors_contract_the_dense_estimate(module, rank):
 
 # ---- readout ------------------------------------------------------------------------------
 def test_loss_and_grad_equals_the_plain_log_softmax(backend, to_xp):
-    name, xp, device = backend
+    xp, device = backend.xp, backend.device
     rng = np.random.default_rng(5)
     B, n, n_out = 4, 6, 7
     V, s = rng.standard_normal((n_out, n + 1)), rng.standard_normal((B, n)) * 3

@@ -1,7 +1,7 @@
 """KF-RTRL (``kf``) and the mean of r KF-RTRL chains (``kf-avg``).
 
 Oracles: exact RTRL one step from the dense estimate (enumerating every sign pattern
-through the real ``update``), the closed-form per-step variance of papers.md §5, exact
+through the real ``update``), the closed-form per-step variance (``docs/algorithms.md`` §5), exact
 RTRL over a whole sequence (statistical, fixed seeds) and the NumPy result on the other
 backends.
 """
@@ -16,6 +16,7 @@ from minirtrl import kf, rtrl, testing
 from minirtrl.influence import reset
 from minirtrl.methods import check_rank
 from minirtrl.rng import draw_signs
+from minirtrl.testing import assert_close
 
 from estimator_helpers import exact_step, make_cell, small_problem, warm_start
 
@@ -42,7 +43,7 @@ def enumerate_update(module, cell, params, state, layers, r):
 
 
 def closed_form_variance(H, A, u, a, PD):
-    """papers.md §5: 2(‖u‖‖HA‖‖a‖‖PD‖ + <u,a><HA,PD>) per sample, one chain."""
+    """docs/algorithms.md §5: 2(‖u‖‖HA‖‖a‖‖PD‖ + <u,a><HA,PD>) per sample, one chain."""
     HA = H @ A  # (B, n, 2n)
     nu, nHA = np.sqrt((u**2).sum(1)), np.sqrt((HA**2).sum((1, 2)))
     na, nPD = np.sqrt((a**2).sum(1)), np.sqrt((PD**2).sum((1, 2)))
@@ -62,7 +63,7 @@ def test_one_step_unbiased_by_enumeration(method, rank, depth):
     samples = enumerate_update(module, cell, params, state, layers, r)
     for name in cell.blocks:
         scale = np.abs(target[name]).max()
-        np.testing.assert_allclose(
+        assert_close(
             samples[name].mean(0), target[name], rtol=1e-12, atol=1e-14 * scale
         )
         # and no single pattern is exact: the step is genuinely random
@@ -87,7 +88,7 @@ def test_one_step_variance_matches_closed_form(method, rank, depth):
             closed_form_variance(H, A[:, i], u[:, i], layers[l].a, pds[l]) for i in range(r)
         ) / r**2
         assert np.all(expected > 1e-6)
-        np.testing.assert_allclose(measured, expected, rtol=1e-10)
+        assert_close(measured, expected, rtol=1e-10)
 
 
 @pytest.mark.parametrize("depth", [1, 2])
@@ -107,11 +108,11 @@ def test_exact_start_is_deterministic_and_exact(method, rank, depth):
         new = module.update(cell, params, state, layers, noise, xp=np)
         for l, name in enumerate(cell.blocks):
             for i in range(r):  # every chain: u = a_l, A = P_l D_l exactly
-                np.testing.assert_array_equal(new.u[l][:, i], layers[l].a)
-                np.testing.assert_array_equal(new.A[l][:, i], pds[l])
+                assert_close(new.u[l][:, i], layers[l].a, rtol=0)
+                assert_close(new.A[l][:, i], pds[l], rtol=0)
         dense = module.influence(cell, new, xp=np)
         for name in cell.blocks:
-            np.testing.assert_allclose(dense[name], F[name], rtol=1e-15, atol=0)
+            assert_close(dense[name], F[name], rtol=1e-15, atol=0)
 
 
 def test_kf_step_guards_select_the_exact_step():
@@ -124,16 +125,16 @@ def test_kf_step_guards_select_the_exact_step():
     signs = -np.ones((B, r, 2))
     # new term zero (PD = 0): u, A = u, H A, whatever the signs
     u1, A1 = kf.kf_step(u, A, H, a, np.zeros_like(PD), signs, xp=np)
-    np.testing.assert_array_equal(u1, u)
-    np.testing.assert_allclose(A1, H[:, None] @ A, rtol=1e-15)
+    assert_close(u1, u, rtol=0)
+    assert_close(A1, H[:, None] @ A, rtol=1e-15)
     # old term zero in chain 0 (A = 0 there, u not): that chain restarts at a, PD
     A0 = np.concatenate([np.zeros_like(A[:, :1]), A[:, 1:]], axis=1)
     u2, A2 = kf.kf_step(u, A0, H, a, PD, signs, xp=np)
-    np.testing.assert_array_equal(u2[:, 0], a)
-    np.testing.assert_array_equal(A2[:, 0], PD)
+    assert_close(u2[:, 0], a, rtol=0)
+    assert_close(A2[:, 0], PD, rtol=0)
     p1 = np.sqrt(np.sqrt(((H @ A[:, 1]) ** 2).sum((1, 2))) / np.sqrt((u[:, 1] ** 2).sum(1)))
     p2 = np.sqrt(np.sqrt((PD**2).sum((1, 2))) / np.sqrt((a**2).sum(1)))
-    np.testing.assert_allclose(u2[:, 1], -p1[:, None] * u[:, 1] - p2[:, None] * a, rtol=1e-14)
+    assert_close(u2[:, 1], -p1[:, None] * u[:, 1] - p2[:, None] * a, rtol=1e-14)
     # both zero: the estimate is exactly zero and finite
     u3, A3 = kf.kf_step(np.zeros_like(u), A, H, a, np.zeros_like(PD), signs, xp=np)
     assert np.all(np.isfinite(u3)) and np.all(A3 == 0)
@@ -146,7 +147,7 @@ def test_grads_contract_the_dense_influence():
     dense = kf.influence(cell, state, xp=np)
     g = kf.grads(cell, state, c, xp=np)
     for name in cell.blocks:
-        np.testing.assert_allclose(g[name], np.einsum("bn,bnij->ij", c, dense[name]), rtol=1e-12)
+        assert_close(g[name], np.einsum("bn,bnij->ij", c, dense[name]), rtol=1e-12)
 
 
 # ---- whole sequences ----------------------------------------------------------------------
@@ -178,7 +179,7 @@ def test_sequence_gradient_is_unbiased(method, rank, depth):
     # (uoro/kf, depth 1/2): 0.4 to 2.2; a bias of a few standard errors pushes it far above
     assert np.mean(np.concatenate(z2)) < 4.0
     for g in runs[:5]:  # the readout is exact
-        np.testing.assert_allclose(g["V"], exact["V"], rtol=1e-12)
+        assert_close(g["V"], exact["V"], rtol=1e-12)
 
 
 def test_kf_avg_rank_one_is_kf():
@@ -190,7 +191,7 @@ def test_kf_avg_rank_one_is_kf():
         )
         assert float(loss1) == float(loss2)
         for k in g1:
-            np.testing.assert_array_equal(g1[k], g2[k])
+            assert_close(g1[k], g2[k], rtol=0)
 
 
 def test_rank_checks():
@@ -206,8 +207,8 @@ def test_rank_checks():
 
 # ---- backends, dtypes, resets, long runs --------------------------------------------------
 @pytest.mark.parametrize("method, rank", [("kf", None), ("kf-avg", 3)])
-def test_same_seed_same_estimate_on_every_backend(backend, to_xp, method, rank):
-    name, xp, device = backend
+def test_same_seed_same_estimate_on_every_backend(backend, to_xp, close, method, rank):
+    xp, device = backend.xp, backend.device
     cell, params, xs, ys, mask = small_problem(2)
     loss_np, ref = minirtrl.sequence_gradient(
         method, cell, params, xs, ys, mask, seed=11, rank=rank
@@ -216,14 +217,14 @@ def test_same_seed_same_estimate_on_every_backend(backend, to_xp, method, rank):
     loss, got = minirtrl.sequence_gradient(
         method, cell, p_xp, to_xp(xs), to_xp(ys), to_xp(mask), seed=11, rank=rank
     )
-    testing.assert_close(loss, loss_np, xp=xp)
+    close(loss, loss_np)
     for k in ref:
-        testing.assert_close(got[k], ref[k], xp=xp)
+        close(got[k], ref[k])
 
 
 @pytest.mark.parametrize("method, rank", [("kf", None), ("kf-avg", 2)])
 def test_float32_is_finite_and_close_to_float64(backend, to_xp, method, rank):
-    name, xp, device = backend
+    xp, device = backend.xp, backend.device
     cell, params, xs, ys, mask = small_problem(2)
     _, ref = minirtrl.sequence_gradient(method, cell, params, xs, ys, mask, seed=4, rank=rank)
     p32 = {k: to_xp(v, dtype=xp.float32) for k, v in params.items()}
@@ -237,9 +238,9 @@ def test_float32_is_finite_and_close_to_float64(backend, to_xp, method, rank):
 
 
 def test_state_shapes_and_reset_zeroes_chosen_streams(backend, to_xp, host):
-    name, xp, device = backend
+    xp, device = backend.xp, backend.device
     cell = minirtrl.RHN(3, 4, 3, depth=2)
-    params = cell.init(0, xp=name, init_scale=0.5)
+    params = cell.init(0, xp=xp, init_scale=0.5, device=device)
     B, r = 3, 2
     xs, _, _ = testing.random_problem(cell, 4, B, seed=2)
     _, _, state = minirtrl.api.run_influence(
@@ -253,7 +254,7 @@ def test_state_shapes_and_reset_zeroes_chosen_streams(backend, to_xp, host):
     for old_arr, new_arr in zip(state.u + state.A, new.u + new.A):
         o, nw = host(old_arr), host(new_arr)
         assert np.all(nw[1] == 0) and np.abs(o[1]).max() > 0
-        np.testing.assert_array_equal(nw[[0, 2]], o[[0, 2]])
+        assert_close(nw[[0, 2]], o[[0, 2]], rtol=0)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -279,7 +280,7 @@ def test_long_run_stays_finite_and_restarts_exactly(dtype):
             est, ex = kf.influence(cell, state, xp=np), rtrl.influence(cell, exact, xp=np)
             for k in cell.blocks:
                 rtol = 1e-5 if dtype == "float32" else 1e-14
-                np.testing.assert_allclose(est[k][1], ex[k][1], rtol=rtol)
+                assert_close(est[k][1], ex[k][1], rtol=rtol)
     c = rng.standard_normal((B, cell.n_hidden)).astype(dt)
     g = kf.grads(cell, state, c, xp=np)
     for arr in state.u + state.A + tuple(g.values()):

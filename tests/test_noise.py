@@ -37,7 +37,7 @@ def test_error_of_a_known_perturbation(monkeypatch):
 
 
 def test_noise_ordering_n32():
-    """papers.md §7.3: UORO ≫ KF-RTRL > 8-OK, and 8-OK < 8-KF-avg (n=32, depth 1, t=50)."""
+    """The papers' ordering (Mujika et al. 2018; Benzing et al. 2019): UORO ≫ KF-RTRL > 8-OK, and 8-OK < 8-KF-avg (n=32, depth 1, t=50)."""
     err = {}
     for algo in ("uoro", "kf", "ok", "kf-avg"):
         res = noise.measure(algo, n=32, report={50}, samples=24, rank=8, seed=3, xp=np)

@@ -2,7 +2,7 @@
 
 Oracles: exact RTRL's one-step update of the previous dense estimate (unbiasedness),
 the SVD of the dense (r+1)-term target via numpy (the Opt variance formula), the KF-RTRL
-closed-form variance of papers.md §5 (1-OK <= KF), the QR form against the Gram form,
+closed-form variance of KF-RTRL (1-OK <= KF), the QR form against the Gram form,
 and the mean of many seeded whole-sequence estimates against exact RTRL.
 """
 
@@ -17,7 +17,7 @@ from minirtrl.cells.rhn import Layer
 from minirtrl.backends import load, to_numpy
 from minirtrl.influence import reset
 from minirtrl.rng import draw_signs
-from minirtrl.testing import random_problem
+from minirtrl.testing import assert_close, random_problem
 
 NPX, _ = load("numpy")
 
@@ -122,10 +122,11 @@ def test_one_step_unbiased_by_enumeration(r, depth, form):
     check_one_step_unbiased(r, depth, form, NPX, None)
 
 
+@pytest.mark.linalg
 @pytest.mark.parametrize("form", ["gram", "qr"])
 def test_one_step_unbiased_on_every_backend(backend, form):
     """The same enumeration through each backend's linalg (r = 3, depth 2)."""
-    _, xp, device = backend
+    xp, device = backend.xp, backend.device
     check_one_step_unbiased(3, 2, form, xp, device)
 
 
@@ -152,7 +153,7 @@ def check_one_step_unbiased(r, depth, form, xp, device):
         assert count == 2 ** (r + 1)
         for k in cell.blocks:
             assert np.max(np.abs(target[k])) > 1e-2  # a nontrivial target
-            np.testing.assert_allclose(mean[k] / count, target[k], rtol=1e-10, atol=1e-13)
+            assert_close(mean[k] / count, target[k], rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.parametrize("depth", [1, 2])
@@ -181,17 +182,17 @@ def test_one_step_variance_is_opt_formula(r, depth):
                 ascending = NPX.asarray(np.sort(sv))
                 mixed_sizes.append(int(opt.mixed_count(ascending, xp=NPX)[0]))
                 from_opt = float(opt.variance(ascending, xp=NPX))
-                np.testing.assert_allclose(from_opt, expected, rtol=1e-12)
+                assert_close(from_opt, expected, rtol=1e-12)
                 assert expected > 0.0
                 atol = 1e-14 * np.sum(T * T)
-                np.testing.assert_allclose(sq[k][b], expected, rtol=1e-9, atol=atol)
+                assert_close(sq[k][b], expected, rtol=1e-9, atol=atol)
     assert min(mixed_sizes) >= 2
     if r >= 2:  # the formula was checked with more than two values mixed
         assert max(mixed_sizes) >= 3, mixed_sizes
 
 
 def test_one_ok_variance_never_exceeds_kf():
-    """Var_1-OK = 2σ1σ2 (enumerated through ok.reduce) <= Var_KF (papers.md §5), 300 cases."""
+    """Var_1-OK = 2σ1σ2 (enumerated through ok.reduce) <= Var_KF (docs/algorithms.md §5), 300 cases."""
     rng = np.random.default_rng(0)
     B, K, N = 300, 7, 12
     u, a = rng.standard_normal((B, K)), rng.standard_normal((B, K))
@@ -227,9 +228,9 @@ def test_one_ok_variance_never_exceeds_kf():
         + np.sum(u * a, axis=1) * np.sum(HA * PD, axis=1)
     )
     scale = np.sum(target**2, axis=(1, 2))
-    np.testing.assert_allclose(var_ok, two_s1s2, rtol=1e-10, atol=1e-13 * scale.max())
+    assert_close(var_ok, two_s1s2, rtol=1e-10, atol=1e-13 * scale.max())
     assert np.all(two_s1s2 <= var_kf * (1 + 1e-10) + 1e-13 * scale)
-    np.testing.assert_allclose(two_s1s2[200:250], var_kf[200:250], rtol=1e-9)  # tight there
+    assert_close(two_s1s2[200:250], var_kf[200:250], rtol=1e-9)  # tight there
     assert np.mean(var_kf[:200] > two_s1s2[:200] * (1 + 1e-6)) > 0.9  # usually strictly better
 
 
@@ -244,15 +245,15 @@ def test_opt_on_a_diagonal_with_a_gap():
         left, right = opt.opt(NPX.asarray(s), NPX.asarray(p), xp=NPX)
         assert left.shape == right.shape == (m - 1, m)  # exactly r = m-1 terms
         M = left.T @ right  # Σ_j left_j ⊗ right_j in the singular basis
-        np.testing.assert_allclose(M[2:, :], np.diag(s)[2:, :], rtol=0, atol=1e-15)
-        np.testing.assert_allclose(M[:, 2:], np.diag(s)[:, 2:], rtol=0, atol=1e-15)
+        assert_close(M[2:, :], np.diag(s)[2:, :], rtol=0, atol=1e-15)
+        assert_close(M[:, 2:], np.diag(s)[:, 2:], rtol=0, atol=1e-15)
         # each kept direction is one whole term: one nonzero coefficient on each side
         for q in range(2, m):
             rows = np.nonzero(np.abs(left[:, q]) > 0)[0]
             assert len(rows) == 1
             assert np.count_nonzero(left[rows[0]]) == 1 and np.count_nonzero(right[rows[0]]) == 1
         mean += M / 2**m
-    np.testing.assert_allclose(mean, np.diag(s), rtol=0, atol=1e-15)
+    assert_close(mean, np.diag(s), rtol=0, atol=1e-15)
 
     # the same through ok.reduce on Σ_i s_i e_i ⊗ e_i, given in shuffled order, both forms
     order = np.array([3, 0, 4, 2, 1])
@@ -264,9 +265,9 @@ def test_opt_on_a_diagonal_with_a_gap():
             uu, vv = ok.reduce(NPX.asarray(U), NPX.asarray(V), signs, xp=NPX, form=form)
             assert uu.shape == (1, m - 1, m) and vv.shape == (1, m - 1, m)
             M = uu[0].T @ vv[0]
-            np.testing.assert_allclose(M[2:, :], np.diag(s)[2:, :], rtol=0, atol=1e-14)
-            np.testing.assert_allclose(M[:, 2:], np.diag(s)[:, 2:], rtol=0, atol=1e-14)
-            np.testing.assert_allclose(
+            assert_close(M[2:, :], np.diag(s)[2:, :], rtol=0, atol=1e-14)
+            assert_close(M[:, 2:], np.diag(s)[:, 2:], rtol=0, atol=1e-14)
+            assert_close(
                 np.linalg.norm(uu[0], axis=1), np.linalg.norm(vv[0], axis=1), rtol=1e-12
             )
 
@@ -278,7 +279,7 @@ def test_opt_handles_zeros_without_nan():
         for p in patterns(len(s)):
             left, right = opt.opt(NPX.asarray(s), NPX.asarray(p), xp=NPX)
             assert np.all(np.isfinite(left)) and np.all(np.isfinite(right))
-            np.testing.assert_allclose(left.T @ right, np.diag(s), rtol=0, atol=1e-15)
+            assert_close(left.T @ right, np.diag(s), rtol=0, atol=1e-15)
 
 
 @pytest.mark.parametrize("form", ["gram", "qr"])
@@ -301,7 +302,7 @@ def test_rank_at_most_r_is_reduced_exactly(r, depth, form):
         for noise in enumerate_noise(cell, B, r, NPX):
             new = dense(cell, ok.update(cell, params, st, layers, noise, xp=NPX, form=form), xp=NPX)
             for k in cell.blocks:
-                np.testing.assert_allclose(new[k], target[k], rtol=1e-11, atol=1e-13)
+                assert_close(new[k], target[k], rtol=1e-11, atol=1e-13)
 
 
 # ---- the two orthogonalisations --------------------------------------------------------
@@ -341,13 +342,13 @@ def test_qr_form_equals_gram_form(r, depth):
         for i, k in enumerate(cell.blocks):
             assert np.all(np.isfinite(g.u[i])) and np.all(np.isfinite(g.A[i]))
             scale = np.max(np.abs(dq[k]))
-            np.testing.assert_allclose(dg[k], dq[k], rtol=0, atol=1e-12 * scale)
-            np.testing.assert_allclose(g.u[i], q.u[i], rtol=0, atol=1e-12 * np.max(np.abs(q.u[i])))
-            np.testing.assert_allclose(g.A[i], q.A[i], rtol=0, atol=1e-12 * np.max(np.abs(q.A[i])))
+            assert_close(dg[k], dq[k], rtol=0, atol=1e-12 * scale)
+            assert_close(g.u[i], q.u[i], rtol=0, atol=1e-12 * np.max(np.abs(q.u[i])))
+            assert_close(g.A[i], q.A[i], rtol=0, atol=1e-12 * np.max(np.abs(q.A[i])))
             # balanced pairs: |u_j| = |A_j|
             nu = np.linalg.norm(g.u[i], axis=2)
             na = np.linalg.norm(np.reshape(g.A[i], (B, r, -1)), axis=2)
-            np.testing.assert_allclose(nu, na, rtol=1e-10, atol=1e-300)
+            assert_close(nu, na, rtol=1e-10, atol=1e-300)
 
 
 @pytest.mark.parametrize("form", ["gram", "qr"])
@@ -366,7 +367,7 @@ def test_each_sample_uses_its_own_signs(form):
         nz = {k: v[one] for k, v in noise.items()}
         alone = dense(cell, ok.update(cell, params, st, ly, nz, xp=NPX, form=form), xp=NPX)
         for k in cell.blocks:
-            np.testing.assert_allclose(batched[k][one], alone[k], rtol=1e-12, atol=1e-14)
+            assert_close(batched[k][one], alone[k], rtol=1e-12, atol=1e-14)
 
 
 def test_unknown_form_is_an_error():
@@ -399,8 +400,9 @@ def test_sequence_gradient_unbiased_statistically(depth):
             assert np.max(se) > 1e-6 * np.max(np.abs(exact[k]))
 
 
+@pytest.mark.linalg
 def test_same_seed_same_estimate_on_every_backend(backend):
-    _, xp, device = backend
+    xp, device = backend.xp, backend.device
     cell = minirtrl.RHN(3, 4, 3, depth=2)
     xs, ys, mask = random_problem(cell, 6, 2, seed=4)
 
@@ -417,10 +419,11 @@ def test_same_seed_same_estimate_on_every_backend(backend):
     other = run(NPX, None, seed=6)
     for k in ref:
         assert got[k].dtype == np.float64
-        np.testing.assert_allclose(got[k], ref[k], rtol=1e-10, atol=1e-13)
+        assert_close(got[k], ref[k], rtol=1e-10, atol=1e-13)
     assert not np.allclose(other["W1"], ref["W1"], rtol=1e-6)  # the seed matters
 
 
+@pytest.mark.linalg
 def test_float32_runs_finite(xp):
     cell = minirtrl.RHN(3, 6, 3, depth=2)
     params = cell.init(1, xp=xp, dtype="float32", init_scale=0.5)
@@ -460,7 +463,7 @@ def test_long_run_with_reset_stays_finite(dtype):
             for k, PD, layer in zip(cell.blocks, pds, layers):
                 F = PD[1, :, :, None] * layer.a[1, None, None, :]
                 tol = 1e-5 if dtype == "float32" else 1e-12
-                np.testing.assert_allclose(est[k][1], F, rtol=tol, atol=tol * np.max(np.abs(F)))
+                assert_close(est[k][1], F, rtol=tol, atol=tol * np.max(np.abs(F)))
     assert max(np.max(np.abs(x)) for x in state.u + state.A) < 1e3
 
 

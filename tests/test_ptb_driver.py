@@ -2,8 +2,8 @@
 learning, and a run on the real char-PTB files when they are present.
 
 Expected values are derived independently in this file: the RHN forward pass and the
-softmax are re-implemented in host NumPy from SPEC §1, the corpus is encoded here from its
-text (sorted characters), the stream offsets are ``b·N // B`` (SPEC §4), and gradients come
+softmax are re-implemented in host NumPy from the model's equations, the corpus is encoded here from its
+text (sorted characters), the stream offsets are ``b·N // B``, and gradients come
 from BPTT (another algorithm than the one under test).
 """
 
@@ -21,6 +21,7 @@ from minirtrl.drivers.corpus import eval_streams
 from minirtrl.drivers.ptb import main, parse
 from minirtrl.drivers.text import evaluate
 from minirtrl import RHN
+from minirtrl.testing import assert_close
 
 PTB = Path(__file__).parents[1].parent / "shared" / "data" / "ptb"
 EXTRA = {"bptt": ["--truncation", "3"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}
@@ -75,9 +76,9 @@ def one_error_line(capsys, *needles):
     return lines[0]
 
 
-# ---- an independent host oracle: SPEC §1 forward pass and softmax ---------------------------
+# ---- an independent host oracle: the RHN forward pass and softmax ---------------------------
 def oracle_step(params, depth, s, x):
-    """One RHN step for one sample, NumPy float64, straight from the SPEC §1 equations."""
+    """One RHN step for one sample, NumPy float64, straight from the equations (docs/algorithms.md (1)-(3))."""
     n = s.shape[0]
     for l in range(1, depth + 1):
         a = np.concatenate([x, s, [1.0]]) if l == 1 else np.concatenate([s, [1.0]])
@@ -135,7 +136,7 @@ def device_streams(ids, S, xp, device, dtype):
 def test_untrained_model_gives_log2_vocabulary_and_leaves_parameters_alone(backend):
     """Logits of size ~init_scale make the softmax uniform up to O(init_scale):
     every prediction costs log2(V) bits. Float32, the training default."""
-    _, xp, device = backend
+    xp, device = backend.xp, backend.device
     V, n, N = 7, 5, 301
     cell = RHN(V, n, V)
     params = cell.init(1, xp=xp, dtype="float32", init_scale=1e-4, device=device)
@@ -145,13 +146,13 @@ def test_untrained_model_gives_log2_vocabulary_and_leaves_parameters_alone(backe
     assert count == N - 1
     assert abs(bits / count - math.log2(V)) < 1e-3
     for k, p in params.items():
-        np.testing.assert_array_equal(to_numpy(p), before[k])
+        assert_close(to_numpy(p), before[k], rtol=0)
 
 
 @pytest.mark.parametrize("S", [1, 3])
 def test_evaluate_equals_a_per_position_loop(backend, S):
     """Random depth-2 model, float64; uneven stream lengths (padding) for S = 3."""
-    _, xp, device = backend
+    xp, device = backend.xp, backend.device
     V, n, depth, N = 6, 4, 2, 38
     cell = RHN(V, n, V, depth=depth)
     params = cell.init(3, xp=xp, dtype="float64", init_scale=0.7, gate_bias=-0.5, device=device)
@@ -175,13 +176,13 @@ def test_evaluation_does_not_change_training(tmp_path):
     assert set(ca) == set(cb)
     for k in ca:
         if k != "seconds":
-            np.testing.assert_array_equal(ca[k], cb[k], err_msg=k)
+            assert_close(ca[k], cb[k], err_msg=k, rtol=0)
 
 
 # ---- smoke runs ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("algo", METHODS)
-def test_every_algorithm_runs_logs_and_evaluates(algo, backend, tmp_path, capsys):
-    name = backend[0]
+def test_every_algorithm_runs_logs_and_evaluates(algo, driver_backend, tmp_path, capsys):
+    name = driver_backend.name
     data = write_raw(tmp_path / "d")
     log = tmp_path / "log.jsonl"
     rc = run("--data", data, "--format", "raw", "--backend", name, "--algo", algo,
@@ -272,12 +273,12 @@ def test_online_rtrl_gradient_is_bptt_over_each_reset_segment(tmp_path):
     saved = checkpoint(ck)
     assert int(saved["task/t"]) == steps
     for k, p in params.items():
-        np.testing.assert_array_equal(saved[k], p)  # frozen
-        np.testing.assert_allclose(saved[f"adam/m/{k}"], m[k], rtol=1e-10, atol=1e-16)
-        np.testing.assert_allclose(saved[f"adam/v/{k}"], v[k], rtol=1e-10, atol=1e-20)
+        assert_close(saved[k], p, rtol=0)  # frozen
+        assert_close(saved[f"adam/m/{k}"], m[k], rtol=1e-10, atol=1e-16)
+        assert_close(saved[f"adam/v/{k}"], v[k], rtol=1e-10, atol=1e-20)
     # the state too was reset before character 10: it is the forward pass over 10, 11 only
     expect = oracle_states(host_params(params), 1, n, V, inputs, starts={0, 5, 10})
-    np.testing.assert_allclose(saved["s"], expect, rtol=1e-12, atol=1e-14)
+    assert_close(saved["s"], expect, rtol=1e-12, atol=1e-14)
     # and not at any other character (a reset at 11 would give another state)
     other = oracle_states(host_params(params), 1, n, V, inputs, starts={0, 5, 11})
     assert np.max(np.abs(saved["s"] - other)) > 1e-3
@@ -299,7 +300,7 @@ def test_bptt_carries_the_state_across_windows_without_resets(tmp_path):
     saved = checkpoint(ck)
     assert int(saved["task/t"]) == K * windows
     expect = oracle_states(params, 1, n, V, ids[pos % len(ids)], starts={0})
-    np.testing.assert_allclose(saved["s"], expect, rtol=1e-12, atol=1e-14)
+    assert_close(saved["s"], expect, rtol=1e-12, atol=1e-14)
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
@@ -320,7 +321,7 @@ def test_resume_continues_exactly(algo, tmp_path):
     assert {"task/t", "task/train_bpc", "s", "W1", "V", "config"} <= set(straight)
     for k in straight:
         if k != "seconds":
-            np.testing.assert_array_equal(straight[k], split[k], err_msg=k)
+            assert_close(straight[k], split[k], err_msg=k, rtol=0)
 
     def figures(lines):
         return [(r["step"], r["data"], r["train_bpc"], r.get("final", False)) for r in lines]

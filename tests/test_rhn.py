@@ -5,7 +5,7 @@ import pytest
 
 from minirtrl import RHN, readout
 from minirtrl.cells import rhn
-from minirtrl.testing import numerical_jacobian
+from minirtrl.testing import assert_close, numerical_jacobian
 
 B = 2
 TOL = 1e-7  # relative; central differences with eps 1e-6 are good to ~1e-9 here
@@ -25,8 +25,9 @@ def per_sample(jac):
     return np.stack([jac[b, :, b, :] for b in range(jac.shape[0])])
 
 
-def rel(a, b):
-    return np.max(np.abs(a - b)) / np.max(np.abs(b))
+def assert_fd_close(a, fd):
+    """``a`` equals the finite-difference value ``fd`` to TOL relative to max|fd|."""
+    assert_close(a, fd, rtol=0, atol=TOL * np.max(np.abs(fd)))
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
@@ -44,7 +45,7 @@ def test_D_is_ds_dz(depth):
         fd = per_sample(numerical_jacobian(s_of_z, z))  # (B, n, 2n)
         dh, dg = rhn.d_diagonals(layer)
         D = np.concatenate([np.stack([np.diag(v) for v in dh]), np.stack([np.diag(v) for v in dg])], axis=2)
-        assert rel(D, fd) < TOL
+        assert_fd_close(D, fd)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
@@ -64,7 +65,7 @@ def test_K_is_layer_state_jacobian(depth):
 
         fd = per_sample(numerical_jacobian(layer_out, layer.s_prev))
         K = rhn.layer_jacobian(cell, params, l, layer, xp=np)
-        assert rel(K, fd) < TOL
+        assert_fd_close(K, fd)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
@@ -73,7 +74,7 @@ def test_H_and_P_D(depth):
     _, layers = cell.step(params, s_prev, x, xp=np)
     H, pds = cell.influence_pieces(params, layers, xp=np)
     fd_H = per_sample(numerical_jacobian(lambda s: cell.step(params, s, x, xp=np)[0], s_prev))
-    assert rel(H, fd_H) < TOL
+    assert_fd_close(H, fd_H)
     # F_t^l = a_l ⊗ (P_l D_l): ds_t/dW_l[i, j] = PD[:, i] a[j], with s_{t-1} held fixed
     for l, (PD, layer) in enumerate(zip(pds, layers), start=1):
         name = f"W{l}"
@@ -83,7 +84,7 @@ def test_H_and_P_D(depth):
 
         fd_F = numerical_jacobian(s_of_W, params[name])  # (B, n, 2n, k_l)
         F = PD[:, :, :, None] * layer.a[:, None, None, :]
-        assert rel(F, fd_F) < TOL
+        assert_fd_close(F, fd_F)
 
 
 @pytest.mark.parametrize("depth", [1, 3])
@@ -93,11 +94,11 @@ def test_jvp_and_vjp_match_H(depth):
     H, pds = cell.influence_pieces(params, layers, xp=np)
     rng = np.random.default_rng(5)
     v, g = rng.standard_normal((2, B, cell.n_hidden))
-    np.testing.assert_allclose(rhn.jvp_state(cell, params, layers, v, xp=np), (H @ v[:, :, None])[:, :, 0], rtol=1e-12, atol=1e-14)
+    assert_close(rhn.jvp_state(cell, params, layers, v, xp=np), (H @ v[:, :, None])[:, :, 0], rtol=1e-12, atol=1e-14)
     g_prev, dzs = cell.vjp(params, layers, g, xp=np)
-    np.testing.assert_allclose(g_prev, (g[:, None, :] @ H)[:, 0, :], rtol=1e-12, atol=1e-14)
+    assert_close(g_prev, (g[:, None, :] @ H)[:, 0, :], rtol=1e-12, atol=1e-14)
     for dz, PD in zip(dzs, pds):  # dz_l = g^T P_l D_l
-        np.testing.assert_allclose(dz, (g[:, None, :] @ PD)[:, 0, :], rtol=1e-12, atol=1e-14)
+        assert_close(dz, (g[:, None, :] @ PD)[:, 0, :], rtol=1e-12, atol=1e-14)
 
 
 def test_readout_gradients():
@@ -110,10 +111,10 @@ def test_readout_gradients():
     # the loss itself, from its definition
     z = np.concatenate([s, np.ones((B, 1))], axis=1) @ V.T
     expected = (np.log(np.sum(np.exp(z), axis=1)) - z[np.arange(B), y]) * mask
-    np.testing.assert_allclose(loss, expected, rtol=1e-13)
+    assert_close(loss, expected, rtol=1e-13)
     total = lambda V_, s_: np.sum(readout.loss_and_grad(V_, s_, y, mask, xp=np)[0])  # noqa: E731
-    assert rel(dV, numerical_jacobian(lambda w: total(w, s), V)) < TOL
-    assert rel(c, numerical_jacobian(lambda s_: total(V, s_), s)) < TOL
+    assert_fd_close(dV, numerical_jacobian(lambda w: total(w, s), V))
+    assert_fd_close(c, numerical_jacobian(lambda s_: total(V, s_), s))
 
 
 def test_init_layout_and_gate_bias():
@@ -121,8 +122,8 @@ def test_init_layout_and_gate_bias():
     p = cell.init(7, xp="numpy", init_scale=0.01, gate_bias=-2.0)
     assert {k: v.shape for k, v in p.items()} == {"W1": (8, 8), "W2": (8, 5), "V": (5, 5)}
     for name in ("W1", "W2"):
-        np.testing.assert_array_equal(p[name][4:, -1], -2.0)  # gate rows, bias column
+        assert_close(p[name][4:, -1], -2.0, rtol=0)  # gate rows, bias column
         assert np.all(np.abs(p[name][:4, -1]) < 0.06)  # candidate biases stay random
     q = cell.init(7, xp="numpy")
-    np.testing.assert_array_equal(p["V"], q["V"])
+    assert_close(p["V"], q["V"], rtol=0)
     assert 0.005 < np.std(np.concatenate([v.ravel() for v in q.values()])) < 0.015

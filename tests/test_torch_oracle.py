@@ -1,6 +1,6 @@
 """RTRL and BPTT against PyTorch autograd in float64 (an independent differentiator).
 
-The RHN is written again below in plain torch from SPEC §1, so the oracle shares no code
+The RHN is written again below in plain torch from its equations, so the oracle shares no code
 with minirtrl. Skipped when torch is not installed.
 """
 

@@ -16,6 +16,7 @@ from minirtrl import rtrl, testing, uoro
 from minirtrl.influence import reset
 from minirtrl.methods import check_rank
 from minirtrl.rng import draw_signs
+from minirtrl.testing import assert_close
 
 from estimator_helpers import exact_step, immediate, make_cell, small_problem, warm_start
 
@@ -45,7 +46,7 @@ def test_one_step_unbiased_by_enumeration(depth, steps):
     for name in cell.blocks:
         samples = np.stack([o[name] for o in outs])
         scale = np.abs(target[name]).max()
-        np.testing.assert_allclose(samples.mean(0), target[name], rtol=1e-12, atol=1e-14 * scale)
+        assert_close(samples.mean(0), target[name], rtol=1e-12, atol=1e-14 * scale)
         errors = np.abs(samples - target[name]).max(axis=(1, 2, 3, 4))
         assert errors.min() > 1e-3 * scale  # no single sign vector is exact
 
@@ -65,10 +66,10 @@ def test_one_step_matches_dense_formula(depth):
     dtheta_norm = np.sqrt(sum((dt**2).sum((1, 2)) for dt in dtheta))
     rho0 = np.sqrt(theta_norm / np.linalg.norm(s_f, axis=1))
     rho1 = np.sqrt(dtheta_norm / np.sqrt(cell.n_hidden))
-    np.testing.assert_allclose(new.s, rho0[:, None] * s_f + rho1[:, None] * nu, rtol=1e-12)
+    assert_close(new.s, rho0[:, None] * s_f + rho1[:, None] * nu, rtol=1e-12)
     for l in range(cell.depth):
         expected = state.theta[l] / rho0[:, None, None] + dtheta[l] / rho1[:, None, None]
-        np.testing.assert_allclose(new.theta[l], expected, rtol=1e-12, atol=1e-15)
+        assert_close(new.theta[l], expected, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("depth", [1, 2])
@@ -83,7 +84,7 @@ def test_start_from_zero_is_finite_rank_one_of_the_signs(depth):
         dense = uoro.influence(cell, new, xp=np)
         for k in cell.blocks:
             expected = nu[:, :, None, None] * np.einsum("bn,bnij->bij", nu, F[k])[:, None]
-            np.testing.assert_allclose(dense[k], expected, rtol=1e-12, atol=1e-16)
+            assert_close(dense[k], expected, rtol=1e-12, atol=1e-16)
 
 
 def test_grads_contract_the_dense_influence():
@@ -93,7 +94,7 @@ def test_grads_contract_the_dense_influence():
     dense = uoro.influence(cell, state, xp=np)
     g = uoro.grads(cell, state, c, xp=np)
     for name in cell.blocks:
-        np.testing.assert_allclose(g[name], np.einsum("bn,bnij->ij", c, dense[name]), rtol=1e-12)
+        assert_close(g[name], np.einsum("bn,bnij->ij", c, dense[name]), rtol=1e-12)
 
 
 def test_rank_and_noise_shapes():
@@ -130,25 +131,25 @@ def test_sequence_gradient_is_unbiased(depth):
     # (uoro/kf, depth 1/2): 0.4 to 2.2; a bias of a few standard errors pushes it far above
     assert np.mean(np.concatenate(z2)) < 4.0
     for g in runs[:5]:  # the readout is exact
-        np.testing.assert_allclose(g["V"], exact["V"], rtol=1e-12)
+        assert_close(g["V"], exact["V"], rtol=1e-12)
 
 
 # ---- backends, dtypes, resets, long runs --------------------------------------------------
-def test_same_seed_same_estimate_on_every_backend(backend, to_xp):
-    name, xp, device = backend
+def test_same_seed_same_estimate_on_every_backend(backend, to_xp, close):
+    xp, device = backend.xp, backend.device
     cell, params, xs, ys, mask = small_problem(2)
     loss_np, ref = minirtrl.sequence_gradient("uoro", cell, params, xs, ys, mask, seed=11)
     p_xp = {k: to_xp(v) for k, v in params.items()}
     loss, got = minirtrl.sequence_gradient(
         "uoro", cell, p_xp, to_xp(xs), to_xp(ys), to_xp(mask), seed=11
     )
-    testing.assert_close(loss, loss_np, xp=xp)
+    close(loss, loss_np)
     for k in ref:
-        testing.assert_close(got[k], ref[k], xp=xp)
+        close(got[k], ref[k])
 
 
 def test_float32_is_finite_and_close_to_float64(backend, to_xp):
-    name, xp, device = backend
+    xp, device = backend.xp, backend.device
     cell, params, xs, ys, mask = small_problem(2)
     _, ref = minirtrl.sequence_gradient("uoro", cell, params, xs, ys, mask, seed=4)
     p32 = {k: to_xp(v, dtype=xp.float32) for k, v in params.items()}
@@ -162,9 +163,9 @@ def test_float32_is_finite_and_close_to_float64(backend, to_xp):
 
 
 def test_state_shapes_and_reset_zeroes_chosen_streams(backend, to_xp, host):
-    name, xp, device = backend
+    xp, device = backend.xp, backend.device
     cell = minirtrl.RHN(3, 4, 3, depth=2)
-    params = cell.init(0, xp=name, init_scale=0.5)
+    params = cell.init(0, xp=xp, init_scale=0.5, device=device)
     B = 3
     xs, _, _ = testing.random_problem(cell, 4, B, seed=2)
     _, _, state = minirtrl.api.run_influence("uoro", cell, params, to_xp(xs), seed=0, xp=xp)
@@ -175,7 +176,7 @@ def test_state_shapes_and_reset_zeroes_chosen_streams(backend, to_xp, host):
     for old_arr, new_arr in zip((state.s,) + state.theta, (new.s,) + new.theta):
         o, nw = host(old_arr), host(new_arr)
         assert np.all(nw[1] == 0) and np.abs(o[1]).max() > 0
-        np.testing.assert_array_equal(nw[[0, 2]], o[[0, 2]])
+        assert_close(nw[[0, 2]], o[[0, 2]], rtol=0)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -202,7 +203,7 @@ def test_long_run_stays_finite_and_restarts_exactly(dtype):
             est, ex = uoro.influence(cell, state, xp=np), rtrl.influence(cell, exact, xp=np)
             for k in cell.blocks:
                 expected = nu[:, None, None] * np.tensordot(nu, ex[k][1], axes=1)[None]
-                np.testing.assert_allclose(
+                assert_close(
                     est[k][1], expected, rtol=1e-4 if dtype == "float32" else 1e-12,
                     atol=1e-6 * np.abs(expected).max(),
                 )

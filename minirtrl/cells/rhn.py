@@ -208,7 +208,7 @@ def layer_jacobian(cell, params, l, layer, *, xp):
     """K_l = ∂s^l/∂s^{l-1} = diag(1-τ) + D_l W_l[:, state columns], shape (B, n, n).
 
     The readable form (three broadcast products); ``influence_pieces`` uses the
-    equivalent ``state_jacobian``, which is faster on large batches.
+    equivalent ``state_jacobian`` (one batched product; ``bench/README.md`` has the timings).
     """
     n = cell.n_hidden
     ws = params[f"W{l}"][:, cell.state_columns(l)]  # (2n, n)

@@ -8,7 +8,7 @@ What it computes:
 * :func:`read_corpus` reads the ``train``/``valid``/``test`` splits of a directory, builds the
   :class:`Vocabulary` from the training split and encodes every split as a 1-D integer array.
   Cost: O(file size), vectorised in NumPy except one Python pass over the lines of a Mikolov
-  file (all of char-PTB, 11.7 MB uncompressed, in about 0.7 s).
+  file.
 * :func:`stream_offsets`, :func:`batch_at`, :func:`window_at`: the ``B`` training streams,
   started at evenly spaced offsets of the training text and read as a circular text. They are
   pure functions of the step counter ``t``, so a resumed run only needs ``t``.
