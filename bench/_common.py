@@ -25,6 +25,7 @@ import minirtrl
 from minirtrl import bptt, readout
 from minirtrl.api import influence_step
 from minirtrl.backends import BackendError, dtype_of, load
+from minirtrl.influence import leaves
 from minirtrl.methods import METHODS, RANKED, influence_method
 from minirtrl.rng import draw_signs
 
@@ -276,29 +277,18 @@ def measure(fn, sync, settings):
 
 
 # ---- sizes of states -----------------------------------------------------------------------
-def arrays_in(obj):
-    """Every array inside nested tuples / lists / dicts / NamedTuples (None skipped)."""
-    if obj is None:
-        return
-    if isinstance(obj, (tuple, list)):
-        for x in obj:
-            yield from arrays_in(x)
-    elif isinstance(obj, dict):
-        for x in obj.values():
-            yield from arrays_in(x)
-    else:
-        yield obj
-
-
 def itemsize(xp, dtype):
     kind = xp.finfo if xp.isdtype(dtype, ("real floating", "complex floating")) else xp.iinfo
     return kind(dtype).bits // 8
 
 
 def nbytes(obj, xp):
-    """Σ size × itemsize over the distinct arrays in ``obj`` (from shapes, no allocator)."""
+    """Σ size × itemsize over the distinct arrays in ``obj`` (from shapes, no allocator).
+
+    ``obj`` is a method's state or any nest of tuples of arrays (``influence.leaves``).
+    """
     seen, total = set(), 0
-    for x in arrays_in(obj):
+    for x in leaves(obj):
         if id(x) in seen:
             continue
         seen.add(id(x))
