@@ -18,6 +18,7 @@ from ..cells import RHN
 from ..methods import METHODS, RANKED
 from ..testing import numerical_gradient, random_problem, relative_error
 from .cli import Parser, nonnegative, positive
+from .errors import Failure, command
 
 EXACT = ("bptt", "rtrl")
 
@@ -40,12 +41,17 @@ def _parser():
 
 
 def main(argv=None):
+    """Run the check with the command-line arguments ``argv``; returns the exit status."""
+    return command("minirtrl.check", lambda: _main(argv))
+
+
+def _main(argv):
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         xp, device = load(args.backend)
     except BackendError as exc:
-        parser.fail(str(exc))
+        raise Failure(str(exc)) from None
 
     cell = RHN(n_in=3, n_hidden=args.hidden, n_out=4, depth=args.depth)
     params = cell.init(args.seed, xp=xp, dtype="float64", init_scale=0.5, device=device)

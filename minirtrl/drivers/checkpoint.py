@@ -1,17 +1,22 @@
-"""Checkpoints of a training run: written atomically, read with ``allow_pickle=False``,
-validated against the run before anything in them is used.
+"""Checkpoints of a training run: written atomically, validated before anything in them is
+used, read in bounded time and memory.
 
-Layout (``.npz``): ``W1``..``WL``, ``V``; ``adam/m/<name>``, ``adam/v/<name>``,
-``adam/step``; ``est/<i>`` the arrays of the method's state in order
+Layout (``.npz``, written with ``numpy.savez``): ``W1``..``WL``, ``V``; ``adam/m/<name>``,
+``adam/v/<name>``, ``adam/step``; ``est/<i>`` the arrays of the method's state in order
 (``influence.leaves``); ``s``; ``step``, ``seconds``; ``rng/data``, ``rng/noise`` and
 ``config`` as JSON text; ``task/<key>`` the task's ``state_dict``; ``format``. A resumed
-run must have the same ``config`` (everything but backend, steps, time limit, paths and
-reporting); it may run on another backend.
+run must have the same ``config`` (everything but backend, device, steps, time limit,
+paths and reporting); it may run on another backend.
+
+Reading (``load``) trusts nothing: the archive's member list, then every member's declared
+dtype, shape and stored size (read from its ``.npy`` header, before any data) are checked
+against what this run expects, so a crafted file that declares a huge array is refused
+without allocating it; then the values are checked (finite, in range, consistent) before
+any is used. A bad file is one ``Failure`` line (exit status 2) and is left untouched.
 """
 
 import json
-import os
-import tempfile
+import math
 import zipfile
 from typing import NamedTuple
 
@@ -20,16 +25,12 @@ import numpy as np
 from ..adam import AdamState
 from ..backends import to_numpy
 from ..influence import leaves, rebuild
+from .errors import Failure
+from .files import write_atomic
 
 FORMAT = "minirtrl-checkpoint-1"
-
-
-class Failure(Exception):
-    """A run cannot go on: ``str(exc)`` is the one-line reason, ``status`` the exit status."""
-
-    def __init__(self, message, status=2):
-        super().__init__(message)
-        self.status = status
+TEXT_LIMIT = 1 << 16  # characters of a JSON member
+HEADER_LIMIT = 1 << 12  # bytes of a member's .npy header
 
 
 class Run(NamedTuple):
@@ -44,46 +45,6 @@ class Run(NamedTuple):
 
 def _text(value):
     return np.asarray(json.dumps(value, sort_keys=True))
-
-
-def save(path, arrays):
-    """Write ``arrays`` (name -> NumPy array) to ``path`` atomically (temp file + rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def load(path):
-    """All arrays of a checkpoint (``allow_pickle=False``); ``Failure`` if unreadable."""
-    try:
-        with open(path, "rb") as f:
-            data = np.load(f, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("not an .npz archive")
-            arrays = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise Failure(f"no checkpoint at {path} to resume from") from None
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise Failure(f"cannot read checkpoint {path}: {exc}") from None
-    if _get_text(arrays, "format", path) != FORMAT:
-        raise Failure(f"cannot read checkpoint {path}: not a {FORMAT} file")
-    return arrays
-
-
-def _get_text(arrays, key, path):
-    try:
-        return json.loads(str(arrays[key][()]))
-    except (KeyError, ValueError, IndexError) as exc:
-        raise Failure(f"cannot read checkpoint {path}: bad or missing {key!r} ({exc})") from None
 
 
 def arrays_of(run, rngs, task, config, seconds):
@@ -107,40 +68,165 @@ def arrays_of(run, rngs, task, config, seconds):
     return arrays
 
 
-def restore(path, arrays, template, rngs, task, config, *, xp, device):
-    """The ``Run`` and elapsed seconds stored in ``arrays``; sets ``rngs`` and ``task`` in place.
+def save(path, arrays):
+    """Write ``arrays`` (name -> NumPy array) to ``path`` atomically (``files.write_atomic``)."""
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
-    ``template`` is a fresh ``Run`` of this configuration: every array of the checkpoint
-    must have its counterpart's shape.
+
+# ---- reading ----------------------------------------------------------------------------
+def expected(template, task, dtype):
+    """``{member: (dtype, shape)}`` this run expects; a ``None`` in a shape is any size
+    up to the task's ``MAX_WIDTH`` (the task's own variable-width arrays)."""
+    float_, int_ = np.dtype(dtype), np.dtype(np.int64)
+    out = {}
+    for k, p in template.params.items():
+        for prefix in ("", "adam/m/", "adam/v/"):
+            out[prefix + k] = (float_, tuple(p.shape))
+    for i, leaf in enumerate(leaves(template.est)):
+        out[f"est/{i}"] = (float_, tuple(leaf.shape))
+    out["s"] = (float_, tuple(template.s.shape))
+    out.update({"adam/step": (int_, ()), "step": (int_, ()), "seconds": (np.dtype(np.float64), ())})
+    for k in ("rng/data", "rng/noise", "config", "format"):
+        out[k] = ("text", ())
+    for k, (kind, shape) in task.state_spec().items():
+        out[f"task/{k}"] = (np.dtype(kind), shape)
+    return out
+
+
+def load(path, spec, max_width, config):
+    """The arrays of the checkpoint at ``path``, checked against ``spec`` (``expected``).
+
+    The ``format`` and ``config`` members are read first: a checkpoint of another
+    configuration is refused with the settings that differ. Raises ``Failure`` (status 2)
+    naming ``path`` and what is wrong; never reads a member whose header does not match,
+    never unpickles.
     """
-    saved = _get_text(arrays, "config", path)
-    if saved != config:
-        keys = sorted(set(saved) | set(config))
-        diff = ", ".join(f"{k} {saved.get(k)!r} (checkpoint) vs {config.get(k)!r} (now)"
-                         for k in keys if saved.get(k) != config.get(k))
-        raise Failure(f"checkpoint {path} was written with another configuration: {diff}")
-
-    def get(key, like):
-        if key not in arrays:
-            raise Failure(f"cannot read checkpoint {path}: {key!r} is missing")
-        value = arrays[key]
-        if tuple(value.shape) != tuple(like.shape):
-            raise Failure(f"cannot read checkpoint {path}: {key!r} has shape {value.shape}, "
-                          f"expected {tuple(like.shape)}")
-        return xp.asarray(value, dtype=like.dtype, device=device)
+    def bad(why):
+        return Failure(f"cannot read checkpoint {path}: {why}")
 
     try:
-        params = {k: get(k, p) for k, p in template.params.items()}
-        m = {k: get(f"adam/m/{k}", p) for k, p in template.params.items()}
-        v = {k: get(f"adam/v/{k}", p) for k, p in template.params.items()}
-        est = rebuild(template.est, [get(f"est/{i}", leaf)
-                                     for i, leaf in enumerate(leaves(template.est))])
-        s = get("s", template.s)
-        step, adam_t = int(arrays["step"]), int(arrays["adam/step"])
-        seconds = float(arrays["seconds"])
+        with zipfile.ZipFile(path) as archive:
+            infos = {i.filename[:-4]: i for i in archive.infolist() if i.filename.endswith(".npy")}
+            if len(infos) != len(archive.infolist()):
+                raise bad("it holds files that are not arrays")
+            if "format" not in infos or "config" not in infos:
+                raise bad(f"not a {FORMAT} file (no 'format' or 'config' member)")
+            arrays = {}
+            for name in ("format", "config"):
+                with archive.open(infos[name]) as f:
+                    arrays[name] = _read_member(f, infos[name], name, spec[name], max_width, bad)
+            if _json(arrays, "format", bad) != FORMAT:
+                raise bad(f"not a {FORMAT} file")
+            _check_config(path, _json(arrays, "config", bad), config)
+            missing = sorted(set(spec) - set(infos))
+            extra = sorted(set(infos) - set(spec))
+            if missing or extra:
+                raise bad(f"members do not match this run: missing {missing or 'none'}, "
+                          f"unexpected {extra or 'none'}")
+            for name, info in infos.items():
+                if name in arrays:
+                    continue
+                with archive.open(info) as f:
+                    arrays[name] = _read_member(f, info, name, spec[name], max_width, bad)
+    except FileNotFoundError:
+        raise Failure(f"no checkpoint at {path} to resume from") from None
+    except zipfile.BadZipFile:
+        raise bad("not a minirtrl checkpoint (not an .npz archive)") from None
+    except (OSError, EOFError, ValueError, zipfile.LargeZipFile) as exc:
+        raise bad(f"unreadable ({exc})") from None
+    return arrays
+
+
+def _check_config(path, saved, config):
+    if saved != config:
+        keys = sorted(set(saved) | set(config)) if isinstance(saved, dict) else sorted(config)
+        get = saved.get if isinstance(saved, dict) else (lambda k: None)
+        diff = ", ".join(f"{k} {get(k)!r} (checkpoint) vs {config.get(k)!r} (now)"
+                         for k in keys if get(k) != config.get(k))
+        raise Failure(f"checkpoint {path} was written with another configuration: {diff}")
+
+
+def _read_member(f, info, name, want, max_width, bad):
+    """One member, after its header was checked against ``want = (dtype, shape)``."""
+    version = np.lib.format.read_magic(f)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise bad(f"{name!r} is not a NumPy array")
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+        np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = reader(f, max_header_size=HEADER_LIMIT)
+    kind, shape_want = want
+    if kind == "text":
+        if dtype.kind != "U" or shape != () or dtype.itemsize > 4 * TEXT_LIMIT:
+            raise bad(f"{name!r} is not a short text (dtype {dtype}, shape {shape})")
+    elif dtype != kind or dtype.hasobject:
+        raise bad(f"{name!r} has dtype {dtype}, expected {kind}")
+    if kind != "text" and not _shape_fits(shape, shape_want, max_width):
+        raise bad(f"{name!r} has shape {shape}, expected {_show(shape_want, max_width)}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if info.file_size > nbytes + f.tell() + 64:
+        raise bad(f"{name!r} declares {info.file_size} bytes for {nbytes} bytes of data")
+    data = f.read(nbytes)
+    if len(data) != nbytes:
+        raise bad(f"{name!r} is truncated")
+    order = "F" if fortran else "C"
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order=order).copy()
+
+
+def _shape_fits(shape, want, max_width):
+    return len(shape) == len(want) and all(
+        (w is None and 0 <= s <= max_width) or s == w for s, w in zip(shape, want))
+
+
+def _show(want, max_width):
+    return "(" + ", ".join(f"<= {max_width}" if w is None else str(w) for w in want) + ")"
+
+
+def _json(arrays, key, bad):
+    try:
+        return json.loads(str(arrays[key][()]))
+    except (KeyError, ValueError, IndexError) as exc:
+        raise bad(f"bad or missing {key!r} ({exc})") from None
+
+
+def restore(path, arrays, template, rngs, task, *, xp, device):
+    """The ``Run`` and elapsed seconds stored in ``arrays`` (from ``load``).
+
+    Checks every value before anything is used, then moves the arrays to ``device`` and
+    sets ``rngs`` and the task in place.
+    """
+    def bad(why):
+        return Failure(f"cannot read checkpoint {path}: {why}")
+
+    floats = [k for k in arrays if k in template.params or k.startswith(("adam/m/", "adam/v/",
+                                                                          "est/")) or k == "s"]
+    for k in floats:
+        if not np.all(np.isfinite(arrays[k])):
+            raise bad(f"{k!r} holds values that are not finite")
+    if any(np.any(arrays[k] < 0) for k in arrays if k.startswith("adam/v/")):
+        raise bad("Adam's second moments must be >= 0")
+    if np.any(np.abs(arrays["s"]) > 1.0 + 1e-5):  # states are convex combinations of tanh's
+        raise bad("'s' holds states outside [-1, 1]")
+    step, adam_t, seconds = int(arrays["step"]), int(arrays["adam/step"]), float(arrays["seconds"])
+    if step < 0 or adam_t != step:
+        raise bad(f"'step' {step} and 'adam/step' {adam_t} must be equal and >= 0")
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise bad(f"'seconds' {seconds} must be a finite number >= 0")
+    try:
         for rng, key in zip(rngs, ("rng/data", "rng/noise")):
-            rng.bit_generator.state = _get_text(arrays, key, path)
+            state, kind = _json(arrays, key, bad), rng.bit_generator.state["bit_generator"]
+            if not isinstance(state, dict) or state.get("bit_generator") != kind:
+                raise bad(f"{key!r} is not a {kind} state")
+            rng.bit_generator.state = state
         task.load_state_dict({k[5:]: a for k, a in arrays.items() if k.startswith("task/")})
-    except (KeyError, ValueError, TypeError) as exc:
-        raise Failure(f"cannot read checkpoint {path}: {exc}") from None
-    return Run(step, params, AdamState(adam_t, m, v), est, s), seconds
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
+        raise bad(str(exc)) from None
+
+    def move(key, like):
+        return xp.asarray(arrays[key], dtype=like.dtype, device=device)
+
+    params = {k: move(k, p) for k, p in template.params.items()}
+    m = {k: move(f"adam/m/{k}", p) for k, p in template.params.items()}
+    v = {k: move(f"adam/v/{k}", p) for k, p in template.params.items()}
+    est = rebuild(template.est, [move(f"est/{i}", leaf)
+                                 for i, leaf in enumerate(leaves(template.est))])
+    return Run(step, params, AdamState(adam_t, m, v), est, move("s", template.s)), seconds

@@ -15,6 +15,9 @@ import sys
 
 from . import cli, loop
 from .copytask import CopyTask
+from .errors import command
+
+PROG = "minirtrl.copy"
 
 DESCRIPTION = (
     "Copy task with a curriculum: learn to repeat a random bit string after a "
@@ -32,10 +35,14 @@ def make_parser():
 
 def main(argv=None):
     """Run the copy driver with the command-line arguments ``argv``; returns the exit status."""
-    args = cli.parse(make_parser(), argv)
-    if isinstance(args, int):
-        return args
-    return loop.run(args, CopyTask(args.batch), prog="minirtrl.copy")
+
+    def body():
+        args = cli.parse(make_parser(), argv)
+        if isinstance(args, int):
+            return args
+        return loop.run(args, CopyTask(args.batch), prog=PROG)
+
+    return command(PROG, body)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ in stream order, first ``U{0..4}`` then the T bits. Cost per step O(B) NumPy wor
 O(T) for each stream that starts a new sequence. Nothing here touches an array backend.
 """
 
+import math
+
 import numpy as np
 
 from .task import Batch
@@ -132,6 +134,9 @@ class CopyTask:
         """Settings a resumed run must share with the checkpoint."""
         return {"task": self.name}
 
+    #: the widest sequence buffer a checkpoint may hold (a sequence of T bits needs 2T+2)
+    MAX_WIDTH = 1 << 16
+
     def state_dict(self):
         return {
             "level": np.asarray(self.level, dtype=np.int64),
@@ -142,20 +147,36 @@ class CopyTask:
             "targets": self.targets.copy(),
         }
 
+    def state_spec(self):
+        """``{key: (dtype, shape)}`` of ``state_dict`` (None: any width up to ``MAX_WIDTH``)."""
+        B = self.batch
+        return {"level": ("int64", ()), "error": ("float64", ()), "length": ("int64", (B,)),
+                "pos": ("int64", (B,)), "inputs": ("int64", (B, None)),
+                "targets": ("int64", (B, None))}
+
     def load_state_dict(self, state):
+        """Restore ``state_dict``; ``ValueError`` naming what is inconsistent or out of range."""
         B = self.batch
         length, pos, inputs, targets = (
             np.asarray(state[k], dtype=np.int64) for k in ("length", "pos", "inputs", "targets")
         )
+        level, error = int(state["level"]), float(state["error"])
         if length.shape != (B,) or pos.shape != (B,) or inputs.ndim != 2 or inputs.shape[0] != B:
             raise ValueError("copy-task state does not match the batch size")
+        if not 1 <= level <= (self.MAX_WIDTH - 2) // 2:
+            raise ValueError(f"copy-task level {level} is out of range")
+        if not (math.isfinite(error) and error >= 0):
+            raise ValueError(f"copy-task running error {error} must be a finite number >= 0")
+        if np.any(length < 0) or np.any(length > level) or np.any(pos < 0):
+            raise ValueError("copy-task sequence lengths or positions are out of range")
         if (
             targets.shape != inputs.shape
-            or inputs.shape[1] < 2 * int(length.max()) + 2
+            or inputs.shape[1] < max(2 * int(length.max()) + 2, 4)
             or np.any(pos > 2 * length + 2)
         ):
             raise ValueError("copy-task state is inconsistent")
-        self.level = int(state["level"])
-        self.error = float(state["error"])
+        if np.any((inputs < 0) | (inputs >= VOCAB)) or np.any((targets < 0) | (targets >= VOCAB)):
+            raise ValueError(f"copy-task sequences hold symbols outside 0..{VOCAB - 1}")
+        self.level, self.error = level, error
         self.length, self.pos = length.copy(), pos.copy()
         self.inputs, self.targets = inputs.copy(), targets.copy()

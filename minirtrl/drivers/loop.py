@@ -44,9 +44,7 @@ Notation: ``s`` s_t (B, n); ``est`` the influence method's state (its estimate o
 
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from typing import Callable, NamedTuple, Optional, TextIO
 
@@ -61,8 +59,11 @@ from ..influence import reset
 from ..methods import influence_method
 from ..rng import draw_signs
 from . import checkpoint
-from .checkpoint import Failure, Run
+from .checkpoint import Run
 from .cli import CONFIG_KEYS
+from .errors import Diverged, Failure, WriteFailed, command, deferred
+from .files import io_failure
+from .outputs import Outputs
 from .report import Reporter, fmt
 from .task import Context
 
@@ -146,10 +147,10 @@ def apply_step(setup, now, loss, grads, est, s):
     mean_loss, norm_w, norm_v = (float(v) for v in to_numpy(probe))  # the one host read
     step = now.step + 1
     if not all(map(math.isfinite, (mean_loss, norm_w, norm_v))):
-        raise Failure(
+        raise Diverged(
             f"non-finite loss or gradient at step {step} (loss {mean_loss}, recurrent gradient "
             f"norm {norm_w}, readout gradient norm {norm_v}); stopped without saving this state",
-            status=1,
+            step,
         )
     params, adam = adam_step(now.params, grads, now.adam, lr=setup.lr, xp=xp)
     bits = mean_loss / math.log(2.0) / setup.K
@@ -157,51 +158,30 @@ def apply_step(setup, now, loss, grads, est, s):
 
 
 # ---- the run ----------------------------------------------------------------------------
-def run(args, task, *, prog, evaluate=None, eval_every=0, out=None, err=None):
+def run(args, task, *, prog, evaluate=None, eval_every=0, out=None, err=None, outputs=None):
     """Train on ``task`` with the parsed common flags ``args``; returns the exit status.
 
     ``evaluate(ctx, params, final) -> dict`` (optional) is called every ``eval_every``
-    steps and once at the end; its figures go into the log line that follows. Exit
-    status: 0 done, 130 interrupted (checkpoint written if configured), 1 non-finite
-    loss or gradient, 2 bad input (one line on ``err``, never a traceback). SIGTERM is
-    handled like Ctrl-C while the run lasts.
+    steps and once at the end; its figures go into the log line that follows.
+    ``outputs``: the run's ``outputs.Outputs`` if the driver prepared them already (to
+    refuse bad paths before loading its data), else they are prepared here. Exit status:
+    0 done, 130 SIGINT and 143 SIGTERM (checkpoint written if configured), 1 non-finite
+    loss or gradient or a write that failed during the run, 2 bad input (one line on
+    ``err``, never a traceback).
     """
     out = sys.stdout if out is None else out
-    err = sys.stderr if err is None else err
     settings = Settings(prog, args.steps, args.max_seconds, args.progress_seconds,
                         args.report_every, args.checkpoint, args.checkpoint_every, evaluate,
                         eval_every, out)
-    previous = _sigterm_as_interrupt()
-    try:
+
+    def body():
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # we check ourselves
-            return _run(args, task, settings)
-    except Failure as exc:
-        print(f"{prog}: error: {exc}", file=err, flush=True)
-        return exc.status
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=err, flush=True)
-        return 130
-    except BrokenPipeError:  # e.g. piped into `head`: stop quietly, as other tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-        return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            if outputs is not None:
+                return _run(args, task, settings, outputs)
+            with Outputs(args) as prepared:
+                return _run(args, task, settings, prepared)
 
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _sigterm_as_interrupt():
-    """Make SIGTERM (``kill``, a job scheduler) stop a run like Ctrl-C: checkpoint, exit 130.
-
-    Returns the previous handler to restore, or None where handlers cannot be set (not the
-    main thread).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _interrupt)
+    return command(prog, body, err=err)
 
 
 def _setup(args, task):
@@ -242,35 +222,22 @@ def run_config(args, task):
     return config
 
 
-def _check_writable(path, what):
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise Failure(f"{what} {path}: directory {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise Failure(f"{what} {path}: directory {folder} is not writable")
-
-
-def _run(args, task, settings):
+def _run(args, task, settings, outputs):
     setup = _setup(args, task)
     config = run_config(args, task)
     rngs = _rngs(args.seed)
     now = _fresh(setup, args)
     seconds0 = 0.0
-    if args.checkpoint:
-        _check_writable(args.checkpoint, "--checkpoint")
-        if args.resume:
-            arrays = checkpoint.load(args.checkpoint)
-            now, seconds0 = checkpoint.restore(args.checkpoint, arrays, now, rngs, task, config,
-                                               xp=setup.xp, device=setup.device)
-        elif os.path.exists(args.checkpoint):
-            raise Failure(f"checkpoint {args.checkpoint} exists; pass --resume to continue it "
-                          "or remove it")
-    log = None
-    if args.log:
-        _check_writable(args.log, "--log")
-        log = open(args.log, "a" if args.resume else "w", encoding="utf-8")
+    if outputs.checkpoint and args.resume:
+        spec = checkpoint.expected(now, task, args.dtype)
+        arrays = checkpoint.load(outputs.checkpoint, spec, task.MAX_WIDTH, config)
+        now, seconds0 = checkpoint.restore(args.checkpoint, arrays, now, rngs, task,
+                                           xp=setup.xp, device=setup.device)
+    settings = settings._replace(checkpoint=outputs.checkpoint)
+    log = outputs.open_log(now.step)
     try:
-        return _loop(Session(settings, setup, task, config, rngs, log), now, seconds0)
+        return _loop(Session(settings, setup, task, config, rngs, log, outputs.log_path), now,
+                     seconds0)
     finally:
         if log is not None:
             log.close()
@@ -285,14 +252,15 @@ class Session(NamedTuple):
     config: dict  # what a checkpoint records and a resumed run must match
     rngs: tuple  # (data, noise) numpy Generators
     log: Optional[TextIO]
+    log_path: Optional[str]
 
 
 def _loop(session, now, seconds0):
     """Train from ``now`` (a ``Run``) until the steps or the time are used up."""
-    settings, setup, task, config, rngs, log = session
+    settings, setup, task, config, rngs, log, log_path = session
     xp, K, B = setup.xp, setup.K, setup.B
     step_fn = window_step if setup.module is None else online_step
-    reporter = Reporter(settings, log)
+    reporter = Reporter(settings, log, log_path)
     evaluate, eval_every = settings.evaluate, settings.eval_every
     ctx = Context(setup.cell, xp, setup.device, setup.dtype)
     t0 = time.perf_counter()
@@ -307,8 +275,12 @@ def _loop(session, now, seconds0):
 
     def save():
         if settings.checkpoint:
-            checkpoint.save(settings.checkpoint, checkpoint.arrays_of(
-                now, rngs, task, config, seconds0 + time.perf_counter() - t0))
+            arrays = checkpoint.arrays_of(now, rngs, task, config,
+                                          seconds0 + time.perf_counter() - t0)
+            try:
+                checkpoint.save(settings.checkpoint, arrays)
+            except OSError as exc:
+                raise io_failure("--checkpoint", settings.checkpoint, exc) from None
 
     def report(final=False, **more):
         elapsed, rate = clock()
@@ -353,17 +325,23 @@ def _loop(session, now, seconds0):
         if snapshot is not None and snapshot[0] == now.step:  # stopped inside a step: undo it
             rngs[0].bit_generator.state, rngs[1].bit_generator.state = snapshot[1], snapshot[2]
             task.load_state_dict(snapshot[3])
-        save()
-        report(final=True, interrupted=True)
+        with deferred():  # a second Ctrl-C must not cut the checkpoint short
+            save()
+            report(final=True, interrupted=True)
         where = f"; checkpoint written to {settings.checkpoint}" if settings.checkpoint else ""
         print(f"{settings.prog}: interrupted at step {now.step}{where}", file=settings.out,
               flush=True)
-        return 130
-    except Failure as exc:
-        if exc.status == 1:  # diverged: the log ends at the last good state
-            report(final=True, diverged=now.step + 1)
-            if settings.checkpoint and os.path.exists(settings.checkpoint):
-                exc.args = (f"{exc}; last good checkpoint kept at {settings.checkpoint}",)
+        raise
+    except Diverged as exc:  # the log ends at the last good state
+        report(final=True, diverged=exc.step)
+        if settings.checkpoint and os.path.exists(settings.checkpoint):
+            exc.args = (f"{exc}; last good checkpoint kept at {settings.checkpoint}",)
+        raise
+    except WriteFailed as exc:
+        if exc.flag == "--log" and settings.checkpoint:  # the log is lost, not the work
+            save()
+            exc.args = (f"{exc}; checkpoint of step {now.step} written to "
+                        f"{settings.checkpoint}",)
         raise
     save()
     if evaluate is not None:

@@ -15,7 +15,6 @@ RTRL with B = 1 (O(n⁴) per step) and, at report steps, the dense estimates in 
 
 import json
 import math
-import os
 import sys
 import time
 
@@ -29,6 +28,10 @@ from ..influence import select
 from ..methods import RANKED, influence_method
 from ..rng import draw_signs
 from .cli import Parser, nonnegative, positive, positive_float
+from .errors import Failure, command, deferred
+from .files import check_output, io_failure, write_atomic
+
+PROG = "minirtrl.noise"
 
 ESTIMATORS = ("uoro", "kf", "ok", "kf-avg")
 
@@ -108,7 +111,7 @@ def _mean_se(values):
 # ---- command line ----------------------------------------------------------------------
 def _parser():
     p = Parser(
-        prog="python -m minirtrl.noise",
+        prog=f"python -m {PROG}",
         description="Relative squared error of UORO, KF-RTRL, r-OK and r-KF-avg against exact RTRL, "
         "over time and against the number of hidden units.",
     )
@@ -135,59 +138,80 @@ def _row(name, t, n, res):
 
 
 def main(argv=None):
+    """Run the noise tool with the command-line arguments ``argv``; returns the exit status.
+
+    ``--json`` and ``--plot`` are checked before anything is measured. Ctrl-C or SIGTERM
+    stops the measurement, writes what was measured so far and exits with 130 or 143.
+    """
+    return command(PROG, lambda: _main(argv))
+
+
+def _main(argv):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.samples < 2:
         parser.error("argument --samples: needs at least 2 chains for a standard error")
-    for flag, path in (("--json", args.json), ("--plot", args.plot)):
-        folder = os.path.dirname(os.path.abspath(path)) if path else None
-        if folder and not os.path.isdir(folder):
-            parser.fail(f"{flag} {path}: directory {folder} does not exist")
-    if args.plot:
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-        except ImportError:
-            parser.fail("--plot needs matplotlib: pip install 'minirtrl[plot]'")
+    json_path = check_output("--json", args.json) if args.json else None
+    plot_path = check_output("--plot", args.plot, image=True) if args.plot else None
     try:
         xp, device = load(args.backend)
     except BackendError as exc:
-        parser.fail(str(exc))
+        raise Failure(str(exc)) from None
     dtype = dtype_of(xp, args.dtype)
     common = dict(samples=args.samples, rank=args.rank, depth=args.depth, seed=args.seed,
                   init_scale=args.init_scale, xp=xp, device=device, dtype=dtype)
-    header = f"{'algo':>9s} {'n':>5s} {'t':>6s}   {'influence rel. sq. error':>23s}  {'gradient rel. sq. error':>23s}"
     results = {"over_time": [], "over_n": [], "config": vars(args)}
     start = time.time()
+    stopped = None
     try:
-        print(f"# over time: n = {args.hidden}, depth {args.depth}, M = {args.samples} chains", flush=True)
-        print(header)
-        for algo in args.algo:
-            res = measure(algo, n=args.hidden, report=set(args.steps), **common)
-            for t in sorted(res):
-                print(_row(label(algo, args.rank), t, args.hidden, res[t]), flush=True)
-                results["over_time"].append({"algo": label(algo, args.rank), "n": args.hidden, "t": t, **res[t]})
-        if args.sizes:
-            print(f"\n# over n: t = {args.size_step}, depth {args.depth}, M = {args.samples} chains")
-            print(header)
-            for algo in args.algo:
-                for n in args.sizes:
-                    res = measure(algo, n=n, report={args.size_step}, **common)
-                    print(_row(label(algo, args.rank), args.size_step, n, res[args.size_step]), flush=True)
-                    results["over_n"].append({"algo": label(algo, args.rank), "n": n, "t": args.size_step, **res[args.size_step]})
-    except KeyboardInterrupt:
-        print("interrupted: writing what was measured so far", file=sys.stderr)
+        _measure_all(args, common, results)
+    except KeyboardInterrupt as exc:
+        stopped = exc
+        print(f"{PROG}: interrupted: writing what was measured so far", file=sys.stderr, flush=True)
     results["seconds"] = time.time() - start
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    if args.plot:
-        _plot(results, args.plot)
+    with deferred():
+        if json_path:
+            text = json.dumps(results, indent=1).encode("utf-8")
+            try:
+                write_atomic(json_path, lambda f: f.write(text))
+            except OSError as exc:
+                raise io_failure("--json", args.json, exc) from None
+        if plot_path:
+            try:
+                _plot(results, plot_path)
+            except OSError as exc:
+                raise io_failure("--plot", args.plot, exc) from None
+    if stopped is not None:
+        raise stopped
     return 0
 
 
+def _measure_all(args, common, results):
+    header = (f"{'algo':>9s} {'n':>5s} {'t':>6s}   {'influence rel. sq. error':>23s}  "
+              f"{'gradient rel. sq. error':>23s}")
+    print(f"# over time: n = {args.hidden}, depth {args.depth}, M = {args.samples} chains", flush=True)
+    print(header)
+    for algo in args.algo:
+        res = measure(algo, n=args.hidden, report=set(args.steps), **common)
+        for t in sorted(res):
+            print(_row(label(algo, args.rank), t, args.hidden, res[t]), flush=True)
+            results["over_time"].append({"algo": label(algo, args.rank), "n": args.hidden, "t": t,
+                                         **res[t]})
+    if args.sizes:
+        print(f"\n# over n: t = {args.size_step}, depth {args.depth}, M = {args.samples} chains")
+        print(header)
+        for algo in args.algo:
+            for n in args.sizes:
+                res = measure(algo, n=n, report={args.size_step}, **common)[args.size_step]
+                print(_row(label(algo, args.rank), args.size_step, n, res), flush=True)
+                results["over_n"].append({"algo": label(algo, args.rank), "n": n,
+                                          "t": args.size_step, **res})
+
+
 def _plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -205,7 +229,10 @@ def _plot(results, path):
     axes[0].set_title("gradient noise over time")
     axes[1].set_title("gradient noise against n")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    try:
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ import sys
 
 from . import cli, loop
 from .corpus import CorpusError, read_corpus
+from .errors import Failure, command
+from .outputs import Outputs
 from .text import Evaluator, TextTask
 
 PROG = "minirtrl.ptb"
@@ -107,21 +109,31 @@ def parse(argv):
 
 
 def main(argv=None):
-    """Run the char-PTB driver with the command-line arguments ``argv``; returns the exit status."""
-    args = parse(argv)
-    if isinstance(args, int):
-        return args
+    """Run the char-PTB driver with the command-line arguments ``argv``; returns the exit status.
+
+    Outputs are checked (and the checkpoint locked) before the corpus is read.
+    """
+
+    def body():
+        args = parse(argv)
+        if isinstance(args, int):
+            return args
+        with Outputs(args) as outputs:
+            corpus = _read(args)
+            print(f"{PROG}: {args.data}: {corpus.summary()}", flush=True)
+            task = TextTask(corpus, args.batch, args.reset_every, data_format=args.format)
+            return loop.run(args, task, prog=PROG, evaluate=Evaluator(corpus, args.eval_streams),
+                            eval_every=args.eval_every, outputs=outputs)
+
+    return command(PROG, body)
+
+
+def _read(args):
     try:
-        corpus = read_corpus(args.data, args.format, unknown=args.unknown)
+        return read_corpus(args.data, args.format, unknown=args.unknown)
     except CorpusError as exc:
         message = str(exc).replace("allow unknown symbols", "pass --unknown")
-        message = message.replace("use format ", "use --format ")
-        print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
-        return 2
-    print(f"{PROG}: {args.data}: {corpus.summary()}", flush=True)
-    task = TextTask(corpus, args.batch, args.reset_every, data_format=args.format)
-    return loop.run(args, task, prog=PROG, evaluate=Evaluator(corpus, args.eval_streams),
-                     eval_every=args.eval_every)
+        raise Failure(message.replace("use format ", "use --format ")) from None
 
 
 if __name__ == "__main__":

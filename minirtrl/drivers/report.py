@@ -3,12 +3,14 @@
 import json
 import math
 
+from .files import io_failure
+
 
 class Reporter:
     """Progress lines on ``out`` and JSON lines in the ``--log`` file."""
 
-    def __init__(self, settings, log):
-        self.settings, self.log = settings, log
+    def __init__(self, settings, log, log_path=None):
+        self.settings, self.log, self.log_path = settings, log, log_path
 
     def line(self, step, data, seconds, figures, *, final=False, extra=None):
         record = {"step": step, "data": data, "seconds": round(seconds, 3), **figures}
@@ -16,8 +18,12 @@ class Reporter:
         if final:
             record["final"] = True
         if self.log is not None:
-            self.log.write(json.dumps(record) + "\n")
-            self.log.flush()
+            try:
+                self.log.write(json.dumps(record) + "\n")
+                self.log.flush()
+            except OSError as exc:
+                self.log = None  # nothing more goes there
+                raise io_failure("--log", self.log_path, exc) from None
         return record
 
     def progress(self, step, data, figures, *, rate, elapsed):

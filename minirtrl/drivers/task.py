@@ -30,14 +30,17 @@ class Task(Protocol):
     window's loss is known), then ``observe`` once per optimiser step. ``figures`` go into
     progress and log lines; ``state_dict`` (a dict of NumPy arrays) into checkpoints, and
     ``load_state_dict`` must restore it so that a resumed run continues exactly (and raise
-    ``ValueError`` for a state it cannot take); ``config`` holds the task's settings a
-    resumed run must share.
+    ``ValueError`` for a state it cannot take: out of range, inconsistent); ``state_spec``
+    gives the dtype and shape of every array of ``state_dict`` (a ``None`` dimension is
+    any size up to ``MAX_WIDTH``), which a checkpoint is checked against before it is read;
+    ``config`` holds the task's settings a resumed run must share.
     """
 
     name: str
     n_in: int
     n_out: int
     batch: int
+    MAX_WIDTH: int
 
     def next_batch(self, rng: np.random.Generator) -> Batch: ...
 
@@ -49,6 +52,8 @@ class Task(Protocol):
     def config(self) -> dict: ...
 
     def state_dict(self) -> dict: ...
+
+    def state_spec(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
 

@@ -155,16 +155,24 @@ class TextTask:
         """Settings a resumed run must share: the data (vocabulary and content) and resets."""
         return dict(self._config)
 
+    MAX_WIDTH = 0  # no variable-width state
+
     def state_dict(self):
         return {"t": np.asarray(self.t, dtype=np.int64),
                 "train_bpc": np.asarray([self.m, self.w], dtype=np.float64)}
 
+    def state_spec(self):
+        """``{key: (dtype, shape)}`` of ``state_dict``."""
+        return {"t": ("int64", ()), "train_bpc": ("float64", (2,))}
+
     def load_state_dict(self, state):
+        """Restore ``state_dict``; ``ValueError`` naming what is out of range."""
         t = np.asarray(state["t"])
         ema = np.asarray(state["train_bpc"], dtype=np.float64)
         if t.shape != () or int(t) < 0 or ema.shape != (2,):
             raise ValueError("text-task state is inconsistent")
+        m, w = float(ema[0]), float(ema[1])
+        if not (math.isfinite(m) and m >= 0 and 0 <= w <= 1):
+            raise ValueError(f"text-task train_bpc average ({m}, {w}) is out of range")
         self.t = int(t)
-        self.m, self.w = float(ema[0]), float(ema[1])
-
-
+        self.m, self.w = m, w
