@@ -10,6 +10,7 @@ Benchmarks are not library code: NumPy is used freely here, and cupy / torch are
 imported only when that backend is asked for.
 """
 
+import json
 import math
 import os
 import platform
@@ -76,6 +77,38 @@ def run_specs(tokens, *, ranks, truncations):
         else:
             out.append(RunSpec(name))
     return out
+
+
+# ---- outputs ----------------------------------------------------------------------------
+def checked_output(flag, path, *, image=False, directory=False, fresh=()):
+    """``path`` checked like the drivers' outputs (``minirtrl.drivers.files``) before any
+    work, or exit with one line and status 2. ``directory``: an output folder (made if
+    missing); ``fresh``: names in that folder that must not exist yet (never overwritten).
+    """
+    from minirtrl.drivers.errors import Failure
+    from minirtrl.drivers.files import check_output, check_output_dir
+
+    try:
+        if directory:
+            check_output_dir(flag, path)
+            for name in fresh:
+                if os.path.exists(os.path.join(path, name)):
+                    raise Failure(f"{flag} {path}: {name} exists there; remove it or choose "
+                                  "another folder")
+        else:
+            check_output(flag, path, image=image)
+    except Failure as exc:
+        print(f"{os.path.basename(sys.argv[0]) or 'bench'}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return path
+
+
+def write_json(path, doc):
+    """``doc`` as indented JSON at ``path``, atomically (a failure leaves no partial file)."""
+    from minirtrl.drivers.files import write_atomic
+
+    text = json.dumps(doc, indent=1).encode("utf-8")
+    write_atomic(path, lambda f: f.write(text))
 
 
 # ---- backends ------------------------------------------------------------------------

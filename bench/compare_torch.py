@@ -23,7 +23,6 @@ largest relative difference, so the comparison is of equal work.
 """
 
 import argparse
-import json
 import sys
 import time
 
@@ -282,6 +281,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.json:
+        C.checked_output("--json", args.json)
     backends = {name: C.open_backend(name) for name in ("numpy", "torch")}
     machine = C.machine_info("torch", *backends["torch"])
     machine["backend"] = "numpy and torch (minirtrl); torch (PyTorch-user code)"
@@ -316,8 +317,7 @@ def main(argv=None):
         doc = {"script": "bench/compare_torch.py", "argv": sys.argv[1:], "machine": machine,
                "check": {"rtrl_max_rel_diff": rtrl_diff, "tbptt_max_rel_diff": tbptt_diff},
                "interrupted": interrupted, "rows": rows}
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1)
+        C.write_json(args.json, doc)
         print(f"# wrote {args.json} ({len(rows)} rows)", flush=True)
     return 130 if interrupted else 0
 

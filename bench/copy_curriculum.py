@@ -22,7 +22,7 @@ import sys
 
 from minirtrl.copy import main as copy_main
 
-from _common import pyplot, run_specs
+from _common import checked_output, pyplot, run_specs, write_json
 
 DEFAULT_RUNS = "bptt:10,bptt:50,uoro,kf,kf-avg,ok"
 
@@ -124,20 +124,21 @@ def main(argv=None):
                    help="do not run: summarise every <label>.jsonl already in --out (runs made "
                         "separately, e.g. with different budgets)")
     args = p.parse_args(argv)
+    specs = [] if args.summarize else run_specs(args.runs, ranks=[args.rank], truncations=[50])
+    checked_output("--out", args.out, directory=True,
+                   fresh=[f"{spec.label}.jsonl" for spec in specs])
     os.makedirs(args.out, exist_ok=True)
     if args.summarize:
         logs = sorted(f for f in os.listdir(args.out) if f.endswith(".jsonl"))
         results = [from_log(f[: -len(".jsonl")], os.path.join(args.out, f)) for f in logs]
         budget_text = "as logged"
     else:
-        specs = run_specs(args.runs, ranks=[args.rank], truncations=[50])
         results = [run_one(spec, args) for spec in specs]
         budget_text = f"{args.data} characters" if args.data is not None else f"{args.seconds:g} s"
     summary = {"budget": budget_text, "hidden": args.hidden, "batch": args.batch,
                "rank": args.rank, "lr": args.lr, "backend": args.backend, "dtype": args.dtype,
                "seed": args.seed, "runs": results}
-    with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
+    write_json(os.path.join(args.out, "summary.json"), summary)
     print(f"\n{'run':10s} {'T_':>4s} {'bits':>7s} {'steps':>9s} {'data':>10s} {'steps/s':>8s}")
     for r in results:
         if r["status"] == 0:

@@ -45,11 +45,12 @@ import numpy as np
 
 from minirtrl import RHN
 from minirtrl.backends import load
-from minirtrl.drivers.corpus import eval_streams, read_corpus
+from minirtrl.drivers.corpus import read_corpus
+from minirtrl.drivers.streams import eval_streams
 from minirtrl.drivers.ptb import main as ptb_main
 from minirtrl.drivers.text import evaluate
 
-from _common import machine_info, pyplot, run_specs
+from _common import checked_output, machine_info, pyplot, run_specs, write_json
 
 DEFAULT_RUNS = "bptt:25,kf,ok:8"
 
@@ -140,8 +141,6 @@ def run_one(label, algo, K, rank, args, rate, eval_s):
     train_s = max(args.seconds - args.points * eval_s, 0.2 * args.seconds)
     eval_every = max(1, int(rate * train_s / args.points))
     log = os.path.join(args.out, f"{label}.jsonl")
-    if os.path.exists(log):
-        os.remove(log)
     argv = [*driver_argv(algo, K, rank, args), "--data", args.data, "--format", args.format,
             "--steps", args.steps or 10**12, "--max-seconds", args.seconds,
             "--eval-every", eval_every, "--progress-seconds", args.progress, "--log", log]
@@ -250,6 +249,10 @@ def main(argv=None):
     p.add_argument("--progress", type=float, default=30.0, help="seconds between progress lines")
     p.add_argument("--out", default="ptb-bench", help="output directory")
     args = p.parse_args(argv)
+    runs = [(spec.label, spec.algo, spec.truncation, spec.rank)
+            for spec in run_specs(args.runs, ranks=[args.rank], truncations=[25])]
+    checked_output("--out", args.out, directory=True,
+                   fresh=[f"{label}.{ext}" for label, *_ in runs for ext in ("jsonl", "out")])
     os.makedirs(args.out, exist_ok=True)
     info = machine_info(args.backend, *load(args.backend))
     print(f"# {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable), load "
@@ -260,8 +263,6 @@ def main(argv=None):
     eval_s = validation_seconds(corpus, args)
     print(f"# one validation pass: {eval_s:.1f} s ({corpus.valid.shape[0] - 1:,} characters, "
           f"{args.eval_streams} streams, n={args.hidden})", flush=True)
-    runs = [(spec.label, spec.algo, spec.truncation, spec.rank)
-            for spec in run_specs(args.runs, ranks=[args.rank], truncations=[25])]
     results, rates = [], {}
     with tempfile.TemporaryDirectory() as folder:
         synthetic_corpus(folder, len(corpus.vocab))
@@ -282,8 +283,7 @@ def main(argv=None):
     summary = {"settings": {k: v for k, v in vars(args).items()}, "machine": info,
                "machine_at_end": {"loadavg": list(os.getloadavg())},
                "validation_pass_seconds": eval_s, "runs": results, "paper_scale": paper}
-    with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
+    write_json(os.path.join(args.out, "summary.json"), summary)
     print()
     print(f"n={args.hidden}, batch {args.batch}, {args.dtype}, {args.backend}, lr {args.lr:.4g}, "
           f"clip {args.clip:g}, {args.seconds:g} s per run, {args.eval_streams} eval streams")

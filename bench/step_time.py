@@ -25,7 +25,6 @@ JSON so far.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -224,8 +223,7 @@ def write_json(path, machine, args, rows, interrupted):
         "interrupted": interrupted,
         "rows": rows,
     }
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1)
+    C.write_json(path, doc)
     print(f"# wrote {path} ({len(rows)} rows)", flush=True)
 
 
@@ -287,6 +285,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.json:
+        C.checked_output("--json", args.json)
     algos = args.algos
     xp, device = C.open_backend(args.backend)
     sync = C.synchronizer(xp, device)

@@ -3,6 +3,8 @@
 Nothing is updated in place: every function returns new dicts.
 """
 
+import math
+import numbers
 from typing import NamedTuple
 
 
@@ -37,16 +39,39 @@ def adam_step(params, grads, state, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, xp=
 
 
 def global_norm(grads, keys, *, xp):
-    """sqrt of the summed squares of ``grads[k]`` for ``k`` in ``keys`` (0-d array)."""
-    return xp.sqrt(sum(xp.sum(grads[k] * grads[k]) for k in keys))
+    """The joint Euclidean norm of ``grads[k]`` for ``k`` in ``keys``, a 0-d array.
+
+    Overflow-safe: the entries are divided by the largest magnitude ``m`` before they are
+    squared, ``m · sqrt(Σ (g/m)²)``, so a float32 gradient of entries near 1e19 (whose
+    squares overflow) has its true norm; a zero gradient has norm 0 and a non-finite one a
+    non-finite norm, without a warning (for the caller's guard). Two passes over the
+    gradients.
+    """
+    keys = list(keys)
+    if not keys:
+        raise ValueError("keys must name at least one gradient")
+    m = xp.max(xp.stack([xp.max(xp.abs(grads[k])) for k in keys]))  # 0-d: the largest |g|
+    scale = xp.where(xp.isfinite(m) & (m > 0), m, xp.ones_like(m))  # 1 for 0, inf, nan
+    return scale * xp.sqrt(sum(xp.sum((grads[k] / scale) ** 2) for k in keys))
 
 
 def clip_by_norm(grads, max_norm, keys, *, xp):
     """Scale ``grads[k]`` (k in ``keys``) so their joint norm is at most ``max_norm``.
 
+    ``max_norm`` must be a finite real number > 0 (``ValueError``/``TypeError`` naming it).
     Returns ``(clipped grads, norm before clipping)``; other keys pass through unchanged.
     Branch-free (no host sync): the scale is ``min(1, max_norm / norm)``.
     """
+    max_norm = _positive_real("max_norm", max_norm)
     norm = global_norm(grads, keys, xp=xp)
     scale = max_norm / xp.maximum(norm, xp.full_like(norm, max_norm))
     return {k: (g * scale if k in keys else g) for k, g in grads.items()}, norm
+
+
+def _positive_real(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, not {type(value).__name__} ({value!r})")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, not {value!r}")
+    return value

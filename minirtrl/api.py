@@ -16,6 +16,8 @@ from .rng import draw_signs
 
 # ---- argument checks --------------------------------------------------------------
 def _namespace(name, arrays, xp=None):
+    if any(a is None for a in arrays):
+        raise TypeError(f"{name} is required (an array), not None")
     try:
         found = array_namespace(*arrays)
     except TypeError as exc:
@@ -141,6 +143,8 @@ def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=N
         one unbiased random estimate (given ``seed``) for the others.
     """
     check_method(method)
+    if ys is None:
+        raise TypeError("ys is required: the (T, B) integer targets of the sequence")
     seed = _checks.seed(seed)
     r = check_rank(method, rank)
     if truncation is not None:

@@ -74,6 +74,39 @@ def noise_shapes(cell, batch, rank=1):
     return {name: (batch, rank + 1) for name in cell.blocks}
 
 
+# ---- decompositions that fail soft -----------------------------------------------------
+def _finite(M, *, xp):
+    """(B,) True where the matrix ``M[b]`` (B, m, m) has only finite entries."""
+    return xp.all(xp.isfinite(xp.reshape(M, (M.shape[0], -1))), axis=1)
+
+
+def _nan_where(bad, x, *, xp):
+    """``x`` (B, ...) with the samples where ``bad`` (B,) set to NaN."""
+    mask = xp.reshape(bad, (bad.shape[0],) + (1,) * (x.ndim - 1))
+    return xp.where(mask, xp.full_like(x, xp.nan), x)
+
+
+def eigh_or_nan(M, *, xp):
+    """``xp.linalg.eigh`` of a batch (B, m, m), NaN for the samples with non-finite entries.
+
+    A diverging run feeds the reduction inf or NaN, where ``eigh`` raises (NumPy's
+    ``LinAlgError``, torch's ``_LinAlgError``): the sample is replaced by the identity for
+    the call and its results by NaN, so the run's non-finite guard reports the step.
+    """
+    bad = ~_finite(M, xp=xp)
+    eye = xp.eye(M.shape[-1], dtype=M.dtype, device=get_device(M))
+    lam, E = xp.linalg.eigh(xp.where(bad[:, None, None], eye, M))
+    return _nan_where(bad, lam, xp=xp), _nan_where(bad, E, xp=xp)
+
+
+def svd_or_nan(M, *, xp):
+    """``xp.linalg.svd(M, full_matrices=False)`` with ``eigh_or_nan``'s treatment of NaN."""
+    bad = ~_finite(M, xp=xp)
+    eye = xp.eye(M.shape[-1], dtype=M.dtype, device=get_device(M))
+    P, s, Qh = xp.linalg.svd(xp.where(bad[:, None, None], eye, M), full_matrices=False)
+    return _nan_where(bad, P, xp=xp), _nan_where(bad, s, xp=xp), _nan_where(bad, Qh, xp=xp)
+
+
 # ---- orthogonalisation: X (B, m, N) = L Y with orthonormal rows Y --------------------
 def basis_qr(X, *, xp):
     """``L`` (B, m, m) and ``Y`` (B, m, max(N, m)) with ``X = L Y`` (zero-padded), Y Y^T = I.
@@ -101,7 +134,7 @@ def bases_from_grams(*grams, xp):
     keeps it. The Grams (all (B, m, m)) are stacked along the batch axis for one eigh.
     """
     B, m = grams[0].shape[0], grams[0].shape[1]
-    lam, E = xp.linalg.eigh(xp.concat(grams, axis=0))  # (G·B, m), (G·B, m, m)
+    lam, E = eigh_or_nan(xp.concat(grams, axis=0), xp=xp)  # (G·B, m), (G·B, m, m)
     rtol = GRAM_RTOL * m * xp.finfo(lam.dtype).eps
     keep = lam > rtol * xp.max(lam, axis=-1, keepdims=True)
     zero = xp.zeros_like(lam)
@@ -126,7 +159,7 @@ def singular_terms(LU, LV, *, xp):
     a rank-deficient C), so an exact reduction stays exact.
     """
     m = LU.shape[1]
-    P, s, Qh = xp.linalg.svd(xp.matrix_transpose(LU) @ LV, full_matrices=False)
+    P, s, Qh = svd_or_nan(xp.matrix_transpose(LU) @ LV, xp=xp)
     P, s, Qh = xp.flip(P, axis=-1), xp.flip(s, axis=-1), xp.flip(Qh, axis=-2)  # ascending
     negative = xp.sum(LU @ P, axis=-2) < 0.0  # (B, m): <Σ_a U_a, ũ_j> < 0
     f = 1.0 - 2.0 * xp.astype(negative, LU.dtype)

@@ -18,14 +18,11 @@ from minirtrl.drivers.corpus import (
     UNK,
     CorpusError,
     Vocabulary,
-    batch_at,
-    eval_streams,
     read_corpus,
     read_text,
     split_files,
-    stream_offsets,
-    window_at,
 )
+from minirtrl.drivers.streams import batch_at, eval_streams, stream_offsets, window_at
 from minirtrl.testing import assert_close
 
 PTB = Path(__file__).parents[1].parent / "shared" / "data" / "ptb"

@@ -23,7 +23,6 @@ def on(to_xp, params, *arrays):
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_rtrl_equals_bptt_equals_finite_differences(backend, to_xp, depth):
-    xp, device = backend.xp, backend.device
     cell, params_np, xs, ys, mask = problem(depth)
     fd = numerical_gradient(cell, params_np, xs, ys, mask)
     expected_loss = sequence_loss(cell, params_np, xs, ys, mask)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import minirtrl
-from minirtrl import kf, kronecker, ok, opt, readout, rtrl
+from minirtrl import kf, ok, opt, readout, rtrl
 from minirtrl.cells import rhn
 from minirtrl.backends import load, to_numpy
 from minirtrl.rng import draw_signs
@@ -86,7 +86,7 @@ def test_influence_pieces_equal_the_plain_products(depth):
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_jvp_vjp_equals_jvp_state_and_vjp_step(backend, to_xp, depth):
-    xp, device = backend.xp, backend.device
+    xp = backend.xp
     cell, params, _, rng = setup(depth, B=4)
     p = {k: to_xp(v) for k, v in params.items()}
     _, layers = cell.step(p, to_xp(rng.standard_normal((4, cell.n_hidden))),
@@ -176,7 +176,7 @@ def test_grads_from_factors_contract_the_dense_estimate(module, rank):
 
 # ---- readout ------------------------------------------------------------------------------
 def test_loss_and_grad_equals_the_plain_log_softmax(backend, to_xp):
-    xp, device = backend.xp, backend.device
+    xp = backend.xp
     rng = np.random.default_rng(5)
     B, n, n_out = 4, 6, 7
     V, s = rng.standard_normal((n_out, n + 1)), rng.standard_normal((B, n)) * 3

@@ -208,7 +208,6 @@ def test_rank_checks():
 # ---- backends, dtypes, resets, long runs --------------------------------------------------
 @pytest.mark.parametrize("method, rank", [("kf", None), ("kf-avg", 3)])
 def test_same_seed_same_estimate_on_every_backend(backend, to_xp, close, method, rank):
-    xp, device = backend.xp, backend.device
     cell, params, xs, ys, mask = small_problem(2)
     loss_np, ref = minirtrl.sequence_gradient(
         method, cell, params, xs, ys, mask, seed=11, rank=rank
@@ -224,7 +223,7 @@ def test_same_seed_same_estimate_on_every_backend(backend, to_xp, close, method,
 
 @pytest.mark.parametrize("method, rank", [("kf", None), ("kf-avg", 2)])
 def test_float32_is_finite_and_close_to_float64(backend, to_xp, method, rank):
-    xp, device = backend.xp, backend.device
+    xp = backend.xp
     cell, params, xs, ys, mask = small_problem(2)
     _, ref = minirtrl.sequence_gradient(method, cell, params, xs, ys, mask, seed=4, rank=rank)
     p32 = {k: to_xp(v, dtype=xp.float32) for k, v in params.items()}

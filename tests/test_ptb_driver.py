@@ -17,7 +17,7 @@ import pytest
 
 from minirtrl import METHODS, sequence_gradient
 from minirtrl.backends import to_numpy
-from minirtrl.drivers.corpus import eval_streams
+from minirtrl.drivers.streams import eval_streams
 from minirtrl.drivers.ptb import main, parse
 from minirtrl.drivers.text import evaluate
 from minirtrl import RHN

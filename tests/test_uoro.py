@@ -136,7 +136,6 @@ def test_sequence_gradient_is_unbiased(depth):
 
 # ---- backends, dtypes, resets, long runs --------------------------------------------------
 def test_same_seed_same_estimate_on_every_backend(backend, to_xp, close):
-    xp, device = backend.xp, backend.device
     cell, params, xs, ys, mask = small_problem(2)
     loss_np, ref = minirtrl.sequence_gradient("uoro", cell, params, xs, ys, mask, seed=11)
     p_xp = {k: to_xp(v) for k, v in params.items()}
@@ -149,7 +148,7 @@ def test_same_seed_same_estimate_on_every_backend(backend, to_xp, close):
 
 
 def test_float32_is_finite_and_close_to_float64(backend, to_xp):
-    xp, device = backend.xp, backend.device
+    xp = backend.xp
     cell, params, xs, ys, mask = small_problem(2)
     _, ref = minirtrl.sequence_gradient("uoro", cell, params, xs, ys, mask, seed=4)
     p32 = {k: to_xp(v, dtype=xp.float32) for k, v in params.items()}

@@ -1,20 +1,16 @@
-"""Character corpora for the PTB driver: read a split directory, encode it, cut it into streams.
+"""Character corpora for the PTB driver: read a split directory and encode it.
 
 Host-side I/O (NumPy and the standard library only); nothing here touches an array backend.
-The driver moves the integer arrays it gets from here to the backend itself.
+The streams cut from the encoded splits are ``drivers.streams``.
 
-What it computes:
-
-* :func:`read_corpus` reads the ``train``/``valid``/``test`` splits of a directory, builds the
-  :class:`Vocabulary` from the training split and encodes every split as a 1-D integer array.
-  Cost: O(file size), vectorised in NumPy except one Python pass over the lines of a Mikolov
-  file.
-* :func:`stream_offsets`, :func:`batch_at`, :func:`window_at`: the ``B`` training streams,
-  started at evenly spaced offsets of the training text and read as a circular text. They are
-  pure functions of the step counter ``t``, so a resumed run only needs ``t``.
-* :func:`eval_streams`: a validation or test split cut into ``S`` long streams (the state is
-  carried through, never reset), with a 0/1 mask such that the masked sum over all positions
-  counts every next-symbol prediction of the split exactly once.
+:func:`read_corpus` reads the ``train``/``valid``/``test`` splits of a directory, builds the
+:class:`Vocabulary` from the training split and encodes every split as a 1-D array of the
+smallest signed integer type that holds every id (int8 for up to 127 symbols, as PTB).
+It streams: each file is read twice in blocks of :data:`BLOCK` bytes (once for its
+symbols and their count, once to encode them into an array allocated once), so the memory
+it needs is the encoded splits plus a few blocks, about 1 byte per symbol of a PTB-sized
+vocabulary, whatever the size of the text. Cost: O(file size), vectorised in NumPy except
+one Python pass over the lines of a Mikolov file.
 
 Protocol: char-PTB of Mikolov et al. (2012) as the OK authors use it (Benzing et al. 2019:
 50 symbols, 32 streams at evenly spaced offsets, evaluation as a few long streams); the
@@ -50,12 +46,8 @@ a validation/test symbol absent from the training split raise :class:`CorpusErro
 ``ValueError``) with one line naming the path and what was expected, for the driver to print
 before exiting with status 2.
 
-Notation (shapes in docstrings):
-    N   number of symbols of a split (``len(ids)``); it has N - 1 next-symbol predictions
-    V   vocabulary size (``len(vocab)``), 50 for PTB
-    B   training streams (``--batch``), one offset each
-    t   position counter of the training streams (one step = one symbol per stream)
-    S   evaluation streams, T their common length (the last few padded by at most one step)
+Notation (shapes in docstrings): ``N`` number of symbols of a split (``len(ids)``), ``V``
+vocabulary size (``len(vocab)``, 50 for PTB).
 """
 
 import gzip
@@ -70,7 +62,6 @@ UNK = "<unk>"  # the added unknown symbol; never a single character, so it canno
 FORMATS = ("mikolov", "raw")
 SPLITS = ("train", "valid", "test")
 _NAMES = {"mikolov": "ptb.char.{}.txt", "raw": "{}.txt"}
-ID_DTYPE = np.int32  # dtype of encoded splits
 
 
 class CorpusError(ValueError):
@@ -136,11 +127,13 @@ class Vocabulary:
             return "<eol>"
         return s if s == UNK or (s.isprintable() and not s.isspace()) else repr(s)
 
-    def encode(self, text, *, where="text"):
-        """``text`` as a (len(text),) int32 array of ids.
+    def encode(self, text, *, where="text", first_line=1):
+        """``text`` as a (len(text),) array of ids, of the dtype ``id_dtype(len(self))``.
 
         A character not in the vocabulary maps to :data:`UNK` when present, else raises
-        :class:`CorpusError` naming the character, ``where`` and the line (1-based) it is on.
+        :class:`CorpusError` naming the character, ``where`` and the line it is on (``text``
+        starting at line ``first_line``). Cost O(len(text) log V); about 16 bytes of
+        temporaries per character.
         """
         cp = _code_points(text)  # (N,)
         pos = np.minimum(np.searchsorted(self._codes, cp), max(len(self._codes) - 1, 0))
@@ -149,13 +142,13 @@ class Vocabulary:
             if self.unk is None:
                 i = int(np.argmin(known))  # first unknown character
                 c = text[i]
-                line = text.count(EOL, 0, i) + 1
+                line = text.count(EOL, 0, i) + first_line
                 raise CorpusError(
                     f"{where} line {line}: symbol {c!r} (U+{ord(c):04X}) does not occur in the "
                     f"training split (allow unknown symbols to map them to {UNK!r})"
                 )
             pos = np.where(known, pos, self.unk)
-        return pos.astype(ID_DTYPE)
+        return pos.astype(id_dtype(len(self)))
 
     def decode(self, ids):
         """The symbols of ``ids`` joined into one string (:data:`UNK` spelled out)."""
@@ -164,7 +157,8 @@ class Vocabulary:
 
 @dataclass(frozen=True)
 class Corpus:
-    """A vocabulary and the three encoded splits, each a (N,) int32 array of ids < len(vocab)."""
+    """A vocabulary and the three encoded splits, each a (N,) array of ids < len(vocab)
+    (of the dtype ``id_dtype(len(vocab))``)."""
 
     vocab: Vocabulary
     train: np.ndarray
@@ -213,23 +207,53 @@ def read_corpus(path, format="mikolov", *, unknown=False):
     symbol, the file and the line, unless ``unknown`` maps it to :data:`UNK`.
     """
     files = split_files(path, format)
-    texts = {}
-    for split in SPLITS:
-        texts[split] = read_text(files[split], format)
-    vocab = Vocabulary.from_text(texts["train"], unknown=unknown)
-    ids = {s: vocab.encode(texts[s], where=str(files[s])) for s in SPLITS}
+    chars, counts = {}, {}
+    for split in SPLITS:  # pass 1: the training symbols, every split's length
+        chars[split], counts[split] = _scan(files[split], format)
+    vocab = Vocabulary(tuple(chr(c) for c in sorted(chars["train"])) + ((UNK,) if unknown else ()))
+    ids = {s: _encode_file(files[s], format, vocab, counts[s]) for s in SPLITS}  # pass 2
     return Corpus(vocab, ids["train"], ids["valid"], ids["test"], files)
 
 
 def read_text(file, format="mikolov"):
     """The symbols of one split file as a string (end of line = ``"\\n"``), at least 2 long."""
     file = Path(file)
-    data = _decode(file, _read_bytes(file))
-    text = _parse_mikolov(data, file) if format == "mikolov" else data
-    if len(text) < 2:
-        what = "empty split (no symbols)" if not text else "only one symbol (nothing to predict)"
+    _scan(file, format)  # the checks: decodable, at least 2 symbols
+    return "".join(_symbol_blocks(file, format))
+
+
+def id_dtype(size):
+    """The smallest signed integer NumPy dtype that holds the ids ``0 .. size - 1``."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if size - 1 <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def _scan(file, format):
+    """The set of code points in ``file`` and its number of symbols (>= 2, else an error)."""
+    chars, count = set(), 0
+    for block in _symbol_blocks(file, format):
+        chars.update(np.unique(_code_points(block)).tolist())
+        count += len(block)
+    if count < 2:
+        what = "empty split (no symbols)" if not count else "only one symbol (nothing to predict)"
         raise CorpusError(f"{file}: {what}; expected {_FORMAT_WORDS[format]}")
-    return text
+    return chars, count
+
+
+def _encode_file(file, format, vocab, count):
+    """The ``count`` symbols of ``file`` as one (count,) array of ids, filled block by block."""
+    out = np.empty(count, dtype=id_dtype(len(vocab)))
+    start, lines = 0, 0
+    for block in _symbol_blocks(file, format):
+        ids = vocab.encode(block, where=str(file), first_line=lines + 1)
+        out[start:start + ids.shape[0]] = ids
+        start += ids.shape[0]
+        lines += block.count(EOL)
+    if start != count:  # the file changed between the two passes
+        raise CorpusError(f"{file}: changed while it was read ({start:,} symbols, then {count:,})")
+    return out
 
 
 _FORMAT_WORDS = {
@@ -255,47 +279,86 @@ def _find(path, format):
     return found, missing
 
 
-def _read_bytes(file):
+#: bytes read at a time
+BLOCK = 1 << 20
+
+
+def _byte_blocks(file):
+    """The bytes of ``file`` (gunzipped if ``.gz``) in blocks of about :data:`BLOCK`, each
+    ending at a UTF-8 character boundary, so every block decodes on its own."""
+    opener = gzip.open if file.name.endswith(".gz") else open
+    carry = b""
     try:
-        if file.name.endswith(".gz"):
-            with gzip.open(file, "rb") as f:
-                return f.read()
-        return file.read_bytes()
+        with opener(file, "rb") as f:
+            while True:
+                raw = f.read(BLOCK)
+                if not raw:
+                    break
+                data = carry + raw
+                cut = len(data)  # back off over the bytes of a character cut in two
+                while cut > 0 and len(data) - cut < 4 and (data[cut - 1] & 0xC0) == 0x80:
+                    cut -= 1
+                if cut > 0 and data[cut - 1] >= 0xC0:  # a lead byte: its character is cut
+                    cut -= 1
+                yield data[:cut]
+                carry = data[cut:]
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         reason = " ".join(reason.split())  # one line
         raise CorpusError(f"{file}: cannot read ({reason})") from None
+    if carry:
+        yield carry
 
 
-def _decode(file, raw):
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise CorpusError(
-            f"{file} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
-            f"{exc.start}); expected {_FORMAT_WORDS['raw']}"
-        ) from None
+def _text_blocks(file):
+    """The text of ``file`` in blocks; undecodable bytes raise ``CorpusError`` with their line."""
+    offset, lines = 0, 0
+    for raw in _byte_blocks(file):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = lines + raw.count(b"\n", 0, exc.start) + 1
+            raise CorpusError(
+                f"{file} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                f"{offset + exc.start}); expected {_FORMAT_WORDS['raw']}"
+            ) from None
+        offset += len(raw)
+        lines += raw.count(b"\n")
 
 
-def _parse_mikolov(data, file):
-    """Mikolov's spaced characters -> the text they spell, one ``"\\n"`` per sentence."""
-    lines = data.split("\n")
-    tail = lines.pop()  # after the last newline: "" or the lone space of the PTB files
-    if tail.strip():
-        lines.append(tail)  # a last sentence without its newline
+def _symbol_blocks(file, format):
+    """The symbols of ``file`` in blocks of text (end of line = :data:`EOL`)."""
+    if format == "raw":
+        yield from _text_blocks(file)
+        return
+    carry, number = "", 0  # the line cut by the end of a block; lines done
+    for text in _text_blocks(file):
+        lines = (carry + text).split("\n")
+        carry = lines.pop()
+        if lines:
+            yield _parse_mikolov(lines, file, number)
+            number += len(lines)
+    if carry.strip():  # a last sentence without its newline (a whitespace-only tail is not one)
+        yield _parse_mikolov([carry], file, number)
+
+
+def _parse_mikolov(lines, file, number):
+    """Complete lines of Mikolov's spaced characters -> the text they spell, an EOL each.
+
+    ``number`` is the count of lines before these (for the line numbers of errors).
+    """
     words = []
-    for number, line in enumerate(lines, 1):
+    for i, line in enumerate(lines, number + 1):
         chars = line.split()
         word = "".join(chars)
         if len(word) != len(chars):
             bad = next(c for c in chars if len(c) != 1)
             raise CorpusError(
-                f"{file} line {number}: token {bad[:20]!r} is not one character; expected "
+                f"{file} line {i}: token {bad[:20]!r} is not one character; expected "
                 f"{_FORMAT_WORDS['mikolov']} (use format 'raw' for plain text)"
             )
         words.append(word)
-    return EOL.join(words) + EOL if words else ""
+    return EOL.join(words) + EOL
 
 
 def _code_points(text):
@@ -303,56 +366,3 @@ def _code_points(text):
     return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
 
 
-# ----------------------------------------------------------------------------- streams
-
-
-def stream_offsets(n_symbols, n_streams):
-    """(B,) int64 start positions ``b·N // B`` of ``B = n_streams`` training streams."""
-    if n_symbols < 2 or n_streams < 1:
-        raise ValueError(f"need n_symbols >= 2 and n_streams >= 1; got {n_symbols}, {n_streams}")
-    return (np.arange(n_streams, dtype=np.int64) * n_symbols) // n_streams
-
-
-def window_at(ids, offsets, t, length):
-    """Inputs and targets of steps ``t .. t+length-1``, each (length, B) like ``ids``.
-
-    ``inputs[j, b] = ids[(offsets[b] + t + j) % N]`` and ``targets[j, b]`` is the symbol after
-    it, ``ids[(offsets[b] + t + j + 1) % N]``: the text is read as a circle, so after its last
-    symbol comes its first again. Cost O(length·B).
-    """
-    n = ids.shape[0]
-    steps = int(t) + np.arange(length + 1, dtype=np.int64)  # (length+1,)
-    pos = (np.asarray(offsets, dtype=np.int64)[None, :] + steps[:, None]) % n  # (length+1, B)
-    window = ids[pos]
-    return window[:-1, :], window[1:, :]
-
-
-def batch_at(ids, offsets, t):
-    """(B,) input ids and (B,) target ids of step ``t`` (see :func:`window_at`)."""
-    inputs, targets = window_at(ids, offsets, t, 1)
-    return inputs[0, :], targets[0, :]
-
-
-def eval_streams(ids, n_streams):
-    """A split as ``S = n_streams`` contiguous streams: (T, S) inputs, targets and mask.
-
-    The N - 1 predictions ``ids[i] -> ids[i+1]`` (i = 0..N-2) are cut into S consecutive
-    chunks, chunk s holding i in ``[s(N-1)//S, (s+1)(N-1)//S)``; so lengths differ by at most
-    one, T = ceil((N-1)/S), and a stream shorter than T is padded by one step at its end.
-    ``inputs[j, s] = ids[i]``, ``targets[j, s] = ids[i+1]`` for the j-th prediction i of chunk
-    s; padding holds ids 0 (valid symbols) with ``mask`` 0.0, elsewhere ``mask`` is 1.0
-    (float64). Run each stream from a zero state and carry the state through all T steps:
-    ``sum(mask · loss) / sum(mask)`` is then the mean over every prediction of the split,
-    each counted once (``sum(mask) == N - 1``).
-    """
-    m = ids.shape[0] - 1  # predictions
-    if not 1 <= n_streams <= m:
-        raise ValueError(f"n_streams must be between 1 and len(ids) - 1 = {m}; got {n_streams}")
-    bounds = (np.arange(n_streams + 1, dtype=np.int64) * m) // n_streams  # (S+1,)
-    lengths = np.diff(bounds)  # (S,)
-    steps = np.arange(int(lengths.max()), dtype=np.int64)[:, None]  # (T, 1)
-    mask = steps < lengths[None, :]  # (T, S)
-    pos = np.where(mask, bounds[None, :-1] + steps, 0)  # (T, S) index of the input symbol
-    inputs = np.where(mask, ids[pos], 0).astype(ids.dtype)
-    targets = np.where(mask, ids[pos + 1], 0).astype(ids.dtype)
-    return inputs, targets, mask.astype(np.float64)

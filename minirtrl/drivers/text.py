@@ -16,7 +16,7 @@ import numpy as np
 from .. import readout
 from .._compat import get_device
 from ..backends import to_numpy
-from .corpus import batch_at, eval_streams, stream_offsets
+from .streams import batch_at, eval_streams, stream_offsets
 from .task import Batch
 
 TRAIN_DECAY = 0.999  # per character of a stream, for the train_bpc moving average
