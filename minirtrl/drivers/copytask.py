@@ -167,14 +167,15 @@ class CopyTask:
             raise ValueError(f"copy-task level {level} is out of range")
         if not (math.isfinite(error) and error >= 0):
             raise ValueError(f"copy-task running error {error} must be a finite number >= 0")
-        if np.any(length < 0) or np.any(length > level) or np.any(pos < 0):
-            raise ValueError("copy-task sequence lengths or positions are out of range")
-        if (
-            targets.shape != inputs.shape
-            or inputs.shape[1] < max(2 * int(length.max()) + 2, 4)
-            or np.any(pos > 2 * length + 2)
-        ):
-            raise ValueError("copy-task state is inconsistent")
+        if np.any(length < 0) or np.any(length > level):
+            raise ValueError(f"copy-task sequence lengths {length.tolist()} are out of range "
+                             f"0..{level}")
+        if np.any(pos < 0) or np.any(pos > 2 * length + 2):
+            raise ValueError(f"copy-task positions {pos.tolist()} are out of range (0..2T+2 "
+                             "for a sequence of T bits)")
+        if targets.shape != inputs.shape or inputs.shape[1] < max(2 * int(length.max()) + 2, 4):
+            raise ValueError(f"copy-task sequence buffers of shape {inputs.shape} and "
+                             f"{targets.shape} do not hold the sequences")
         if np.any((inputs < 0) | (inputs >= VOCAB)) or np.any((targets < 0) | (targets >= VOCAB)):
             raise ValueError(f"copy-task sequences hold symbols outside 0..{VOCAB - 1}")
         self.level, self.error = level, error

@@ -280,7 +280,7 @@ def _find(path, format):
 
 
 #: bytes read at a time
-BLOCK = 1 << 20
+BLOCK = 1 << 18
 
 
 def _byte_blocks(file):

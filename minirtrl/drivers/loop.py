@@ -42,6 +42,7 @@ Notation: ``s`` s_t (B, n); ``est`` the influence method's state (its estimate o
 ``B`` streams. Cost per step: that of the method (see ``minirtrl``) plus O(B n_in) host work.
 """
 
+import contextlib
 import math
 import os
 import sys
@@ -239,8 +240,9 @@ def _run(args, task, settings, outputs):
         return _loop(Session(settings, setup, task, config, rngs, log, outputs.log_path), now,
                      seconds0)
     finally:
-        if log is not None:
-            log.close()
+        if log is not None:  # every record was flushed and checked when it was written
+            with contextlib.suppress(OSError):
+                log.close()
 
 
 class Session(NamedTuple):

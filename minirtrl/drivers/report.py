@@ -1,5 +1,6 @@
 """What a training run shows: progress lines on the terminal and JSON lines in ``--log``."""
 
+import contextlib
 import json
 import math
 
@@ -22,6 +23,8 @@ class Reporter:
                 self.log.write(json.dumps(record) + "\n")
                 self.log.flush()
             except OSError as exc:
+                with contextlib.suppress(OSError):  # closed even if its buffer cannot go out
+                    self.log.close()
                 self.log = None  # nothing more goes there
                 raise io_failure("--log", self.log_path, exc) from None
         return record
