@@ -33,13 +33,14 @@ def _probe_cupy(mod):
         raise BackendError(f"backend 'cupy': CUDA device unusable ({exc})") from None
 
 
-def load(name):
-    """Return ``(xp, device)`` for a backend name.
+def load(name, device=None):
+    """Return ``(xp, device)`` for a backend name and, optionally, a device name.
 
     ``xp`` is the array-API-compatible namespace (wrapped by array-api-compat where the
-    library needs it) and ``device`` the device new arrays are created on (the default
-    one). Raises ``BackendError`` with a one-line reason if the backend is unknown, not
-    installed (naming the extra to install) or, for CuPy, has no usable GPU.
+    library needs it) and ``device`` the device new arrays are created on: the backend's
+    default, or the one named by ``device`` (see ``DEVICES``). Raises ``BackendError`` with
+    a one-line reason if the backend is unknown, not installed (naming the extra to
+    install), has no usable GPU (CuPy), or has no such device.
     """
     if name not in NAMES:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
@@ -53,7 +54,54 @@ def load(name):
     if name == "cupy":
         _probe_cupy(mod)
     x = mod.empty(0)
-    return array_namespace(x), get_device(x)
+    xp = array_namespace(x)
+    return xp, (get_device(x) if device is None else _device(name, mod, str(device)))
+
+
+#: the device names each backend takes (``load(name, device)``, the drivers' ``--device``)
+DEVICES = {
+    "numpy": "cpu",
+    "torch": "cpu, cuda, cuda:N (the N-th GPU), mps (Apple GPUs)",
+    "cupy": "N, the index of a GPU (0 is the first)",
+    "array_api_strict": "CPU_DEVICE, device1, device2",
+}
+
+
+def _device(name, mod, text):
+    """The device object ``text`` names for backend ``name``, or ``BackendError``."""
+    def missing(why):
+        return BackendError(f"backend {name!r} has no device {text!r} ({why}); devices: "
+                            f"{DEVICES[name]}")
+
+    if name == "numpy":
+        if text != "cpu":
+            raise missing("NumPy computes on the CPU")
+        return "cpu"
+    if name == "array_api_strict":
+        if text not in ("CPU_DEVICE", "device1", "device2"):
+            raise missing("not one of its devices")
+        return mod.Device(text)
+    if name == "cupy":
+        if not text.isdigit():
+            raise missing("a GPU index is a number")
+        count = mod.cuda.runtime.getDeviceCount()
+        if int(text) >= count:
+            raise missing(f"this machine has {count} GPU{'s' if count != 1 else ''}")
+        return mod.cuda.Device(int(text))
+    try:  # torch
+        device = mod.device(text)
+    except (RuntimeError, ValueError):
+        raise missing("not a torch device name") from None
+    if device.type == "cuda":
+        count = mod.cuda.device_count() if mod.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise missing(f"{count} CUDA device{'s' if count != 1 else ''} usable here")
+    elif device.type == "mps":
+        if not (getattr(mod.backends, "mps", None) and mod.backends.mps.is_available()):
+            raise missing("MPS is not available here")
+    elif device.type != "cpu":
+        raise missing(f"device type {device.type!r} is not supported")
+    return device
 
 
 def _import(name):

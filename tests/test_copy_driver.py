@@ -18,9 +18,13 @@ EXTRA = {"bptt": ["--truncation", "4"], "ok": ["--rank", "2"], "kf-avg": ["--ran
 SMALL = ["--hidden", "6", "--batch", "3", "--progress-seconds", "1000"]
 
 
-def read_log(path):
+def read_log(path, kinds=("progress", "eval", "final")):
+    """The records of ``kinds`` of a log, after checking its header and that all have a kind."""
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
+        records = [json.loads(line) for line in f]
+    assert records[0]["kind"] == "header" and records[0]["format"] == "minirtrl-log-1"
+    assert all(r["kind"] in ("progress", "eval", "final", "resume") for r in records[1:])
+    return [r for r in records if r["kind"] in kinds]
 
 
 def run(*argv):
@@ -243,6 +247,7 @@ def test_signal_in_a_real_process_exits_cleanly_with_a_checkpoint(tmp_path, sign
     )
     with proc:
         try:
+            assert proc.stdout.readline().startswith("minirtrl.copy: rtrl, n 6")  # the settings
             assert proc.stdout.readline().startswith("step 50/")  # training is under way
             proc.send_signal(sig)
             out, err = proc.communicate(timeout=60)
@@ -338,9 +343,9 @@ def test_bad_paths_give_one_line_and_status_2(tmp_path, capsys):
 
 
 def test_unusable_backend_gives_one_line_and_status_2(monkeypatch, capsys):
-    import minirtrl.drivers.loop as train
+    import minirtrl.drivers.cli as train
 
-    def no_gpu(name):
+    def no_gpu(name, device=None):
         raise BackendError("backend 'cupy': no usable CUDA device (no driver)")
 
     monkeypatch.setattr(train, "load", no_gpu)
@@ -388,7 +393,7 @@ def test_max_seconds_stops_the_run(tmp_path, capsys):
     assert "time limit" in capsys.readouterr().out
 
 
-def test_evaluate_hook_figures_go_into_the_following_log_line(tmp_path):
+def test_evaluate_hook_figures_go_into_an_eval_record_after_the_step(tmp_path):
     """The hook a second driver (ptb) uses: called every ``eval_every`` steps and at the end."""
     from minirtrl.drivers import cli, loop
     from minirtrl.drivers.copy import make_parser
@@ -404,9 +409,11 @@ def test_evaluate_hook_figures_go_into_the_following_log_line(tmp_path):
                                        "--report-every", "3", "--log", str(log)])
     assert loop.run(args, CopyTask(3), prog="t", evaluate=evaluate, eval_every=4) == 0
     lines = read_log(log)
-    assert [(r["step"], "valid_bpc" in r, "test_bpc" in r) for r in lines] == [
-        (3, False, False), (4, True, False), (6, False, False), (8, True, False),
-        (9, False, False), (10, False, True)]
+    assert [(r["kind"], r["step"], "valid_bpc" in r, "test_bpc" in r) for r in lines] == [
+        ("progress", 3, False, False), ("progress", 4, False, False), ("eval", 4, True, False),
+        ("progress", 6, False, False), ("progress", 8, False, False), ("eval", 8, True, False),
+        ("progress", 9, False, False), ("final", 10, False, True)]
+    assert all(r["eval_seconds"] >= 0 for r in lines if r["kind"] in ("eval", "final"))
     assert lines[-1]["final"] and calls == [(False, ["V", "W1"], 6)] * 2 + [(True, ["V", "W1"], 6)]
 
 

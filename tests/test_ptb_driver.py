@@ -52,9 +52,13 @@ def encode(text, symbols):
     return np.array([symbols.index(c) for c in text], dtype=np.int64)
 
 
-def read_log(path):
+def read_log(path, kinds=("progress", "eval", "final")):
+    """The records of ``kinds`` of a log, after checking its header and that all have a kind."""
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
+        records = [json.loads(line) for line in f]
+    assert records[0]["kind"] == "header" and records[0]["format"] == "minirtrl-log-1"
+    assert all(r["kind"] in ("progress", "eval", "final", "resume") for r in records[1:])
+    return [r for r in records if r["kind"] in kinds]
 
 
 def run(*argv):
@@ -191,10 +195,12 @@ def test_every_algorithm_runs_logs_and_evaluates(algo, driver_backend, tmp_path,
     assert rc == 0
     K = 3 if algo == "bptt" else 1
     lines = read_log(log)
-    assert [r["step"] for r in lines] == [2, 3, 4, 6, 6]
-    assert [("valid_bpc" in r, "test_bpc" in r, r.get("final", False)) for r in lines] == [
-        (False, False, False), (True, False, False), (False, False, False),
-        (True, False, False), (True, True, True)]
+    assert [(r["kind"], r["step"], "valid_bpc" in r, "test_bpc" in r, r.get("final", False))
+            for r in lines] == [
+        ("progress", 2, False, False, False), ("progress", 3, False, False, False),
+        ("eval", 3, True, False, False), ("progress", 4, False, False, False),
+        ("progress", 6, False, False, False), ("eval", 6, True, False, False),
+        ("final", 6, True, True, True)]
     V = len(set(TRAIN))
     for r in lines:
         assert r["data"] == r["step"] * 3 * K and r["seconds"] >= 0
@@ -205,6 +211,10 @@ def test_every_algorithm_runs_logs_and_evaluates(algo, driver_backend, tmp_path,
     out = capsys.readouterr().out
     assert "steps done at step 6" in out and "test_bpc" in out and "valid_bpc" in out
     assert out.count("valid_bpc") >= 3  # the two evaluation lines and the summary
+    printed = out.splitlines()
+    for step in (3, 6):  # an evaluation's line comes right after its step's line
+        at = next(i for i, line in enumerate(printed) if line.startswith(f"step {step}/6"))
+        assert printed[at + 1].startswith("valid_bpc ")
 
 
 def test_mikolov_format_default_and_unknown_symbols(tmp_path, capsys):

@@ -172,7 +172,9 @@ def test_resumed_log_never_goes_backwards(tmp_path):
     with open(log, "a", encoding="utf-8") as f:
         f.write('{"step": 21, "dat')  # and a last line cut off by the kill
     assert copy(*common, "--steps", 30, "--resume") == 0
-    steps = [r["step"] for r in read_log(log)]
+    records = read_log(log)
+    assert records[0]["kind"] == "header" and [r["kind"] for r in records].count("resume") == 2
+    steps = [r["step"] for r in records[1:]]
     assert steps == sorted(steps) and steps[-1] == 30
     assert steps.count(12) == 1  # step 12 was logged twice and is there once
 
@@ -183,6 +185,7 @@ def test_second_run_on_a_live_checkpoint_is_refused_and_a_dead_lock_does_not_blo
     proc = child(["minirtrl.copy", *SMALL, "--steps", 10**9, "--report-every", 100,
                   "--checkpoint", ck, "--checkpoint-every", 100], cwd=tmp_path)
     try:
+        assert proc.stdout.readline().startswith("minirtrl.copy: kf")  # the settings line
         assert proc.stdout.readline().startswith("step 100/")
         assert copy(*SMALL, "--steps", 5, "--checkpoint", ck, "--resume") == 2
         one_error_line(capsys, "another run", str(ck))

@@ -4,9 +4,12 @@ types of its flags, and the flags common to the training drivers.
 
 import argparse
 import math
+import os
+import sys
 
-from ..backends import NAMES
+from ..backends import NAMES, BackendError, load
 from ..methods import METHODS, RANKED
+from .errors import Failure
 
 
 class Parser(argparse.ArgumentParser):
@@ -42,6 +45,44 @@ nonnegative_float = _number(float, 0.0, False, "a number >= 0")
 real = _number(float, None, False, "a finite number")
 
 
+# ---- one vocabulary of flags ------------------------------------------------------------
+#: what each flag means, in every command that has it (its help is this and the default)
+HELP = {
+    "--backend": "array library",
+    "--device": ("where the arrays live: cpu, cuda, cuda:N or mps for torch; a GPU index (0, 1, "
+                 "...) for cupy; CPU_DEVICE, device1 or device2 for array_api_strict"),
+    "--threads": ("threads of torch's CPU operations (torch.set_num_threads); NumPy's BLAS "
+                  "threads are set by OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before the start"),
+    "--dtype": "floating-point type of parameters and states",
+    "--algo": "gradient algorithm",
+    "--rank": "r, the Kronecker products per block of ok and kf-avg (refused for the others)",
+    "--hidden": "hidden units n",
+    "--depth": "RHN recurrence depth L",
+    "--batch": "parallel streams B",
+    "--seed": "seeds the parameters, the data and the random signs",
+    "--samples": "independent estimates (chains of random signs) per estimator",
+    "--steps": "total optimiser steps, counted from the start of training",
+    "--json": "write the results as JSON lines (a header record first), atomically",
+    "--log": "JSON lines, a header record then one record per report (a new file; continued "
+             "with --resume)",
+}
+
+
+def add(parser, flag, default=None, *, shown=None, **kwargs):
+    """``parser.add_argument(flag, ...)`` with the vocabulary's help and its default shown."""
+    text = shown if shown is not None else ("none" if default is None else f"{default}")
+    parser.add_argument(flag, default=default, help=f"{HELP[flag]} (default {text})", **kwargs)
+
+
+def add_backend_flags(parser, *, dtype="float32"):
+    """``--backend``, ``--device``, ``--threads`` and (unless ``dtype`` is None) ``--dtype``."""
+    add(parser, "--backend", "numpy", choices=NAMES)
+    add(parser, "--device", None, shown="the backend's default device")
+    add(parser, "--threads", None, type=positive, shown="1 for torch on the CPU, see bench/README.md")
+    if dtype is not None:
+        add(parser, "--dtype", dtype, choices=("float32", "float64"))
+
+
 # ---- the flags of the training drivers ------------------------------------------------
 #: run settings a resumed run must share with its checkpoint (besides the task's own)
 CONFIG_KEYS = ("algo", "rank", "truncation", "hidden", "depth", "batch", "lr", "clip", "seed",
@@ -57,31 +98,30 @@ def make_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, steps
     """
     p = Parser(prog=prog, description=description)
     a = p.add_argument
-    a("--backend", default="numpy", choices=NAMES, help="array library (default numpy)")
-    a("--dtype", default="float32", choices=("float32", "float64"), help="default float32")
-    a("--algo", default=algo, choices=METHODS, help=f"gradient algorithm (default {algo})")
-    a("--rank", type=positive, default=None, help=f"r for ok and kf-avg (default {rank})")
-    a("--hidden", type=positive, default=hidden, help=f"hidden units n (default {hidden})")
-    a("--depth", type=positive, default=1, help="RHN recurrence depth L (default 1)")
-    a("--batch", type=positive, default=batch, help=f"parallel streams B (default {batch})")
+    add_backend_flags(p)
+    add(p, "--algo", algo, choices=METHODS)
+    add(p, "--rank", None, type=positive, shown=rank)
+    add(p, "--hidden", hidden, type=positive)
+    add(p, "--depth", 1, type=positive)
+    add(p, "--batch", batch, type=positive)
     a("--lr", type=positive_float, default=lr, help=f"Adam learning rate (default {lr:.4g})")
     a("--clip", type=positive_float, default=clip,
       help=f"max norm of the recurrent gradient, all W_l (default {clip:g})")
-    a("--seed", type=nonnegative, default=0, help="seeds parameters, data and signs (default 0)")
-    a("--steps", type=nonnegative, default=steps,
-      help=f"total optimiser steps, counted from the start of training (default {steps})")
+    add(p, "--seed", 0, type=nonnegative)
+    add(p, "--steps", steps, type=nonnegative)
     a("--truncation", type=positive, default=None,
       help=f"bptt window K in characters (default {truncation})")
-    a("--init-scale", type=nonnegative_float, default=0.01, help="std of initial weights (0.01)")
+    a("--init-scale", type=nonnegative_float, default=0.01,
+      help="std of the initial weights (default 0.01)")
     a("--gate-bias", type=real, default=0.0, help="initial transform-gate bias (default 0)")
-    a("--log", metavar="FILE",
-      help="JSON lines, one per report (a new file, appended to with --resume)")
-    a("--checkpoint", metavar="FILE", help="checkpoint file (.npz), written atomically")
-    a("--resume", action="store_true", help="continue from --checkpoint")
+    add(p, "--log", None, metavar="FILE", shown="no log")
+    a("--checkpoint", metavar="FILE", default=None,
+      help="checkpoint file (.npz), written atomically (default: none)")
+    a("--resume", action="store_true", help="continue from --checkpoint (default: start afresh)")
     a("--checkpoint-every", type=nonnegative, default=10000, metavar="STEPS",
       help="also checkpoint every STEPS steps (default 10000; 0 = only at the end)")
     a("--max-seconds", type=positive_float, default=None,
-      help="stop after this many seconds of this invocation")
+      help="stop after this many seconds of this invocation (default: no limit)")
     a("--progress-seconds", type=nonnegative_float, default=5.0,
       help="seconds between progress lines and log lines (default 5)")
     a("--report-every", type=nonnegative, default=0, metavar="STEPS",
@@ -102,6 +142,52 @@ def parse(parser, argv):
             parser.error("--resume needs --checkpoint FILE")
     except SystemExit as exc:  # argparse's way to finish --help or to report an error
         return exc.code if isinstance(exc.code, int) else 0
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     args.rank = (args.rank or args._rank_default) if args.algo in RANKED else None
     args.truncation = (args.truncation or args._truncation_default) if args.algo == "bptt" else None
     return args
+
+
+# ---- backend, device and threads ----------------------------------------------------------
+#: torch's CPU threads when --threads is not given (measured: bench/README.md, "torch threads")
+TORCH_THREADS = 1
+
+
+def open_backend(args):
+    """``(xp, device)`` for ``--backend`` and ``--device``, with ``--threads`` applied.
+
+    A backend that is not installed or a device that does not exist is a ``Failure``
+    (one line, exit status 2), as is ``--threads`` for a backend it does not apply to.
+    """
+    try:
+        xp, device = load(args.backend, args.device)
+    except BackendError as exc:
+        raise Failure(str(exc)) from None
+    threads = getattr(args, "threads", None)
+    if args.backend == "torch":
+        import torch
+
+        torch.set_num_threads(TORCH_THREADS if threads is None else threads)
+    elif threads is not None:
+        raise Failure(f"--threads applies to --backend torch, not {args.backend}; NumPy's "
+                      "BLAS threads are set by OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before "
+                      "the command starts")
+    return xp, device
+
+
+def threads_of(backend):
+    """The threads the backend computes with, as a short text for headers and start lines."""
+    if backend == "torch":
+        import torch
+
+        return f"torch {torch.get_num_threads()}"
+    if backend == "cupy":
+        return "GPU"
+    blas = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                               "MKL_NUM_THREADS") if k in os.environ]
+    return "BLAS " + (" ".join(blas) if blas else f"default (up to {os.cpu_count()} cores)")
+
+
+def settings_of(args):
+    """Every setting of a parsed command line, defaults included (for headers)."""
+    return {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "argv"}

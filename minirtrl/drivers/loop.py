@@ -54,18 +54,18 @@ import numpy as np
 from .. import bptt
 from ..adam import adam_init, adam_step, clip_by_norm, global_norm
 from ..api import influence_step
-from ..backends import BackendError, dtype_of, load, to_numpy
+from ..backends import dtype_of, to_numpy
 from ..cells import RHN
 from ..influence import reset
 from ..methods import influence_method
 from ..rng import draw_signs
 from . import checkpoint
 from .checkpoint import Run
-from .cli import CONFIG_KEYS
-from .errors import Diverged, Failure, WriteFailed, command, deferred
+from .cli import CONFIG_KEYS, open_backend, threads_of
+from .errors import Diverged, WriteFailed, command, deferred
 from .files import io_failure
 from .outputs import Outputs
-from .report import Reporter, fmt
+from .report import RESUMED, Reporter, fmt, header, settings_line
 from .task import Context
 
 
@@ -186,10 +186,7 @@ def run(args, task, *, prog, evaluate=None, eval_every=0, out=None, err=None, ou
 
 
 def _setup(args, task):
-    try:
-        xp, device = load(args.backend)
-    except BackendError as exc:
-        raise Failure(str(exc)) from None
+    xp, device = open_backend(args)
     dtype = dtype_of(xp, args.dtype)
     cell = RHN(task.n_in, args.hidden, task.n_out, depth=args.depth)
     module, shapes = None, {}
@@ -236,9 +233,20 @@ def _run(args, task, settings, outputs):
                                            xp=setup.xp, device=setup.device)
     settings = settings._replace(checkpoint=outputs.checkpoint)
     log = outputs.open_log(now.step)
+    threads = threads_of(args.backend)
+    reporter = Reporter(settings, log, outputs.log_path)
+    resumed = outputs.checkpoint and args.resume
     try:
-        return _loop(Session(settings, setup, task, config, rngs, log, outputs.log_path), now,
-                     seconds0)
+        info = header(settings.prog, args, device=setup.device, threads=threads)
+        if log is not None and log.tell() == 0:
+            reporter.write(info)
+        else:  # a log continued: where this invocation ran, at the step it starts from
+            reporter.record("resume", now.step, now.step * setup.K * setup.B, seconds0,
+                            task.figures(), **{k: info[k] for k in RESUMED})
+        reporter.say(settings_line(settings.prog, args, setup.device, threads))
+        if resumed:
+            reporter.say(f"{settings.prog}: resumed from step {now.step} ({args.checkpoint})")
+        return _loop(Session(settings, setup, task, config, rngs, reporter), now, seconds0)
     finally:
         if log is not None:  # every record was flushed and checked when it was written
             with contextlib.suppress(OSError):
@@ -253,22 +261,19 @@ class Session(NamedTuple):
     task: object
     config: dict  # what a checkpoint records and a resumed run must match
     rngs: tuple  # (data, noise) numpy Generators
-    log: Optional[TextIO]
-    log_path: Optional[str]
+    reporter: Reporter
 
 
 def _loop(session, now, seconds0):
     """Train from ``now`` (a ``Run``) until the steps or the time are used up."""
-    settings, setup, task, config, rngs, log, log_path = session
+    settings, setup, task, config, rngs, reporter = session
     xp, K, B = setup.xp, setup.K, setup.B
     step_fn = window_step if setup.module is None else online_step
-    reporter = Reporter(settings, log, log_path)
     evaluate, eval_every = settings.evaluate, settings.eval_every
     ctx = Context(setup.cell, xp, setup.device, setup.dtype)
     t0 = time.perf_counter()
     step0 = now.step
     last_report = t0
-    extra = {}
 
     def clock():
         elapsed = time.perf_counter() - t0
@@ -284,16 +289,19 @@ def _loop(session, now, seconds0):
             except OSError as exc:
                 raise io_failure("--checkpoint", settings.checkpoint, exc) from None
 
-    def report(final=False, **more):
+    def record(kind, **extra):
+        return reporter.record(kind, now.step, now.step * K * B,
+                               seconds0 + time.perf_counter() - t0, task.figures(), **extra)
+
+    def progress():
         elapsed, rate = clock()
-        figures = task.figures()
-        data = now.step * K * B
-        record = reporter.line(now.step, data, seconds0 + elapsed, figures, final=final,
-                               extra={**extra, **more})
-        extra.clear()
-        if not final:
-            reporter.progress(now.step, data, figures, rate=rate, elapsed=elapsed)
-        return record
+        record("progress")
+        reporter.progress(now.step, now.step * K * B, task.figures(), rate=rate, elapsed=elapsed)
+
+    def evaluation(final):
+        start = time.perf_counter()
+        figures = evaluate(ctx, now.params, final)
+        return {**figures, "eval_seconds": round(time.perf_counter() - start, 3)}
 
     snapshot = None
     try:
@@ -311,31 +319,30 @@ def _loop(session, now, seconds0):
             new, bits = apply_step(setup, now, loss, grads, est, s)
             task.observe(bits, steps=K)
             now = new  # commit: from here host state and device state agree again
-            if evaluate is not None and eval_every and now.step % eval_every == 0:
-                extra.update(evaluate(ctx, now.params, False))
-                report()
-                last_report = time.perf_counter()
-            elif (settings.report_every and now.step % settings.report_every == 0) or (
+            evaluating = evaluate is not None and eval_every and now.step % eval_every == 0
+            if evaluating or (settings.report_every and now.step % settings.report_every == 0) or (
                 not settings.report_every
                 and time.perf_counter() - last_report >= settings.progress_seconds
             ):
-                report()
+                progress()
+                if evaluating:  # its line comes after the step line it belongs to
+                    record("eval", **evaluation(False))
                 last_report = time.perf_counter()
             if settings.checkpoint_every and now.step % settings.checkpoint_every == 0:
                 save()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if snapshot is not None and snapshot[0] == now.step:  # stopped inside a step: undo it
             rngs[0].bit_generator.state, rngs[1].bit_generator.state = snapshot[1], snapshot[2]
             task.load_state_dict(snapshot[3])
         with deferred():  # a second Ctrl-C must not cut the checkpoint short
             save()
-            report(final=True, interrupted=True)
+            record("final", final=True, stopped="interrupted",
+                   signal=exc.args[0] if exc.args else "SIGINT")
         where = f"; checkpoint written to {settings.checkpoint}" if settings.checkpoint else ""
-        print(f"{settings.prog}: interrupted at step {now.step}{where}", file=settings.out,
-              flush=True)
+        reporter.say(f"{settings.prog}: interrupted at step {now.step}{where}")
         raise
     except Diverged as exc:  # the log ends at the last good state
-        report(final=True, diverged=exc.step)
+        record("final", final=True, stopped="diverged", diverged=exc.step)
         if settings.checkpoint and os.path.exists(settings.checkpoint):
             exc.args = (f"{exc}; last good checkpoint kept at {settings.checkpoint}",)
         raise
@@ -346,13 +353,13 @@ def _loop(session, now, seconds0):
                         f"{settings.checkpoint}",)
         raise
     save()
-    if evaluate is not None:
-        extra.update(evaluate(ctx, now.params, True))
-    record = report(final=True)
+    why = "steps" if now.step >= settings.steps else "time"
+    extra = evaluation(True) if evaluate is not None else {}
+    final = record("final", final=True, stopped=why, **extra)
     elapsed, rate = clock()
-    why = "steps done" if now.step >= settings.steps else "time limit"
-    shown = "  ".join(f"{k} {fmt(v)}" for k, v in record.items()
-                      if k not in ("step", "data", "seconds", "final"))
-    print(f"{settings.prog}: {why} at step {now.step}  data {record['data']}  {shown}  "
-          f"({elapsed:.1f} s, {rate:.1f} steps/s)", file=settings.out, flush=True)
+    shown = "  ".join(f"{k} {fmt(v)}" for k, v in final.items()
+                      if k not in ("kind", "step", "data", "seconds", "final", "stopped",
+                                   "eval_seconds"))
+    reporter.say(f"{settings.prog}: {'steps done' if why == 'steps' else 'time limit'} at step "
+                 f"{now.step}  data {final['data']}  {shown}  ({elapsed:.1f} s, {rate:.1f} steps/s)")
     return 0

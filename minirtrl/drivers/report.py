@@ -1,4 +1,25 @@
-"""What a training run shows: progress lines on the terminal and JSON lines in ``--log``."""
+"""What a training run shows: lines on the terminal and records in ``--log``.
+
+The log is JSON lines. Its first line is a ``header`` record (``header``); every later
+record has a ``kind`` and at least ``step`` (optimiser steps so far), ``data``
+(characters read by all streams), ``seconds`` (wall time of training, over all
+invocations) and the task's figures:
+
+    kind       when                                   adds
+    header     first line of a new log                format, minirtrl, command, argv, config,
+                                                      backend, device, dtype, threads, machine
+    resume     a run continues from a checkpoint      argv, backend, device, threads, machine
+    progress   every --progress-seconds or
+               --report-every steps
+    eval       after an evaluation (ptb)              valid_bpc, eval_seconds
+    final      the end of an invocation               final: true, stopped (steps, time,
+                                                      interrupted, diverged, write failed), and
+                                                      the last evaluation (valid_bpc, test_bpc)
+
+On the terminal: one line with the settings before the first progress line (and
+"resumed from step N" on ``--resume``), a progress line per report, the evaluation's
+own line after the step line it belongs to, and a summary at the end.
+"""
 
 import contextlib
 import json
@@ -6,28 +27,39 @@ import math
 
 from .files import io_failure
 
+LOG_FORMAT = "minirtrl-log-1"
+DAY = 86400.0
+
 
 class Reporter:
-    """Progress lines on ``out`` and JSON lines in the ``--log`` file."""
+    """Terminal lines on ``settings.out`` and JSON records in the ``--log`` file."""
 
     def __init__(self, settings, log, log_path=None):
         self.settings, self.log, self.log_path = settings, log, log_path
+        self.warned = False  # the long-ETA note is printed once
 
-    def line(self, step, data, seconds, figures, *, final=False, extra=None):
-        record = {"step": step, "data": data, "seconds": round(seconds, 3), **figures}
-        record.update(extra or {})
-        if final:
-            record["final"] = True
-        if self.log is not None:
-            try:
-                self.log.write(json.dumps(record) + "\n")
-                self.log.flush()
-            except OSError as exc:
-                with contextlib.suppress(OSError):  # closed even if its buffer cannot go out
-                    self.log.close()
-                self.log = None  # nothing more goes there
-                raise io_failure("--log", self.log_path, exc) from None
+    def write(self, record):
+        """Append one record to the log (flushed); ``WriteFailed`` if it cannot be written."""
+        if self.log is None:
+            return record
+        try:
+            self.log.write(json.dumps(record) + "\n")
+            self.log.flush()
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # closed even if its buffer cannot go out
+                self.log.close()
+            self.log = None  # nothing more goes there
+            raise io_failure("--log", self.log_path, exc) from None
         return record
+
+    def record(self, kind, step, data, seconds, figures, **extra):
+        """A ``kind`` record: step, data, seconds, the task's figures, then ``extra``."""
+        record = {"kind": kind, "step": step, "data": data, "seconds": round(seconds, 3),
+                  **figures, **extra}
+        return self.write(record)
+
+    def say(self, text):
+        print(text, file=self.settings.out, flush=True)
 
     def progress(self, step, data, figures, *, rate, elapsed):
         total, max_seconds = self.settings.steps, self.settings.max_seconds
@@ -35,8 +67,41 @@ class Reporter:
         if max_seconds is not None:
             left = min(left, max(max_seconds - elapsed, 0.0))
         shown = "  ".join(f"{k} {fmt(v)}" for k, v in figures.items())
-        print(f"step {step}/{total}  data {data}  {shown}  {rate:.1f} steps/s  "
-              f"left {duration(left)}", file=self.settings.out, flush=True)
+        self.say(f"step {step}/{total}  data {data}  {shown}  {rate:.1f} steps/s  "
+                 f"left {duration(left)}")
+        if left > DAY and math.isfinite(left) and not self.warned:
+            self.warned = True
+            self.say(f"note: at {rate:.1f} steps/s the remaining {total - step:,} steps take "
+                     f"{duration(left)}; a smaller --hidden, or a GPU (--backend cupy, or "
+                     "--backend torch --device cuda), would be faster")
+
+
+def header(prog, args, *, device, threads):
+    """The ``header`` record of a new log: what produced it, with what, and where."""
+    from .. import __version__
+    from .cli import settings_of
+    from .machine import machine_info
+
+    return {"kind": "header", "format": LOG_FORMAT, "minirtrl": __version__, "command": prog,
+            "argv": [prog, *getattr(args, "argv", [])], "config": settings_of(args),
+            "backend": args.backend, "device": str(device), "dtype": getattr(args, "dtype", None),
+            "threads": threads, "machine": machine_info(args.backend, None, device)}
+
+
+#: what a ``resume`` record repeats of the header (the invocation may differ in these)
+RESUMED = ("minirtrl", "argv", "backend", "device", "threads", "machine")
+
+
+def settings_line(prog, args, device, threads):
+    """The one line a driver prints before its first progress line."""
+    algo = args.algo
+    if args.rank is not None:
+        algo += f" rank {args.rank}"
+    if args.truncation is not None:
+        algo += f" window {args.truncation}"
+    return (f"{prog}: {algo}, n {args.hidden}, depth {args.depth}, B {args.batch}, "
+            f"lr {args.lr:.4g}, clip {args.clip:g}, {args.dtype}, {args.backend} on {device}, "
+            f"threads {threads}")
 
 
 def fmt(value):
@@ -47,5 +112,7 @@ def duration(seconds):
     if not math.isfinite(seconds):
         return "?"
     seconds = int(round(seconds))
-    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    d, h, m, s = seconds // 86400, seconds // 3600 % 24, seconds // 60 % 60, seconds % 60
+    if d:
+        return f"{d}d{h:02d}h"
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
