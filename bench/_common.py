@@ -13,7 +13,6 @@ imported only when that backend is asked for.
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -77,6 +76,15 @@ def run_specs(tokens, *, ranks, truncations):
         else:
             out.append(RunSpec(name))
     return out
+
+
+# ---- command lines ------------------------------------------------------------------------
+def parser(description):
+    """An argparse parser for a bench script: every flag's help ends with its default."""
+    import argparse
+
+    return argparse.ArgumentParser(description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
 # ---- outputs ----------------------------------------------------------------------------

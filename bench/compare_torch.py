@@ -22,7 +22,6 @@ largest relative difference, so the comparison is of equal work.
     python bench/compare_torch.py --sizes 64 --batch 16 --dtype float32 --json cmp.json
 """
 
-import argparse
 import sys
 import time
 
@@ -245,26 +244,33 @@ def format_rows(n, B, dtype_name, t, K):
     return lines
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+def make_parser():
+    p = C.parser(
         description="Time exact RTRL (torch.func jacrev/vmap) and TBPTT (autograd) written the "
         "way a PyTorch user would, against minirtrl on NumPy and on the torch backend (CPU).",
     )
-    p.add_argument("--sizes", nargs="+", default=["32,64"], help="hidden sizes n (default 32 64)")
-    p.add_argument("--batch", nargs="+", default=["1,16"], help="batch sizes (default 1 16)")
-    p.add_argument("--dtype", nargs="+", default=["float32,float64"])
-    p.add_argument("--depth", type=int, default=1, help="recurrence depth L (default 1)")
-    p.add_argument("--truncation", type=int, default=25, help="TBPTT window K (default 25)")
-    p.add_argument("--n-in", type=int, default=50)
-    p.add_argument("--n-out", type=int, default=50)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--min-seconds", type=float, default=0.3)
-    p.add_argument("--max-repeats", type=int, default=5000)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--warmup-seconds", type=float, default=0.1)
-    p.add_argument("--init-scale", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--sizes", nargs="+", default=["32,64"], help="hidden sizes n")
+    p.add_argument("--batch", nargs="+", default=["1,16"], help="batch sizes B")
+    p.add_argument("--dtype", nargs="+", default=["float32,float64"], help="float types")
+    p.add_argument("--depth", type=int, default=1, help="recurrence depth L")
+    p.add_argument("--truncation", type=int, default=25, help="TBPTT window K")
+    p.add_argument("--n-in", type=int, default=50, help="input size (one-hot)")
+    p.add_argument("--n-out", type=int, default=50, help="output classes")
+    p.add_argument("--repeats", type=int, default=5, help="at least this many timed calls")
+    p.add_argument("--min-seconds", type=float, default=0.3,
+                   help="time calls until their total reaches this")
+    p.add_argument("--max-repeats", type=int, default=5000, help="at most this many timed calls")
+    p.add_argument("--warmup", type=int, default=2, help="at least this many untimed calls")
+    p.add_argument("--warmup-seconds", type=float, default=0.1,
+                   help="warm up until this much time has passed")
+    p.add_argument("--init-scale", type=float, default=0.01, help="std of the random weights")
+    p.add_argument("--seed", type=int, default=0, help="seeds the parameters and the inputs")
+    p.add_argument("--json", metavar="FILE", help="write every row and the machine as JSON")
+    return p
+
+
+def parse_args(argv=None):
+    p = make_parser()
     args = p.parse_args(argv)
     args.sizes = C.parse_list(args.sizes, int)
     args.batch = C.parse_list(args.batch, int)

@@ -15,28 +15,21 @@ Example (a quick look; the OK authors' runs use n=128 for 2M steps)::
     python bench/copy_curriculum.py --seconds 600 --hidden 64 --out bench/out-copy
 """
 
-import argparse
-import json
 import os
 import sys
 
-from minirtrl.copy import main as copy_main
+from minirtrl.drivers import plot
+from minirtrl.drivers.copy import main as copy_main
 
-from _common import checked_output, pyplot, run_specs, write_json
+from _common import checked_output, parser, pyplot, run_specs, write_json
 
 DEFAULT_RUNS = "bptt:10,bptt:50,uoro,kf,kf-avg,ok"
 
 
 def read_log(path):
-    """Log records in order; if a resumed run repeated steps, later lines win."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            r = json.loads(line)
-            while records and records[-1]["step"] >= r["step"] and not r.get("final"):
-                records.pop()
-            records.append(r)
-    return records
+    """The progress and final records of a driver's ``--log`` (through ``minirtrl.plot``)."""
+    log = plot.read(path)
+    return [r for r in log.records[1:] if r["kind"] in ("progress", "final")]
 
 
 def reached(curve):
@@ -85,45 +78,41 @@ def from_log(label, log):
     }
 
 
-def plot(results, path, title):
-    plt = pyplot()
-    if plt is None:
+def draw(results, out, path):
+    """``python -m minirtrl.plot`` of every run's log into ``path`` (if matplotlib is there)."""
+    logs = [plot.read(os.path.join(out, r["log"])) for r in results if r["status"] == 0]
+    if not logs or pyplot() is None:
         return False
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results:
-        if r["status"] == 0:
-            data, T = zip(*r["curve"])
-            ax.step(data, T, where="post", label=f"{r['label']} (T={r['T']})")
-    ax.set_xlabel("characters seen (all streams)")
-    ax.set_ylabel("curriculum level T_")
-    ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    plot.save(plot.figure(logs), path)
     return True
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def make_parser():
+    p = parser(__doc__.splitlines()[0])
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--seconds", type=float, default=60.0, help="seconds per run (default 60)")
-    budget.add_argument("--data", type=int, help="characters seen per run, all streams")
-    p.add_argument("--runs", default=DEFAULT_RUNS, help=f"default {DEFAULT_RUNS}")
-    p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--rank", type=int, default=16)
-    p.add_argument("--lr", type=float, default=10**-3.5)
-    p.add_argument("--clip", type=float, default=16.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="numpy")
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--points", type=int, default=100, help="log lines per run (default 100)")
+    budget.add_argument("--seconds", type=float, default=60.0, help="seconds per run")
+    budget.add_argument("--data", type=int, help="characters seen per run, all streams "
+                        "(instead of --seconds)")
+    p.add_argument("--runs", default=DEFAULT_RUNS,
+                   help="algorithms, comma-separated; bptt:K picks a window, ok:r a rank")
+    p.add_argument("--hidden", type=int, default=32, help="hidden units n")
+    p.add_argument("--batch", type=int, default=16, help="parallel streams B")
+    p.add_argument("--rank", type=int, default=16, help="r of ok and kf-avg without ':r'")
+    p.add_argument("--lr", type=float, default=10**-3.5, help="Adam learning rate")
+    p.add_argument("--clip", type=float, default=16.0, help="max norm of the recurrent gradient")
+    p.add_argument("--seed", type=int, default=0, help="seeds parameters, data and signs")
+    p.add_argument("--backend", default="numpy", help="array library")
+    p.add_argument("--dtype", default="float32", help="float type")
+    p.add_argument("--points", type=int, default=100, help="log lines per run")
     p.add_argument("--out", default="copy-curriculum", help="output directory")
     p.add_argument("--summarize", action="store_true",
                    help="do not run: summarise every <label>.jsonl already in --out (runs made "
                         "separately, e.g. with different budgets)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
     specs = [] if args.summarize else run_specs(args.runs, ranks=[args.rank], truncations=[50])
     checked_output("--out", args.out, directory=True,
                    fresh=[f"{spec.label}.jsonl" for spec in specs])
@@ -146,8 +135,7 @@ def main(argv=None):
                   f"{r['data']:10d} {r['steps_per_second']:8.1f}")
         else:
             print(f"{r['label']:10s} failed (exit status {r['status']})")
-    plot(results, os.path.join(args.out, "curriculum.png"),
-         f"copy task, n={args.hidden}, B={args.batch}, budget {budget_text}")
+    draw(results, args.out, os.path.join(args.out, "curriculum.png"))
     return 0 if all(r["status"] == 0 for r in results) else 1
 
 

@@ -13,7 +13,6 @@ each as a multiple of the number of characters of the text (1 byte per character
     python bench/corpus_memory.py --chars 300000000 --format raw --gzip
 """
 
-import argparse
 import gzip
 import json
 import os
@@ -70,14 +69,20 @@ def write_split(path, chars, fmt, compress, seed, block=1 << 24):
             left -= n
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def make_parser():
+    p = C.parser(__doc__.splitlines()[0])
     p.add_argument("--chars", type=int, default=300_000_000,
-                   help="symbols in the training split (default 300000000)")
-    p.add_argument("--format", choices=sorted(NAMES), default="raw", help="default raw")
+                   help="symbols in the training split")
+    p.add_argument("--format", choices=sorted(NAMES), default="raw", help="corpus format")
     p.add_argument("--gzip", action="store_true", help="compress the splits (gzip level 1)")
-    p.add_argument("--dir", default=None, help="where to write the corpus (default: a temporary folder)")
+    p.add_argument("--dir", default=None,
+                   help="where to write the corpus (None: a temporary folder)")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    return p
+
+
+def main(argv=None):
+    p = make_parser()
     args = p.parse_args(argv)
     if args.chars < 2:
         p.error("--chars must be >= 2")

@@ -45,12 +45,13 @@ import numpy as np
 
 from minirtrl import RHN
 from minirtrl.backends import load
+from minirtrl.drivers import plot
 from minirtrl.drivers.corpus import read_corpus
 from minirtrl.drivers.streams import eval_streams
 from minirtrl.drivers.ptb import main as ptb_main
 from minirtrl.drivers.text import evaluate
 
-from _common import checked_output, machine_info, pyplot, run_specs, write_json
+from _common import checked_output, machine_info, parser, pyplot, run_specs, write_json
 
 DEFAULT_RUNS = "bptt:25,kf,ok:8"
 
@@ -131,11 +132,6 @@ def validation_seconds(corpus, args):
     return time.perf_counter() - start
 
 
-def read_log(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
-
-
 def run_one(label, algo, K, rank, args, rate, eval_s):
     """One driver run on the real data; returns its summary record."""
     train_s = max(args.seconds - args.points * eval_s, 0.2 * args.seconds)
@@ -151,21 +147,18 @@ def run_one(label, algo, K, rank, args, rate, eval_s):
     if status != 0:
         print(f"   failed with exit status {status} (see {label}.out)", flush=True)
         return {"label": label, "algo": algo, "truncation": K, "rank": rank, "status": status}
-    records = read_log(log)
+    records = plot.read(log).records[1:]
     last = records[-1]
-    if not last.get("final") or "test_bpc" not in last:
-        print(f"   {log} does not end with a final line", flush=True)
+    if last["kind"] != "final" or "test_bpc" not in last:
+        print(f"   {log} does not end with a final record", flush=True)
         return {"label": label, "algo": algo, "truncation": K, "rank": rank, "status": -1}
-    curve = [(r["data"], r["seconds"], r["valid_bpc"]) for r in records if "valid_bpc" in r]
-    if len(curve) > 1 and curve[-1][0] == curve[-2][0]:
-        curve.pop()  # the final line repeats the last evaluation
+    evals = [r for r in records if r["kind"] == "eval"]  # the periodic validation passes
+    curve = [(r["data"], r["seconds"], r["valid_bpc"]) for r in evals]
+    if not curve or curve[-1][0] != last["data"]:
+        curve.append((last["data"], last["seconds"], last["valid_bpc"]))
     chars_per_step = args.batch * (K or 1)
     steps_per_s = last["step"] / max(last["seconds"], 1e-9)
-    # periodic validation passes, from the driver's evaluation lines ("valid_bpc x (…, 1.2 s)")
-    passes = [float(line.rsplit(", ", 1)[1].rstrip(" s)")) for line in printed.splitlines()
-              if line.startswith("valid_bpc ")]
-    periodic = sum(1 for r in records if "valid_bpc" in r and not r.get("final"))
-    eval_total = sum(passes[:periodic])  # the final passes came after the budget
+    eval_total = sum(r["eval_seconds"] for r in evals)  # the final passes came after the budget
     train_steps_per_s = last["step"] / max(last["seconds"] - eval_total, 1e-9)
     result = {
         "label": label, "algo": algo, "truncation": K, "rank": rank, "status": 0,
@@ -183,27 +176,13 @@ def run_one(label, algo, K, rank, args, rate, eval_s):
     return result
 
 
-def plot(results, path, title):
-    plt = pyplot()
-    if plt is None:
+def draw(results, out, path):
+    """``python -m minirtrl.plot`` of every run's log into ``path`` (if matplotlib is there)."""
+    logs = [plot.read(os.path.join(out, f"{r['label']}.jsonl")) for r in results
+            if r["status"] == 0]
+    if not logs or pyplot() is None:
         return False
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    for r in results:
-        if r["status"] == 0 and r["curve"]:
-            data, seconds, bpc = zip(*r["curve"])
-            name = f"{r['label']} ({r['valid_bpc']:.3f})"
-            left.plot(data, bpc, marker="o", ms=3, label=name)
-            right.plot(seconds, bpc, marker="o", ms=3, label=name)
-    left.set_xscale("log")
-    left.set_xlabel("characters seen (all streams)")
-    right.set_xlabel("wall seconds (training and evaluations)")
-    left.set_ylabel("validation bits per character")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-    left.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    plot.save(plot.figure(logs), path)
     return True
 
 
@@ -222,33 +201,39 @@ def table(results):
     return "\n".join(rows)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def make_parser():
+    p = parser(__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="char-PTB directory (see minirtrl.ptb --format)")
-    p.add_argument("--format", default="mikolov", choices=("mikolov", "raw"))
+    p.add_argument("--format", default="mikolov", choices=("mikolov", "raw"),
+                   help="the corpus format, as minirtrl.ptb --format")
     p.add_argument("--seconds", type=float, default=420.0,
-                   help="--max-seconds of every run: training plus periodic evaluations (420)")
+                   help="--max-seconds of every run: training plus periodic evaluations")
     p.add_argument("--steps", type=int, default=0, help="also stop at this many steps (0 = no)")
     p.add_argument("--points", type=int, default=8,
-                   help="periodic validation passes per run, about (default 8)")
-    p.add_argument("--runs", default=DEFAULT_RUNS, help=f"default {DEFAULT_RUNS}")
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--lr", type=float, default=10**-3.5)
-    p.add_argument("--clip", type=float, default=32.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="numpy")
-    p.add_argument("--dtype", default="float32")
+                   help="periodic validation passes per run, about")
+    p.add_argument("--runs", default=DEFAULT_RUNS,
+                   help="algorithms, comma-separated; bptt:K picks a window, ok:r a rank")
+    p.add_argument("--hidden", type=int, default=64, help="hidden units n")
+    p.add_argument("--batch", type=int, default=32, help="parallel streams B")
+    p.add_argument("--rank", type=int, default=8, help="r of ok and kf-avg without ':r'")
+    p.add_argument("--lr", type=float, default=10**-3.5, help="Adam learning rate")
+    p.add_argument("--clip", type=float, default=32.0, help="max norm of the recurrent gradient")
+    p.add_argument("--seed", type=int, default=0, help="seeds parameters, data and signs")
+    p.add_argument("--backend", default="numpy", help="array library")
+    p.add_argument("--dtype", default="float32", help="float type")
     p.add_argument("--eval-streams", type=int, default=32,
-                   help="evaluation streams (default 32; the driver's default is 8)")
+                   help="evaluation streams (the driver's default is 8)")
     p.add_argument("--calibrate", type=float, default=10.0,
-                   help="seconds of the speed calibration per run (default 10)")
+                   help="seconds of the speed calibration per run")
     p.add_argument("--paper-steps", type=int, default=0,
                    help="also time this many steps at n=256, ok rank 8, batch 32 (0 = skip)")
     p.add_argument("--progress", type=float, default=30.0, help="seconds between progress lines")
     p.add_argument("--out", default="ptb-bench", help="output directory")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
     runs = [(spec.label, spec.algo, spec.truncation, spec.rank)
             for spec in run_specs(args.runs, ranks=[args.rank], truncations=[25])]
     checked_output("--out", args.out, directory=True,
@@ -292,8 +277,7 @@ def main(argv=None):
         print(f"\npaper scale (n=256, ok rank 8, batch 32, float32, {args.backend}): "
               f"{paper['seconds_per_step']:.3f} s per step (mean over {args.paper_steps}), "
               f"1M steps = {paper['days_for_1M_steps']:.1f} days")
-    plot(results, os.path.join(args.out, "ptb.png"),
-         f"char-PTB, n={args.hidden}, B={args.batch}, {args.seconds:g} s per run")
+    draw(results, args.out, os.path.join(args.out, "ptb.png"))
     return 0 if all(r["status"] == 0 for r in results) else 1
 
 

@@ -24,7 +24,6 @@ Rows are printed as they are measured; Ctrl-C prints what was measured and write
 JSON so far.
 """
 
-import argparse
 import os
 import sys
 import time
@@ -228,39 +227,45 @@ def write_json(path, machine, args, rows, interrupted):
 
 
 # ---- command line ----------------------------------------------------------------------------------
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+def make_parser():
+    p = C.parser(
         description="Median time of one online step of each algorithm, against its floor "
         "(the step's unavoidable matrix products alone). See bench/README.md.",
     )
     p.add_argument("--algo", nargs="+", default=list(C.METHODS),
                    help="algorithms: bptt rtrl uoro kf ok kf-avg; 'ok:4', 'bptt:25' pick one "
-                   "rank / truncation (default: all)")
+                   "rank / truncation")
     p.add_argument("--ranks", nargs="+", default=["1,4,16"], help="ranks for ok (kf-avg: those > 1)")
     p.add_argument("--truncations", nargs="+", default=["1,25"], help="TBPTT windows K for bptt")
     p.add_argument("--sizes", nargs="+", default=["32,64,128,256"], help="hidden sizes n")
     p.add_argument("--depth", nargs="+", default=["1,2"], help="recurrence depths L")
     p.add_argument("--batch", nargs="+", default=["1,16"], help="batch sizes B")
-    p.add_argument("--dtype", nargs="+", default=["float32,float64"])
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "torch", "array_api_strict"])
-    p.add_argument("--n-in", type=int, default=50, help="input size (one-hot), default 50")
-    p.add_argument("--n-out", type=int, default=50, help="output classes, default 50")
+    p.add_argument("--dtype", nargs="+", default=["float32,float64"], help="float types")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "torch", "array_api_strict"],
+                   help="array library")
+    p.add_argument("--n-in", type=int, default=50, help="input size (one-hot)")
+    p.add_argument("--n-out", type=int, default=50, help="output classes")
     p.add_argument("--max-gib", type=float, default=4.0,
-                   help="skip rtrl where its influence state exceeds this many GiB (default 4; "
-                   "the rtrl update holds about 4x that at its peak)")
-    p.add_argument("--repeats", type=int, default=5, help="at least this many timed calls (default 5)")
+                   help="skip rtrl where its influence state exceeds this many GiB (the rtrl "
+                   "update holds about 3x that at its peak)")
+    p.add_argument("--repeats", type=int, default=5, help="at least this many timed calls")
     p.add_argument("--min-seconds", type=float, default=0.5,
-                   help="time calls until their total reaches this (default 0.5)")
-    p.add_argument("--max-repeats", type=int, default=5000)
-    p.add_argument("--warmup", type=int, default=2, help="at least this many untimed calls (default 2)")
+                   help="time calls until their total reaches this")
+    p.add_argument("--max-repeats", type=int, default=5000, help="at most this many timed calls")
+    p.add_argument("--warmup", type=int, default=2, help="at least this many untimed calls")
     p.add_argument("--warmup-seconds", type=float, default=0.2,
-                   help="warm up until this much time has passed (default 0.2)")
+                   help="warm up until this much time has passed")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                   help="wall: time.perf_counter (default); cpu: time.process_time, the CPU time "
+                   help="wall: time.perf_counter; cpu: time.process_time, the CPU time "
                    "of this process only (use on a shared CPU; not for GPU backends)")
-    p.add_argument("--init-scale", type=float, default=0.01, help="parameter scale (default 0.01)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-scale", type=float, default=0.01, help="std of the random weights")
+    p.add_argument("--seed", type=int, default=0, help="seeds the parameters, inputs and signs")
     p.add_argument("--json", metavar="FILE", help="write every row (and the machine) as JSON")
+    return p
+
+
+def parse_args(argv=None):
+    p = make_parser()
     args = p.parse_args(argv)
     args.ranks = C.parse_list(args.ranks, int)
     args.truncations = C.parse_list(args.truncations, int)

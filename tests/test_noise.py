@@ -47,20 +47,40 @@ def test_noise_ordering_n32():
         assert m_w - 3 * se_w > m_b + 3 * se_b, (worse, better, err)
 
 
-def test_command_line_writes_json(tmp_path):
+def test_command_line_writes_json_lines_with_a_header(tmp_path):
     out = tmp_path / "noise.json"
-    argv = ["--algo", "kf", "uoro", "--hidden", "6", "--steps", "3", "7", "--sizes", "4", "6",
-            "--size-step", "5", "--samples", "4", "--json", str(out)]
+    argv = ["--algo", "kf", "uoro", "--hidden", "6", "--at", "3", "7", "--sizes", "4", "6",
+            "--size-at", "5", "--samples", "4", "--json", str(out)]
     assert noise.main(argv) == 0
-    data = json.loads(out.read_text())
-    assert [(r["algo"], r["t"]) for r in data["over_time"]] == [("kf", 3), ("kf", 7), ("uoro", 3), ("uoro", 7)]
-    assert [(r["algo"], r["n"]) for r in data["over_n"]] == [("kf", 4), ("kf", 6), ("uoro", 4), ("uoro", 6)]
-    assert all(r["gradient"][0] > 0 for r in data["over_time"])
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    head, rows, final = records[0], records[1:-1], records[-1]
+    assert head["kind"] == "header" and head["command"] == "minirtrl.noise"
+    assert head["config"]["samples"] == 4 and head["config"]["at"] == [3, 7]
+    assert head["argv"] == ["minirtrl.noise", *argv] and "cpu" in head["machine"]
+    assert final["kind"] == "final" and final["final"] and final["stopped"] == "done"
+    over_time = [r for r in rows if r["table"] == "over_time"]
+    over_n = [r for r in rows if r["table"] == "over_n"]
+    assert all(r["kind"] == "noise" for r in rows) and len(rows) == 8
+    assert [(r["algo"], r["t"]) for r in over_time] == [("kf", 3), ("kf", 7), ("uoro", 3), ("uoro", 7)]
+    assert [(r["algo"], r["n"]) for r in over_n] == [("kf", 4), ("kf", 6), ("uoro", 4), ("uoro", 6)]
+    assert all(r["gradient"][0] > 0 for r in over_time)
+
+
+def test_rank_is_refused_without_an_estimator_that_has_one(capsys):
+    assert _status(["--algo", "kf", "uoro", "--rank", "4"]) == 2
+    assert "--rank applies only" in capsys.readouterr().err
+
+
+def _status(argv):
+    try:
+        return noise.main(argv)
+    except SystemExit as exc:
+        return exc.code
 
 
 def test_plot_needs_matplotlib(tmp_path):
     png = tmp_path / "n.png"
-    cmd = [sys.executable, "-m", "minirtrl.noise", "--algo", "kf", "--hidden", "4", "--steps", "2",
+    cmd = [sys.executable, "-m", "minirtrl.noise", "--algo", "kf", "--hidden", "4", "--at", "2",
            "--sizes", "--samples", "3", "--plot", str(png)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     try:

@@ -97,7 +97,7 @@ def test_noise_refuses_bad_json_and_plot_before_measuring(tmp_path, capsys):
     if "matplotlib" not in sys.modules:
         pytest.importorskip("matplotlib")
     for flag, path, why in cases:
-        assert noise_cmd.main(["--hidden", "64", "--samples", "50", "--steps", "1000", flag, path]) == 2
+        assert noise_cmd.main(["--hidden", "64", "--samples", "50", "--at", "1000", flag, path]) == 2
         line = one_error_line(capsys, flag, why)
         assert "over time" not in line
 

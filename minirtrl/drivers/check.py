@@ -13,12 +13,12 @@ import sys
 import numpy as np
 
 from ..api import sequence_gradient
-from ..backends import NAMES, BackendError, load, to_numpy
+from ..backends import to_numpy
 from ..cells import RHN
 from ..methods import METHODS, RANKED
 from ..testing import numerical_gradient, random_problem, relative_error
-from .cli import Parser, nonnegative, positive
-from .errors import Failure, command
+from .cli import Parser, add, add_backend_flags, nonnegative, open_backend, positive, positive_float
+from .errors import command
 
 EXACT = ("bptt", "rtrl")
 
@@ -28,15 +28,17 @@ def _parser():
         prog="python -m minirtrl.check",
         description="Compare every gradient method with central finite differences (float64).",
     )
-    p.add_argument("--backend", default="numpy", choices=NAMES, help="array library (default numpy)")
-    p.add_argument("--depth", type=positive, default=2, help="RHN recurrence depth L (default 2)")
-    p.add_argument("--hidden", type=positive, default=5, help="hidden units n (default 5)")
-    p.add_argument("--steps", type=positive, default=6, help="sequence length T (default 6)")
-    p.add_argument("--batch", type=positive, default=2, help="batch size B (default 2)")
-    p.add_argument("--rank", type=positive, default=2, help="rank for ok and kf-avg (default 2)")
-    p.add_argument("--samples", type=positive, default=100, help="estimates averaged per estimator (default 100)")
-    p.add_argument("--seed", type=nonnegative, default=0, help="seed of parameters, data and signs")
-    p.add_argument("--tol", type=float, default=1e-6, help="largest relative error allowed for exact methods")
+    a = p.add_argument
+    add_backend_flags(p, dtype=None)
+    add(p, "--depth", 2, type=positive)
+    add(p, "--hidden", 5, type=positive)
+    a("--length", type=positive, default=6, metavar="T", help="sequence length T (default 6)")
+    add(p, "--batch", 2, type=positive)
+    add(p, "--rank", 2, type=positive)
+    add(p, "--samples", 100, type=positive)
+    add(p, "--seed", 0, type=nonnegative)
+    a("--tol", type=positive_float, default=1e-6,
+      help="largest relative error allowed for the exact methods (default 1e-06)")
     return p
 
 
@@ -48,20 +50,17 @@ def main(argv=None):
 def _main(argv):
     parser = _parser()
     args = parser.parse_args(argv)
-    try:
-        xp, device = load(args.backend)
-    except BackendError as exc:
-        raise Failure(str(exc)) from None
+    xp, device = open_backend(args)
 
     cell = RHN(n_in=3, n_hidden=args.hidden, n_out=4, depth=args.depth)
     params = cell.init(args.seed, xp=xp, dtype="float64", init_scale=0.5, device=device)
-    xs_np, ys_np, mask_np = random_problem(cell, args.steps, args.batch, seed=args.seed)
+    xs_np, ys_np, mask_np = random_problem(cell, args.length, args.batch, seed=args.seed)
     xs = xp.asarray(xs_np, dtype=xp.float64, device=device)
     ys = xp.asarray(ys_np, dtype=xp.int64, device=device)
     mask = xp.asarray(mask_np, dtype=xp.float64, device=device)
     fd = numerical_gradient(cell, params, xs, ys, mask)
 
-    print(f"backend {args.backend}, depth {args.depth}, n {args.hidden}, T {args.steps}, B {args.batch}")
+    print(f"backend {args.backend} on {device}, depth {args.depth}, n {args.hidden}, T {args.length}, B {args.batch}")
     print(f"{'method':8s} {'max rel. error':>15s}  {'mean of %d':>12s}  verdict" % args.samples)
     failed = False
     for method in METHODS:

@@ -21,17 +21,21 @@ import time
 import numpy as np
 
 from .. import readout
-from ..backends import NAMES, BackendError, dtype_of, load, to_numpy
+from ..backends import dtype_of, to_numpy
 from ..cells import RHN
 from ..cells.rhn import Layer
 from ..influence import select
 from ..methods import RANKED, influence_method
 from ..rng import draw_signs
-from .cli import Parser, nonnegative, positive, positive_float
-from .errors import Failure, command, deferred
+from . import plot
+from .cli import (Parser, add, add_backend_flags, nonnegative, open_backend, positive,
+                  positive_float, threads_of)
+from .errors import command, deferred
 from .files import check_output, io_failure, write_atomic
+from .report import header
 
 PROG = "minirtrl.noise"
+DEFAULT_RANK = 8
 
 ESTIMATORS = ("uoro", "kf", "ok", "kf-avg")
 
@@ -112,23 +116,30 @@ def _mean_se(values):
 def _parser():
     p = Parser(
         prog=f"python -m {PROG}",
-        description="Relative squared error of UORO, KF-RTRL, r-OK and r-KF-avg against exact RTRL, "
-        "over time and against the number of hidden units.",
+        description="Relative squared error of UORO, KF-RTRL, r-OK and r-KF-avg against exact "
+        "RTRL, over time and against the number of hidden units.",
     )
-    p.add_argument("--backend", default="numpy", choices=NAMES, help="array library (default numpy)")
-    p.add_argument("--dtype", default="float64", choices=("float32", "float64"), help="default float64")
-    p.add_argument("--algo", nargs="+", default=list(ESTIMATORS), choices=ESTIMATORS, help="estimators to measure")
-    p.add_argument("--rank", type=positive, default=8, help="r for ok and kf-avg (default 8)")
-    p.add_argument("--hidden", type=positive, default=32, help="n for the table over time (default 32)")
-    p.add_argument("--depth", type=positive, default=1, help="RHN depth L (default 1)")
-    p.add_argument("--steps", type=positive, nargs="+", default=[10, 100, 1000], help="report steps t")
-    p.add_argument("--sizes", type=positive, nargs="*", default=[8, 16, 32, 64], help="n for the table over n")
-    p.add_argument("--size-step", type=positive, default=100, help="the step t of the table over n (default 100)")
-    p.add_argument("--samples", type=positive, default=100, help="independent chains M (default 100)")
-    p.add_argument("--init-scale", type=positive_float, default=None, help="weight scale (default 1/sqrt(n))")
-    p.add_argument("--seed", type=nonnegative, default=0, help="seed of network, stream and signs")
-    p.add_argument("--json", metavar="FILE", help="write the tables as JSON")
-    p.add_argument("--plot", metavar="FILE.png", help="draw both tables (needs matplotlib: pip install 'minirtrl[plot]')")
+    a = p.add_argument
+    add_backend_flags(p, dtype="float64")
+    a("--algo", nargs="+", default=list(ESTIMATORS), choices=ESTIMATORS,
+      help=f"estimators to measure (default {' '.join(ESTIMATORS)})")
+    add(p, "--rank", None, type=positive, shown=DEFAULT_RANK)
+    add(p, "--hidden", 32, type=positive, shown="32, for the table over time")
+    add(p, "--depth", 1, type=positive)
+    a("--at", type=positive, nargs="+", default=[10, 100, 1000], metavar="T",
+      help="steps t at which the table over time is reported (default 10 100 1000)")
+    a("--sizes", type=positive, nargs="*", default=[8, 16, 32, 64], metavar="N",
+      help="hidden units n of the table over n (default 8 16 32 64; none: no table)")
+    a("--size-at", type=positive, default=100, metavar="T",
+      help="the step t of the table over n (default 100)")
+    add(p, "--samples", 100, type=positive)
+    a("--init-scale", type=positive_float, default=None,
+      help="std of the random weights (default 1/sqrt(n))")
+    add(p, "--seed", 0, type=nonnegative, shown="0; here the network, the stream and the signs")
+    add(p, "--json", None, metavar="FILE", shown="none")
+    a("--plot", metavar="FILE.png", default=None,
+      help="draw both tables, as python -m minirtrl.plot does (needs matplotlib: "
+           "pip install 'minirtrl[plot]'; default: none)")
     return p
 
 
@@ -149,36 +160,41 @@ def main(argv=None):
 def _main(argv):
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     if args.samples < 2:
         parser.error("argument --samples: needs at least 2 chains for a standard error")
+    if args.rank is not None and not set(args.algo) & set(RANKED):
+        parser.error(f"--rank applies only to --algo {' or '.join(RANKED)}, not "
+                     f"{' '.join(args.algo)}")
+    args.rank = DEFAULT_RANK if args.rank is None else args.rank
     json_path = check_output("--json", args.json) if args.json else None
     plot_path = check_output("--plot", args.plot, image=True) if args.plot else None
-    try:
-        xp, device = load(args.backend)
-    except BackendError as exc:
-        raise Failure(str(exc)) from None
+    xp, device = open_backend(args)
     dtype = dtype_of(xp, args.dtype)
+    head = header(PROG, args, device=device, threads=threads_of(args.backend))
     common = dict(samples=args.samples, rank=args.rank, depth=args.depth, seed=args.seed,
                   init_scale=args.init_scale, xp=xp, device=device, dtype=dtype)
-    results = {"over_time": [], "over_n": [], "config": vars(args)}
+    rows = []
     start = time.time()
     stopped = None
     try:
-        _measure_all(args, common, results)
+        _measure_all(args, common, rows)
     except KeyboardInterrupt as exc:
         stopped = exc
         print(f"{PROG}: interrupted: writing what was measured so far", file=sys.stderr, flush=True)
-    results["seconds"] = time.time() - start
+    final = {"kind": "final", "final": True, "seconds": round(time.time() - start, 3),
+             "stopped": "interrupted" if stopped is not None else "done"}
+    records = [head, *rows, final]
     with deferred():
         if json_path:
-            text = json.dumps(results, indent=1).encode("utf-8")
+            text = "".join(json.dumps(r) + "\n" for r in records).encode("utf-8")
             try:
                 write_atomic(json_path, lambda f: f.write(text))
             except OSError as exc:
                 raise io_failure("--json", args.json, exc) from None
         if plot_path:
             try:
-                _plot(results, plot_path)
+                plot.save(plot.figure([plot.Log(args.json or "noise", records)]), plot_path)
             except OSError as exc:
                 raise io_failure("--plot", args.plot, exc) from None
     if stopped is not None:
@@ -186,53 +202,32 @@ def _main(argv):
     return 0
 
 
-def _measure_all(args, common, results):
+def _measure_all(args, common, rows):
+    """Measure both tables, printing each row as it comes and appending its record."""
     header = (f"{'algo':>9s} {'n':>5s} {'t':>6s}   {'influence rel. sq. error':>23s}  "
               f"{'gradient rel. sq. error':>23s}")
+
+    def row(table, algo, n, t, res):
+        name = label(algo, args.rank)
+        print(_row(name, t, n, res), flush=True)
+        rows.append({"kind": "noise", "table": table, "algo": name, "method": algo,
+                     "rank": args.rank if algo in RANKED else None, "n": n, "t": t,
+                     "depth": args.depth, "samples": args.samples,
+                     "influence": list(res["influence"]), "gradient": list(res["gradient"])})
+
     print(f"# over time: n = {args.hidden}, depth {args.depth}, M = {args.samples} chains", flush=True)
     print(header)
     for algo in args.algo:
-        res = measure(algo, n=args.hidden, report=set(args.steps), **common)
+        res = measure(algo, n=args.hidden, report=set(args.at), **common)
         for t in sorted(res):
-            print(_row(label(algo, args.rank), t, args.hidden, res[t]), flush=True)
-            results["over_time"].append({"algo": label(algo, args.rank), "n": args.hidden, "t": t,
-                                         **res[t]})
+            row("over_time", algo, args.hidden, t, res[t])
     if args.sizes:
-        print(f"\n# over n: t = {args.size_step}, depth {args.depth}, M = {args.samples} chains")
+        print(f"\n# over n: t = {args.size_at}, depth {args.depth}, M = {args.samples} chains")
         print(header)
         for algo in args.algo:
             for n in args.sizes:
-                res = measure(algo, n=n, report={args.size_step}, **common)[args.size_step]
-                print(_row(label(algo, args.rank), args.size_step, n, res), flush=True)
-                results["over_n"].append({"algo": label(algo, args.rank), "n": n,
-                                          "t": args.size_step, **res})
-
-
-def _plot(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for key, ax, x in (("over_time", axes[0], "t"), ("over_n", axes[1], "n")):
-        algos = sorted({r["algo"] for r in results[key]})
-        for algo in algos:
-            rows = sorted((r for r in results[key] if r["algo"] == algo), key=lambda r: r[x])
-            ax.errorbar([r[x] for r in rows], [r["gradient"][0] for r in rows],
-                        yerr=[r["gradient"][1] for r in rows], marker="o", label=algo)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(x)
-        ax.set_ylabel("E‖ĝ − g‖² / ‖g‖²")
-        ax.legend()
-    axes[0].set_title("gradient noise over time")
-    axes[1].set_title("gradient noise against n")
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
+                row("over_n", algo, n, args.size_at, measure(algo, n=n, report={args.size_at},
+                                                              **common)[args.size_at])
 
 
 if __name__ == "__main__":
