@@ -20,6 +20,7 @@ n for the vanilla RNN), r rank. The equations: ``docs/algorithms.md``.
     >>> cell = minirtrl.RHN(n_in=4, n_hidden=8, n_out=4, depth=2)
     >>> params = cell.init(0, xp="numpy", dtype="float64")
     >>> # loss, grads = minirtrl.sequence_gradient("rtrl", cell, params, xs, ys)
+    >>> # algo = minirtrl.online("kf", cell)   # one step at a time, with signs you provide
 
 The core is this package without ``drivers/`` (the command-line tools).
 """
@@ -28,6 +29,7 @@ from .adam import AdamState, adam_init, adam_step, clip_by_norm, global_norm
 from .api import exact_influence, sequence_gradient
 from .cells import RHN, VanillaRNN
 from .methods import METHODS
+from .online import Online, OnlineState, online
 
 __version__ = "0.1.0"
 
@@ -36,12 +38,14 @@ __all__ = [
     "RHN",
     "VanillaRNN",
     "AdamState",
-
+    "Online",
+    "OnlineState",
     "adam_init",
     "adam_step",
     "clip_by_norm",
     "exact_influence",
     "global_norm",
+    "online",
     "sequence_gradient",
     "__version__",
 ]

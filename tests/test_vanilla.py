@@ -1,6 +1,7 @@
 """The vanilla (leaky tanh) RNN cell: its hand-written Jacobians against central finite
 differences, rtrl == bptt == finite differences (and PyTorch autograd where installed),
-and equality with the RHN whose gate rows are zero, on every backend."""
+every estimator's one-step mean by sign enumeration against exact RTRL written here in
+plain NumPy, and equality with the RHN whose gate rows are zero, on every backend."""
 
 import math
 
@@ -144,6 +145,40 @@ def test_gradients_match_torch_autograd():
             assert relative_error(grads[k], tp[k].grad.numpy()) < 1e-12, (method, k)
 
 
+# ---- the estimators: one step by enumerating its signs --------------------------------------
+def numpy_rtrl_step(cell, p, s_prev, x, G_prev):
+    """Exact RTRL one step for the vanilla RNN from its equations: H G + a ⊗ D (B, n, n, k)."""
+    n, n_in, alpha = cell.n_hidden, cell.n_in, cell.alpha
+    a = np.concatenate([x, s_prev, np.ones((x.shape[0], 1))], axis=1)
+    d = alpha * (1 - np.tanh(a @ p["W1"].T) ** 2)  # (B, n)
+    H = (1 - alpha) * np.eye(n) + d[:, :, None] * p["W1"][None, :, n_in:n_in + n]
+    F = np.einsum("bi,ij,bk->bijk", d, np.eye(n), a)  # F[b, i, i, k] = d_i a_k
+    return np.einsum("bij,bjmk->bimk", H, G_prev) + F
+
+
+@pytest.mark.parametrize("method", ["uoro", "kf", "ok", "kf-avg"])
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_one_step_mean_by_sign_enumeration_is_exact_rtrl(method, alpha):
+    cell, p, _, _ = setup(alpha)
+    xs, ys, mask = random_problem(cell, 5, B, seed=6, masked=False)
+    algo = minirtrl.online(method, cell, rank_of(method))
+    state, rng = algo.init(B), np.random.default_rng(2)
+    for t in range(4):  # a random, nonzero past
+        state, _, _ = algo.step(p, state, xs[t], ys[t], algo.draw_signs(rng, B, xp=np, dtype=np.float64))
+    G_prev = algo.influence(state)["W1"]
+    assert np.abs(G_prev).max() > 1e-3
+    target = numpy_rtrl_step(cell, p, state.s, xs[4], G_prev)
+    e = testing.expected_step(algo, p, state, xs[4], ys[4])
+    assert e.patterns == 2 ** sum(math.prod(s[1:]) for s in algo.sign_shapes(B).values())
+    scale = np.abs(target).max()
+    assert_close(e.influence["W1"], target, rtol=0, atol=1e-13 * scale)
+    assert_close(e.exact["W1"], target, rtol=0, atol=1e-13 * scale)
+    assert_close(e.grads["W1"], e.exact_grads["W1"], rtol=1e-12, atol=1e-14)
+    # and one pattern is not exact: the step is genuinely random
+    one, _, _ = algo.step(p, state, xs[4], ys[4], algo.draw_signs(rng, B, xp=np, dtype=np.float64))
+    assert np.abs(algo.influence(one)["W1"] - target).max() > 1e-3 * scale
+
+
 # ---- the RHN with zero gate rows is the vanilla RNN -------------------------------------------
 def rhn_twin(cell, p, bias):
     """The depth-1 RHN whose candidate rows are the vanilla W1, gate rows 0, gate bias ``bias``."""
@@ -192,6 +227,7 @@ def test_estimators_equal_rhn_at_alpha_one_with_the_same_seed(backend, to_xp, cl
     estimates coincide too: the sign shapes are the same, and so are all the norms."""
     cell, p, rcell, rp, xs, ys, mask = twin_problem(1.0)
     n, rank = cell.n_hidden, rank_of(method)
+    assert minirtrl.online(method, cell, rank).sign_shapes(B) == minirtrl.online(method, rcell, rank).sign_shapes(B)
     on = lambda d: {k: to_xp(v) for k, v in d.items()}  # noqa: E731
     data = [to_xp(a) for a in (xs, ys, mask)]
     loss, g = minirtrl.sequence_gradient(method, cell, on(p), *data, seed=5, rank=rank)
