@@ -6,6 +6,7 @@ import argparse
 import math
 
 from ..backends import NAMES
+from ..cells import RHN, VanillaRNN
 from ..methods import METHODS, RANKED
 
 
@@ -42,10 +43,20 @@ nonnegative_float = _number(float, 0.0, False, "a number >= 0")
 real = _number(float, None, False, "a finite number")
 
 
+def leak_rate(text):
+    """A number in (0, 1] (the vanilla cell's alpha)."""
+    value = positive_float(text)
+    if value > 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], not {text!r}")
+    return value
+
+
 # ---- the flags of the training drivers ------------------------------------------------
 #: run settings a resumed run must share with its checkpoint (besides the task's own)
 CONFIG_KEYS = ("algo", "rank", "truncation", "hidden", "depth", "batch", "lr", "clip", "seed",
-               "dtype", "init_scale", "gate_bias")
+               "dtype", "init_scale", "gate_bias", "cell", "alpha")
+#: the cells a driver can train
+CELLS = ("rhn", "vanilla")
 
 
 def make_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, steps, truncation=50):
@@ -62,6 +73,10 @@ def make_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, steps
     a("--algo", default=algo, choices=METHODS, help=f"gradient algorithm (default {algo})")
     a("--rank", type=positive, default=None, help=f"r for ok and kf-avg (default {rank})")
     a("--hidden", type=positive, default=hidden, help=f"hidden units n (default {hidden})")
+    a("--cell", default="rhn", choices=CELLS,
+      help="rhn (recurrent highway network) or vanilla (leaky tanh RNN) (default rhn)")
+    a("--alpha", type=leak_rate, default=None,
+      help="leak rate of --cell vanilla, 0 < alpha <= 1 (default 1.0: no leak)")
     a("--depth", type=positive, default=1, help="RHN recurrence depth L (default 1)")
     a("--batch", type=positive, default=batch, help=f"parallel streams B (default {batch})")
     a("--lr", type=positive_float, default=lr, help=f"Adam learning rate (default {lr:.4g})")
@@ -73,7 +88,7 @@ def make_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, steps
     a("--truncation", type=positive, default=None,
       help=f"bptt window K in characters (default {truncation})")
     a("--init-scale", type=nonnegative_float, default=0.01, help="std of initial weights (0.01)")
-    a("--gate-bias", type=real, default=0.0, help="initial transform-gate bias (default 0)")
+    a("--gate-bias", type=real, default=None, help="initial RHN transform-gate bias (default 0)")
     a("--log", metavar="FILE",
       help="JSON lines, one per report (a new file, appended to with --resume)")
     a("--checkpoint", metavar="FILE", help="checkpoint file (.npz), written atomically")
@@ -100,8 +115,31 @@ def parse(parser, argv):
             parser.error(f"--truncation applies only to --algo bptt, not {args.algo}")
         if args.resume and not args.checkpoint:
             parser.error("--resume needs --checkpoint FILE")
+        if args.alpha is not None and args.cell != "vanilla":
+            parser.error(f"--alpha applies only to --cell vanilla, not {args.cell}")
+        if args.gate_bias is not None and args.cell != "rhn":
+            parser.error(f"--gate-bias applies only to --cell rhn, not {args.cell}")
+        if args.depth != 1 and args.cell != "rhn":
+            parser.error(f"--depth applies only to --cell rhn ({args.cell} has depth 1)")
     except SystemExit as exc:  # argparse's way to finish --help or to report an error
         return exc.code if isinstance(exc.code, int) else 0
     args.rank = (args.rank or args._rank_default) if args.algo in RANKED else None
     args.truncation = (args.truncation or args._truncation_default) if args.algo == "bptt" else None
+    args.alpha = (1.0 if args.alpha is None else args.alpha) if args.cell == "vanilla" else None
+    args.gate_bias = (0.0 if args.gate_bias is None else args.gate_bias) if args.cell == "rhn" else None
     return args
+
+
+def make_cell(args, n_in, n_out):
+    """The cell the parsed flags ask for: ``RHN`` (``--depth``) or ``VanillaRNN`` (``--alpha``)."""
+    if args.cell == "vanilla":
+        return VanillaRNN(n_in, args.hidden, n_out, alpha=args.alpha)
+    return RHN(n_in, args.hidden, n_out, depth=args.depth)
+
+
+def init_options(args):
+    """The keyword arguments of the cell's ``init`` besides seed, namespace, dtype, device."""
+    options = {"init_scale": args.init_scale}
+    if args.cell == "rhn":
+        options["gate_bias"] = args.gate_bias
+    return options

@@ -56,13 +56,12 @@ from .. import bptt
 from ..adam import adam_init, adam_step, clip_by_norm, global_norm
 from ..api import influence_step
 from ..backends import BackendError, dtype_of, load, to_numpy
-from ..cells import RHN
 from ..influence import reset
 from ..methods import influence_method
 from ..rng import draw_signs
 from . import checkpoint
 from .checkpoint import Failure, Run
-from .cli import CONFIG_KEYS
+from .cli import CONFIG_KEYS, init_options, make_cell
 from .report import Reporter, fmt
 from .task import Context
 
@@ -210,7 +209,7 @@ def _setup(args, task):
     except BackendError as exc:
         raise Failure(str(exc)) from None
     dtype = dtype_of(xp, args.dtype)
-    cell = RHN(task.n_in, args.hidden, task.n_out, depth=args.depth)
+    cell = make_cell(args, task.n_in, task.n_out)
     module, shapes = None, {}
     if args.algo != "bptt":
         module = influence_method(args.algo)
@@ -221,8 +220,7 @@ def _setup(args, task):
 
 def _fresh(setup, args):
     cell, xp, device, dtype = setup.cell, setup.xp, setup.device, setup.dtype
-    params = cell.init(args.seed, xp=xp, dtype=dtype, init_scale=args.init_scale,
-                       gate_bias=args.gate_bias, device=device)
+    params = cell.init(args.seed, xp=xp, dtype=dtype, device=device, **init_options(args))
     est = None
     if setup.module is not None:
         est = setup.module.init(cell, setup.B, args.rank or 1, xp=xp, dtype=dtype, device=device)
