@@ -20,7 +20,7 @@ from . import rtrl
 from ._compat import get_device
 from .arguments import check_step
 from .backends import to_numpy
-from .online import advance, check_state
+from .online import Online, advance, check_state
 
 #: the most sign patterns ``expected_step`` enumerates
 MAX_PATTERNS = 2**16
@@ -48,7 +48,8 @@ def sign_patterns(shapes):
     bits = sum(sizes.values())
     if 2**bits > MAX_PATTERNS:
         raise ValueError(f"one step has {bits} signs per sample, 2^{bits} sign patterns: more "
-                         f"than the {MAX_PATTERNS} (2^16) expected_step enumerates; use a smaller cell")
+                         f"than the {MAX_PATTERNS} (2^16) expected_step enumerates; "
+                         "use a smaller cell")
     table = 1.0 - 2.0 * ((np.arange(2**bits)[:, None] >> np.arange(bits)[None, :]) & 1)  # (P, bits)
     out = []
     for row in table:
@@ -74,6 +75,8 @@ def expected_step(online, params, state, x, y=None, mask=None):
     patterns, and exact RTRL's step ``H_t Ĝ_{t-1} + F_t`` applied to the current dense
     estimate Ĝ_{t-1} (what an unbiased step's mean must equal). Cost: 2^P steps.
     """
+    if not isinstance(online, Online):
+        raise TypeError(f"online must be what minirtrl.online returns, not {type(online).__name__}")
     xp, x, y, mask = check_step(online.cell, params, x, y, mask)
     B, dtype = x.shape[0], params["V"].dtype
     check_state(online, state, B, xp, dtype)
@@ -187,7 +190,8 @@ def assert_unbiased(estimate_fn, exact, seeds, *, z_max=None, p=1e-3, rtol=1e-9)
     worst = max(table, key=lambda k: float(np.max(np.abs(table[k]), initial=0.0)))
     z = float(np.max(np.abs(table[worst]), initial=0.0))
     if not z <= bound:
-        where = [int(i) for i in np.unravel_index(int(np.argmax(np.abs(table[worst]))), table[worst].shape)]
+        flat = int(np.argmax(np.abs(table[worst])))
+        where = [int(i) for i in np.unravel_index(flat, table[worst].shape)]
         raise AssertionError(
             f"mean of {N} estimates is {z:.3g} standard errors from exact at {worst}{where} "
             f"(bound {bound:.3g} for {M} varying entries); the estimator looks biased")

@@ -45,7 +45,8 @@ def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=N
     Parameters
     ----------
     method : one of ``"bptt", "rtrl", "uoro", "kf", "ok", "kf-avg"``.
-    cell : a cell (``RHN``, ``VanillaRNN``); params : dict of arrays with the keys of ``cell.shapes()``.
+    cell : a cell (``RHN``, ``VanillaRNN``).
+    params : dict of arrays with the keys of ``cell.shapes()``.
     xs : (T, B, n_in) real; ys : (T, B) integers in [0, n_out); mask : (T, B) 0/1 or None.
     seed : seeds the random signs of the estimators (ignored by exact methods).
     rank : r for ``ok`` and ``kf-avg`` (default 1); an error for the other methods.

@@ -22,10 +22,17 @@ def namespace(name, arrays, xp=None):
     return found
 
 
+def check_cell(cell):
+    """``cell`` if it has the cell interface (``minirtrl.cells.Cell``), else ``TypeError``."""
+    if not isinstance(cell, Cell):
+        raise TypeError(f"cell must be a minirtrl cell such as minirtrl.RHN, "
+                        f"not {type(cell).__name__}")
+    return cell
+
+
 def check_params(cell, params):
     """Check keys, shapes and dtypes of ``params``; return its namespace."""
-    if not isinstance(cell, Cell):
-        raise TypeError(f"cell must be a minirtrl cell such as minirtrl.RHN, not {type(cell).__name__}")
+    check_cell(cell)
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict of arrays, not {type(params).__name__}")
     expected = cell.shapes()
@@ -35,7 +42,8 @@ def check_params(cell, params):
     dtype = params["V"].dtype
     for key, shape in expected.items():
         if tuple(params[key].shape) != shape:
-            raise ValueError(f"params[{key!r}] must have shape {shape}, not {tuple(params[key].shape)}")
+            raise ValueError(f"params[{key!r}] must have shape {shape}, "
+                             f"not {tuple(params[key].shape)}")
         if params[key].dtype != dtype or not xp.isdtype(dtype, "real floating"):
             raise TypeError(f"params[{key!r}] must share one real floating dtype with params['V']")
     return xp
@@ -46,7 +54,8 @@ def _inputs(name, x, lead, n_in, xp, dtype):
     namespace(name, [x], xp)
     want = f"({', '.join(lead)}, {n_in})"
     if x.ndim != len(lead) + 1 or x.shape[-1] != n_in or any(d < 1 for d in x.shape[:-1]):
-        raise ValueError(f"{name} must have shape {want} with {', '.join(lead)} >= 1, not {tuple(x.shape)}")
+        raise ValueError(f"{name} must have shape {want} with {', '.join(lead)} >= 1, "
+                         f"not {tuple(x.shape)}")
     if xp.isdtype(x.dtype, "bool") or xp.isdtype(x.dtype, "complex floating"):
         raise TypeError(f"{name} must be real-valued, not {x.dtype}")
     return xp.astype(x, dtype)
@@ -123,7 +132,8 @@ def check_signs(signs, shapes, xp, dtype):
     for key, shape in shapes.items():
         namespace(f"signs[{key!r}]", [signs[key]], xp)
         if tuple(signs[key].shape) != tuple(shape):
-            raise ValueError(f"signs[{key!r}] must have shape {tuple(shape)}, not {tuple(signs[key].shape)}")
+            raise ValueError(f"signs[{key!r}] must have shape {tuple(shape)}, "
+                             f"not {tuple(signs[key].shape)}")
         if xp.isdtype(signs[key].dtype, "complex floating"):
             raise TypeError(f"signs[{key!r}] must be real, not {signs[key].dtype}")
         out[key] = xp.astype(signs[key], dtype)

@@ -21,7 +21,8 @@ What each sign multiplies (``sign_shapes(B)``; every sign is independent and uni
 
     rtrl          {}                       exact: no signs
     uoro          "nu" (B, n)              ν of eq. (12): signs["nu"][b] is sample b's
-                                           ν ∈ {±1}^n; s̃ ← ρ0 H s̃ + ρ1 ν, θ̃ ← θ̃/ρ0 + (ν^T F)/ρ1
+                                           ν ∈ {±1}^n; s̃ ← ρ0 H s̃ + ρ1 ν,
+                                           θ̃ ← θ̃/ρ0 + (ν^T F)/ρ1
     kf, kf-avg    "W_l" (B, r, 2)          eq. (13), per sample b, chain i and block W_l:
                                            [b, i, 0] = c1 (the carried term),
                                            [b, i, 1] = c2 (the new immediate term):
@@ -50,9 +51,8 @@ from typing import NamedTuple
 
 from . import _checks, readout
 from ._compat import array_namespace
-from .arguments import check_signs, check_step, namespace
+from .arguments import check_cell, check_signs, check_step, namespace
 from .backends import dtype_of, load
-from .cells import Cell
 from .influence import leaves
 from .methods import INFLUENCE, check_rank
 from .rng import draw_signs
@@ -151,24 +151,23 @@ def online(method, cell, rank=None):
                          f"choose one of {', '.join(INFLUENCE)}")
     if method not in INFLUENCE:
         raise ValueError(f"method must be one of {', '.join(INFLUENCE)}, not {method!r}")
-    if not isinstance(cell, Cell):
-        raise TypeError(f"cell must be a minirtrl cell such as minirtrl.RHN, not {type(cell).__name__}")
-    return Online(method, cell, check_rank(method, rank), INFLUENCE[method])
+    return Online(method, check_cell(cell), check_rank(method, rank), INFLUENCE[method])
 
 
 def check_state(algo, state, batch, xp, dtype):
     """``state`` must be an ``OnlineState`` of this method, cell, batch, library and dtype."""
     if not isinstance(state, OnlineState):
         raise TypeError(f"state must be an OnlineState (Online.init), not {type(state).__name__}")
-    if tuple(state.s.shape) != (batch, algo.cell.n_hidden):
-        raise ValueError(f"state.s must have shape {(batch, algo.cell.n_hidden)}, not {tuple(state.s.shape)}")
-    template = leaves(algo.module.init(algo.cell, 0, algo.rank, xp=xp, dtype=dtype))  # no data
     arrays = leaves(state.est)
-    if [tuple(a.shape[1:]) for a in arrays] != [tuple(a.shape[1:]) for a in template] or any(
-        a.shape[0] != batch for a in arrays
-    ):
-        raise ValueError(f"state.est is not a {algo.method} state of this cell, rank and batch")
     namespace("state", [state.s, *arrays], xp)
+    if tuple(state.s.shape) != (batch, algo.cell.n_hidden):
+        raise ValueError(f"state.s must have shape {(batch, algo.cell.n_hidden)}, "
+                         f"not {tuple(state.s.shape)}")
+    template = algo.module.init(algo.cell, 0, algo.rank, xp=xp, dtype=dtype)  # batch 0: no data
+    want = [tuple(a.shape[1:]) for a in leaves(template)]
+    if (type(state.est) is not type(template) or [tuple(a.shape[1:]) for a in arrays] != want
+            or any(a.shape[0] != batch for a in arrays)):
+        raise ValueError(f"state.est is not a {algo.method} state of this cell, rank and batch")
     if any(a.dtype != dtype for a in [state.s, *arrays]):
         raise TypeError(f"state must have the dtype of params, {dtype}")
 

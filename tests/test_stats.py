@@ -174,6 +174,8 @@ def test_expected_step_counts_and_refuses_patterns():
     algo = minirtrl.online("uoro", wide)
     with pytest.raises(ValueError, match=r"2\^17"):
         testing.expected_step(algo, wide.init(0), algo.init(1), x, y)
+    with pytest.raises(TypeError, match="online"):
+        testing.expected_step("uoro", p, uoro.init(1), x, y)
 
 
 def test_expected_step_on_every_backend(backend, to_xp, close):

@@ -51,7 +51,8 @@ class Cache(NamedTuple):
 def check_alpha(alpha):
     """``alpha`` as a float in (0, 1], or an error naming ``alpha``."""
     if isinstance(alpha, bool) or not isinstance(alpha, Real):
-        raise TypeError(f"alpha must be a real number in (0, 1], not {type(alpha).__name__} ({alpha!r})")
+        raise TypeError(f"alpha must be a real number in (0, 1], "
+                        f"not {type(alpha).__name__} ({alpha!r})")
     value = float(alpha)
     if math.isnan(value) or not 0.0 < value <= 1.0:
         raise ValueError(f"alpha must be a real number in (0, 1], not {alpha!r}")

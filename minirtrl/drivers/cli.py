@@ -126,7 +126,8 @@ def parse(parser, argv):
     args.rank = (args.rank or args._rank_default) if args.algo in RANKED else None
     args.truncation = (args.truncation or args._truncation_default) if args.algo == "bptt" else None
     args.alpha = (1.0 if args.alpha is None else args.alpha) if args.cell == "vanilla" else None
-    args.gate_bias = (0.0 if args.gate_bias is None else args.gate_bias) if args.cell == "rhn" else None
+    bias = 0.0 if args.gate_bias is None else args.gate_bias
+    args.gate_bias = bias if args.cell == "rhn" else None
     return args
 
 
