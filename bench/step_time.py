@@ -12,7 +12,7 @@ For each algorithm, hidden size n, depth L, batch B and dtype on one ``--backend
   shapes, dtype, backend and process (see ``floor_bench`` below and bench/README.md), and
   the ratio step / floor.
 - **state**: bytes of the estimator state (bptt: the activations one window keeps),
-  from shapes; for rtrl also the theoretical B·Σ_l n·2n·k_l elements.
+  from shapes; for rtrl also the theoretical B·Σ_l n·m_l·k_l elements (m_l = 2n for the RHN).
 - **ovh**: step − floor in ms for batch-1 steps at n = 32 (the goal was ≤ 0.25 ms).
 - ``r_min`` / ``ovh_min``: the same from the fastest timed calls (least disturbed on a
   shared machine).
@@ -41,39 +41,51 @@ GIB = 2.0**30
 
 
 # ---- floors -----------------------------------------------------------------------------------
+def block_shapes(cell):
+    """(m_l, k_l) of every recurrent block, from the cell interface (m_l = 2n for the RHN)."""
+    shapes = cell.shapes()
+    return [shapes[name] for name in cell.blocks]
+
+
 def floor_description(name, rank, cell, B):
     """Human-readable list of the products the floor times (per character)."""
-    n, L = cell.n_hidden, cell.depth
-    ks = [cell.width(l) for l in range(1, L + 1)]
+    n, mks = cell.n_hidden, block_shapes(cell)
     if name in ("kf", "ok", "kf-avg"):
         r = rank or 1
-        side = f"{L} x matmul H({B},{n},{n}) @ A({B},{n},{r}*{2 * n})  [r factors side by side]"
+
+        def per_block(text):  # "L x product" when every block has the same rows m
+            ms = [m for m, _ in mks]
+            if len(set(ms)) == 1:
+                return f"{len(ms)} x matmul {text(ms[0])}"
+            return " + ".join(text(m) for m in ms)
+
+        side = per_block(lambda m: f"H({B},{n},{n}) @ A({B},{n},{r}*{m})") + "  [r factors side by side]"
         if r == 1:
             return side
-        return (f"faster of: {side} | {L} x matmul H({B},1,{n},{n}) @ A({B},{r},{n},{2 * n})  "
-                "[H broadcast over the r stacked factors]")
+        stacked = per_block(lambda m: f"H({B},1,{n},{n}) @ A({B},{r},{n},{m})")
+        return f"faster of: {side} | {stacked}  [H broadcast over the r stacked factors]"
     if name == "rtrl":
-        return " + ".join(f"H({B},{n},{n}) @ G({B},{n},{2 * n}*{k})" for k in ks)
+        return " + ".join(f"H({B},{n},{n}) @ G({B},{n},{m}*{k})" for m, k in mks)
     if name == "uoro":
         return " + ".join(
-            f"[a({B},{k})@W^T({k},{2 * n}), v({B},{n})@Ws^T({n},{2 * n}), dz({B},{2 * n})@Ws({2 * n},{n})]"
-            for k in ks
+            f"[a({B},{k})@W^T({k},{m}), v({B},{n})@Ws^T({n},{m}), dz({B},{m})@Ws({m},{n})]"
+            for m, k in mks
         )
     return " + ".join(
-        f"[a({B},{k})@W^T({k},{2 * n}), dz({B},{2 * n})@Ws({2 * n},{n}), dz^T({2 * n},{B})@a({B},{k})]"
-        for k in ks
+        f"[a({B},{k})@W^T({k},{m}), dz({B},{m})@Ws({m},{n}), dz^T({m},{B})@a({B},{k})]"
+        for m, k in mks
     )
 
 
 def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
     """A callable running the step's unavoidable products once, on fresh arrays.
 
-    kf / ok / kf-avg: per block, ``H (B, n, n) @ A (B, n, r·2n)`` - the r stacked factors
+    kf / ok / kf-avg: per block, ``H (B, n, n) @ A (B, n, r·m_l)`` - the r stacked factors
     laid side by side so that one batched product serves them all (r = 1 for kf). For
     r > 1 a dict of two callables is returned, this one and ``H[:, None] @ A`` with the
-    factors stacked (B, r, n, 2n) (also one matmul call; on NumPy often the faster): the
+    factors stacked (B, r, n, m_l) (also one matmul call; on NumPy often the faster): the
     floor is the faster of the two, so it never favours the layout the library uses.
-    rtrl: per block, ``H (B, n, n) @ G (B, n, 2n·k_l)``.
+    rtrl: per block, ``H (B, n, n) @ G (B, n, m_l·k_l)``. (m_l, k_l): the block's shape.
     uoro: per micro-layer the forward ``a @ W^T``, the tangent ``v @ Ws^T`` (H_t s̃) and the
     backward ``dz @ Ws`` (ν^T ∂s_t/∂z), where Ws are W_l's state columns (contiguous).
     bptt: per micro-layer and character the forward ``a @ W^T``, the backward
@@ -81,8 +93,7 @@ def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
     Values are N(0, 1/n) so nothing is denormal; arrays are contiguous.
     """
     rng = np.random.default_rng(seed)
-    n, L = cell.n_hidden, cell.depth
-    ks = [cell.width(l) for l in range(1, L + 1)]
+    n, mks = cell.n_hidden, block_shapes(cell)
 
     def arr(*shape):
         return xp.asarray(rng.standard_normal(shape) / np.sqrt(n), dtype=dtype, device=device)
@@ -92,17 +103,17 @@ def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
         H = arr(B, n, n)
         r = rank or 1
         if name == "rtrl":
-            rights = [arr(B, n, 2 * n * k) for k in ks]
+            rights = [arr(B, n, m * k) for m, k in mks]
         else:
-            rights = [arr(B, n, r * 2 * n) for _ in ks]
+            rights = [arr(B, n, r * m) for m, _ in mks]
 
         def run():
             return [H @ X for X in rights]
 
         if name == "rtrl" or r == 1:
             return run
-        # the r factors stacked (B, r, n, 2n), H broadcast over them: one matmul call too
-        stacked = [arr(B, r, n, 2 * n) for _ in ks]
+        # the r factors stacked (B, r, n, m_l), H broadcast over them: one matmul call too
+        stacked = [arr(B, r, n, m) for m, _ in mks]
         Hb = H[:, None, :, :]
 
         def run_stacked():
@@ -110,11 +121,11 @@ def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
 
         return {"side by side": run, "stacked": run_stacked}
 
-    Ws = [arr(2 * n, k) for k in ks]
-    Wss = [arr(2 * n, n) for _ in ks]
-    As = [arr(B, k) for k in ks]
-    vs = [arr(B, n) for _ in ks]
-    dzs = [arr(B, 2 * n) for _ in ks]
+    Ws = [arr(m, k) for m, k in mks]
+    Wss = [arr(m, n) for m, _ in mks]
+    As = [arr(B, k) for _, k in mks]
+    vs = [arr(B, n) for _ in mks]
+    dzs = [arr(B, m) for m, _ in mks]
     if name == "uoro":
 
         def run():

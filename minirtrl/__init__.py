@@ -11,34 +11,41 @@ written by hand:
     ok       r-OK, r Kronecker products per block        r Σ_l (k_l + 2n²)    O(r L n³)
     kf-avg   mean of r independent KF-RTRL estimates    r Σ_l (k_l + 2n²)    O(r L n³)
 
-(figures for a depth-L RHN.) Shapes in docstrings and comments use: B batch, T time,
-n hidden units, L depth, k_l = length of a_l (n_in+n+1 for l = 1, else n+1), m_l rows of
-block l (2n for the RHN), r rank. The equations: ``docs/algorithms.md``.
+(figures for a depth-L RHN; for ``VanillaRNN``, the leaky tanh RNN, put L = 1 and n for
+2n.) Shapes in docstrings and comments use: B batch, T time, n hidden units, L depth,
+k_l = length of a_l (n_in+n+1 for l = 1, else n+1), m_l rows of block l (2n for the RHN,
+n for the vanilla RNN), r rank. The equations: ``docs/algorithms.md``.
 
     >>> import minirtrl
     >>> cell = minirtrl.RHN(n_in=4, n_hidden=8, n_out=4, depth=2)
     >>> params = cell.init(0, xp="numpy", dtype="float64")
     >>> # loss, grads = minirtrl.sequence_gradient("rtrl", cell, params, xs, ys)
+    >>> # algo = minirtrl.online("kf", cell)   # one step at a time, with signs you provide
 
 The core is this package without ``drivers/`` (the command-line tools).
 """
 
 from .adam import AdamState, adam_init, adam_step, clip_by_norm, global_norm
 from .api import exact_influence, sequence_gradient
-from .cells import RHN
+from .cells import RHN, VanillaRNN
 from .methods import METHODS
+from .online import Online, OnlineState, online
 
 __version__ = "0.1.0"
 
 __all__ = [
     "METHODS",
     "RHN",
+    "VanillaRNN",
     "AdamState",
+    "Online",
+    "OnlineState",
     "adam_init",
     "adam_step",
     "clip_by_norm",
     "exact_influence",
     "global_norm",
+    "online",
     "sequence_gradient",
     "__version__",
 ]

@@ -12,7 +12,9 @@ these functions:
 
 ``cache`` is what ``cell.step`` returned for this step, ``noise`` a dict of ±1 arrays
 with the shapes of ``noise_shapes`` (drawn by the caller, so tests can enumerate every
-sign pattern through the real code), ``c`` (B, n) = ∂loss_t/∂s_t, ``rank`` the r of
+sign pattern through the real code, and another implementation can be driven with the
+same signs: ``minirtrl.online``; each ``noise_shapes`` docstring says what every sign
+multiplies), ``c`` (B, n) = ∂loss_t/∂s_t, ``rank`` the r of
 ``ok`` and ``kf-avg`` (checked by ``minirtrl.methods.check_rank``; 1 for the others,
 which ignore it). States are immutable ``NamedTuple``s of arrays (possibly inside
 tuples) whose first axis is the batch; the functions below walk any of them.

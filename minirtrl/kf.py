@@ -55,7 +55,13 @@ def init(cell, batch, rank=1, *, xp, dtype, device=None):
 
 
 def noise_shapes(cell, batch, rank=1):
-    """``{"W1": (B, r, 2), ...}``: the signs (c1, c2) of every sample, chain and block."""
+    """``{"W1": (B, r, 2), ...}``: the signs (c1, c2) of every sample, chain and block.
+
+    ``noise[f"W{l}"][b, i, 0]`` is c1 of sample b, chain i, block l: it multiplies the
+    carried term (``c1 p1 u`` and ``c1 HA / p1``); ``[b, i, 1]`` is c2, on the new immediate
+    term (``c2 p2 a_l`` and ``c2 M_l / p2``). Where the zero guard picks the exact step
+    (one of the two terms is zero) that chain's signs are not used.
+    """
     return {name: (batch, rank, 2) for name in cell.blocks}
 
 

@@ -70,7 +70,14 @@ def init(cell, batch, rank=1, *, xp, dtype, device=None):
 
 
 def noise_shapes(cell, batch, rank=1):
-    """One ±1 sign per singular direction (r+1), sample and block: ``{"W1": (B, r+1), ...}``."""
+    """One ±1 sign per singular direction (r+1), sample and block: ``{"W1": (B, r+1), ...}``.
+
+    ``noise[f"W{l}"][b, j]`` is ε_j of Opt (eq. (16)) for sample b and block l: the sign of
+    the j-th singular direction of C = L_U^T L_V counted in ASCENDING order of the singular
+    values, applied to that singular pair in its canonical orientation (``singular_terms``:
+    the left singular vector has a nonnegative inner product with the sum of the stacked
+    left factors ``[u_1; ...; u_r; a_l]``).
+    """
     return {name: (batch, rank + 1) for name in cell.blocks}
 
 

@@ -4,6 +4,10 @@
 * ``numerical_jacobian``: central finite differences of any function of one array.
 * ``assert_close``: compare an array of any backend with a reference, after checking
   that it is an array of the expected namespace, shape, dtype and device.
+* ``expected_step``: the exact expectation of one estimator step over every sign pattern,
+  beside exact RTRL's step from the same estimate (small cells).
+* ``unbiasedness_z``, ``assert_unbiased``, ``z_threshold``: the mean of many seeded
+  estimates against the exact value, in standard errors (``_stats.py``).
 
 Everything here copies to NumPy, which is right for tests and wrong in library code.
 """
@@ -12,6 +16,15 @@ import numpy as np
 
 from . import readout
 from ._compat import array_namespace, get_device
+from ._stats import (  # noqa: F401 (re-exported)
+    MAX_PATTERNS,
+    StepExpectation,
+    assert_unbiased,
+    expected_step,
+    sign_patterns,
+    unbiasedness_z,
+    z_threshold,
+)
 from .backends import to_numpy
 
 

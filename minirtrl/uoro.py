@@ -62,7 +62,11 @@ def init(cell, batch, rank=1, *, xp, dtype, device=None):
 
 
 def noise_shapes(cell, batch, rank=1):
-    """One sign vector ν per sample and step: ``{"nu": (B, n)}``."""
+    """One sign vector ν per sample and step: ``{"nu": (B, n)}``.
+
+    ``noise["nu"][b]`` is sample b's ν ∈ {±1}^n: it enters ``s̃ ← ρ0 H s̃ + ρ1 ν`` and
+    ``θ̃ ← θ̃/ρ0 + δθ/ρ1`` with ``δθ^l = (ν^T M_l) ⊗ a_l`` (shared by all blocks).
+    """
     return {"nu": (batch, cell.n_hidden)}
 
 

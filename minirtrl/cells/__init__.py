@@ -1,34 +1,43 @@
 """Cells: the recurrent networks every gradient method works on, behind one small interface.
 
 A cell is an object that knows its sizes and parameter layout and writes its own
-Jacobians by hand. ``bptt``, ``rtrl``, ``uoro``, ``kf``, ``kf-avg`` and ``ok`` use nothing
-else of it, so adding a cell means writing one module with a class like ``RHN``:
+Jacobians by hand. ``bptt``, ``rtrl``, ``uoro``, ``kf``, ``kf-avg`` and ``ok`` (and
+``exact_influence``, ``minirtrl.online``) use nothing else of it, so adding a cell means
+writing one module with a class like ``RHN`` (``rhn.py``) or ``VanillaRNN``
+(``vanilla.py``) and exporting it here:
 
     n_in, n_hidden, n_out     sizes (n = n_hidden)
-    blocks                    names of the recurrent weight blocks, ("W1", ..., "WL")
-    shapes()                  {name: shape} of every parameter: the blocks, then "V" (n_out, n+1)
+    blocks                    names of the recurrent weight blocks, e.g. ("W1", ..., "WL")
+    shapes()                  {name: shape} of every parameter: each block (m_l, k_l), then
+                              "V" (n_out, n+1)
     init(seed, xp, dtype, ..., device) -> params      random parameters (host draws)
 
     step(params, s, x, *, xp) -> (s_t, cache)
         one time step, s (B, n), x (B, n_in) -> s_t (B, n). ``cache`` is a tuple with one
         entry per block; entry l has the attribute ``a`` = a_l (B, k_l), the vector block l
-        multiplies (k_l = shapes()[block][1]).
+        multiplies (k_l = shapes()[block][1]); anything else in it is the cell's own.
     influence_pieces(params, cache, *, xp) -> (H, (M_1, ..., M_L))
         H = H_t = ∂s_t/∂s_{t-1} (B, n, n) and, per block, the right immediate factor
         M_l (B, n, m_l), m_l = shapes()[block][0], such that the immediate influence is
-        ∂s_t/∂W_l[i, j] = M_l[:, :, i] · a_l[j]  (F_t^l = a_l ⊗ M_l).
+        ∂s_t/∂W_l[i, j] = M_l[:, :, i] · a_l[:, j]  (F_t^l = a_l ⊗ M_l).
     jvp_vjp(params, cache, v, g, *, xp) -> (H v, (g M_1, ..., g M_L))
-        v, g (B, n): the tangent H_t v and, per block, g^T M_l (B, m_l), without forming H_t.
+        v, g (B, n): the tangent H_t v (B, n) and, per block, g^T M_l (B, m_l), without
+        forming H_t.
     vjp(params, cache, g, *, xp) -> (g H, (g M_1, ..., g M_L))
-        back-propagation of g = ∂L/∂s_t through the step (weights fixed).
+        back-propagation of g = ∂L/∂s_t (B, n) through the step (weights fixed): g^T H_t
+        (B, n) and, per block, g^T M_l (B, m_l), whose outer product with a_l is the
+        gradient of W_l.
 
-The readout ``V [s_t; 1]`` is shared by all cells (``minirtrl.readout``). Equations of
-the cells and of the methods built on this interface: ``docs/algorithms.md``.
+The two cells: ``RHN`` (m_l = 2n: candidate and gate rows; k_1 = n_in+n+1, k_l = n+1 for
+l >= 2) and ``VanillaRNN`` (one block, m = n, k = n_in+n+1). The readout ``V [s_t; 1]``
+is shared by all cells (``minirtrl.readout``). Equations of the cells and of the methods
+built on this interface: ``docs/algorithms.md``.
 """
 
 from typing import Protocol, runtime_checkable
 
 from .rhn import RHN
+from .vanilla import VanillaRNN
 
 
 @runtime_checkable
@@ -53,4 +62,4 @@ class Cell(Protocol):
     def vjp(self, params, cache, g, *, xp): ...
 
 
-__all__ = ["Cell", "RHN"]
+__all__ = ["Cell", "RHN", "VanillaRNN"]

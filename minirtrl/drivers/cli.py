@@ -8,6 +8,7 @@ import os
 import sys
 
 from ..backends import NAMES, BackendError, load
+from ..cells import RHN, VanillaRNN
 from ..methods import METHODS, RANKED
 from .errors import Failure
 
@@ -43,6 +44,14 @@ nonnegative = _number(int, 0, False, "an integer >= 0")
 positive_float = _number(float, 0.0, True, "a number > 0")
 nonnegative_float = _number(float, 0.0, False, "a number >= 0")
 real = _number(float, None, False, "a finite number")
+
+
+def leak_rate(text):
+    """A number in (0, 1] (the vanilla cell's alpha)."""
+    value = positive_float(text)
+    if value > 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], not {text!r}")
+    return value
 
 
 # ---- one vocabulary of flags ------------------------------------------------------------
@@ -86,7 +95,9 @@ def add_backend_flags(parser, *, dtype="float32"):
 # ---- the flags of the training drivers ------------------------------------------------
 #: run settings a resumed run must share with its checkpoint (besides the task's own)
 CONFIG_KEYS = ("algo", "rank", "truncation", "hidden", "depth", "batch", "lr", "clip", "seed",
-               "dtype", "init_scale", "gate_bias")
+               "dtype", "init_scale", "gate_bias", "cell", "alpha")
+#: the cells a driver can train
+CELLS = ("rhn", "vanilla")
 
 
 def make_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, steps, truncation=50):
@@ -102,6 +113,10 @@ def make_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, steps
     add(p, "--algo", algo, choices=METHODS)
     add(p, "--rank", None, type=positive, shown=rank)
     add(p, "--hidden", hidden, type=positive)
+    a("--cell", default="rhn", choices=CELLS,
+      help="rhn (recurrent highway network) or vanilla (leaky tanh RNN) (default rhn)")
+    a("--alpha", type=leak_rate, default=None,
+      help="leak rate of --cell vanilla, 0 < alpha <= 1 (default 1.0: no leak)")
     add(p, "--depth", 1, type=positive)
     add(p, "--batch", batch, type=positive)
     a("--lr", type=positive_float, default=lr, help=f"Adam learning rate (default {lr:.4g})")
@@ -113,7 +128,7 @@ def make_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, steps
       help=f"bptt window K in characters (default {truncation})")
     a("--init-scale", type=nonnegative_float, default=0.01,
       help="std of the initial weights (default 0.01)")
-    a("--gate-bias", type=real, default=0.0, help="initial transform-gate bias (default 0)")
+    a("--gate-bias", type=real, default=None, help="initial RHN transform-gate bias (default 0)")
     add(p, "--log", None, metavar="FILE", shown="no log")
     a("--checkpoint", metavar="FILE", default=None,
       help="checkpoint file (.npz), written atomically (default: none)")
@@ -140,12 +155,36 @@ def parse(parser, argv):
             parser.error(f"--truncation applies only to --algo bptt, not {args.algo}")
         if args.resume and not args.checkpoint:
             parser.error("--resume needs --checkpoint FILE")
+        if args.alpha is not None and args.cell != "vanilla":
+            parser.error(f"--alpha applies only to --cell vanilla, not {args.cell}")
+        if args.gate_bias is not None and args.cell != "rhn":
+            parser.error(f"--gate-bias applies only to --cell rhn, not {args.cell}")
+        if args.depth != 1 and args.cell != "rhn":
+            parser.error(f"--depth applies only to --cell rhn ({args.cell} has depth 1)")
     except SystemExit as exc:  # argparse's way to finish --help or to report an error
         return exc.code if isinstance(exc.code, int) else 0
     args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     args.rank = (args.rank or args._rank_default) if args.algo in RANKED else None
     args.truncation = (args.truncation or args._truncation_default) if args.algo == "bptt" else None
+    args.alpha = (1.0 if args.alpha is None else args.alpha) if args.cell == "vanilla" else None
+    bias = 0.0 if args.gate_bias is None else args.gate_bias
+    args.gate_bias = bias if args.cell == "rhn" else None
     return args
+
+
+def make_cell(args, n_in, n_out):
+    """The cell the parsed flags ask for: ``RHN`` (``--depth``) or ``VanillaRNN`` (``--alpha``)."""
+    if args.cell == "vanilla":
+        return VanillaRNN(n_in, args.hidden, n_out, alpha=args.alpha)
+    return RHN(n_in, args.hidden, n_out, depth=args.depth)
+
+
+def init_options(args):
+    """The keyword arguments of the cell's ``init`` besides seed, namespace, dtype, device."""
+    options = {"init_scale": args.init_scale}
+    if args.cell == "rhn":
+        options["gate_bias"] = args.gate_bias
+    return options
 
 
 # ---- backend, device and threads ----------------------------------------------------------

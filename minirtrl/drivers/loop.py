@@ -55,13 +55,12 @@ from .. import bptt
 from ..adam import adam_init, adam_step, clip_by_norm, global_norm
 from ..api import influence_step
 from ..backends import dtype_of, to_numpy
-from ..cells import RHN
 from ..influence import reset
 from ..methods import influence_method
 from ..rng import draw_signs
 from . import checkpoint
 from .checkpoint import Run
-from .cli import CONFIG_KEYS, open_backend, threads_of
+from .cli import CONFIG_KEYS, init_options, make_cell, open_backend, threads_of
 from .errors import Diverged, WriteFailed, command, deferred
 from .files import io_failure
 from .outputs import Outputs
@@ -188,7 +187,7 @@ def run(args, task, *, prog, evaluate=None, eval_every=0, out=None, err=None, ou
 def _setup(args, task):
     xp, device = open_backend(args)
     dtype = dtype_of(xp, args.dtype)
-    cell = RHN(task.n_in, args.hidden, task.n_out, depth=args.depth)
+    cell = make_cell(args, task.n_in, task.n_out)
     module, shapes = None, {}
     if args.algo != "bptt":
         module = influence_method(args.algo)
@@ -199,8 +198,7 @@ def _setup(args, task):
 
 def _fresh(setup, args):
     cell, xp, device, dtype = setup.cell, setup.xp, setup.device, setup.dtype
-    params = cell.init(args.seed, xp=xp, dtype=dtype, init_scale=args.init_scale,
-                       gate_bias=args.gate_bias, device=device)
+    params = cell.init(args.seed, xp=xp, dtype=dtype, device=device, **init_options(args))
     est = None
     if setup.module is not None:
         est = setup.module.init(cell, setup.B, args.rank or 1, xp=xp, dtype=dtype, device=device)

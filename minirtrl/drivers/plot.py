@@ -27,7 +27,8 @@ from .files import check_output, io_failure
 PROG = "minirtrl.plot"
 KINDS = {"minirtrl.copy": "copy", "minirtrl.ptb": "ptb", "minirtrl.noise": "noise"}
 #: settings that tell runs apart, in the order a legend or a title names them
-NAMED = (("algo", "{}"), ("rank", "rank {}"), ("truncation", "window {}"), ("hidden", "n={}"),
+NAMED = (("algo", "{}"), ("rank", "rank {}"), ("truncation", "window {}"), ("cell", "{}"),
+         ("alpha", "alpha {:g}"), ("hidden", "n={}"),
          ("depth", "depth {}"), ("batch", "B={}"), ("lr", "lr {:.3g}"), ("clip", "clip {:g}"),
          ("dtype", "{}"), ("backend", "{}"), ("seed", "seed {}"), ("samples", "M={}"))
 TITLES = {"copy": "copy task", "ptb": "character-level language model", "noise": "estimator noise"}

@@ -99,7 +99,8 @@ def settings_line(prog, args, device, threads):
         algo += f" rank {args.rank}"
     if args.truncation is not None:
         algo += f" window {args.truncation}"
-    return (f"{prog}: {algo}, n {args.hidden}, depth {args.depth}, B {args.batch}, "
+    cell = "" if getattr(args, "cell", "rhn") == "rhn" else f"{args.cell} alpha {args.alpha:g}, "
+    return (f"{prog}: {algo}, {cell}n {args.hidden}, depth {args.depth}, B {args.batch}, "
             f"lr {args.lr:.4g}, clip {args.clip:g}, {args.dtype}, {args.backend} on {device}, "
             f"threads {threads}")
 
