@@ -332,6 +332,29 @@ def influence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0,
     return Bench(step, 1, state_bytes)
 
 
+def sequence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0, length=64):
+    """``minirtrl.sequence_gradient`` over a random one-hot sequence of ``length`` steps.
+
+    ``per_call = length``: the time per call divided by it is the per-character cost a
+    user pays through the public entry point (argument checks, the sign draws, the loop,
+    the sum of the per-step gradients). ``state_bytes`` is the method's state for B streams.
+    """
+    rng = np.random.default_rng(seed)
+    xs, ys = one_hot_stream(rng, length, B, cell.n_in, cell.n_out, xp=xp, dtype=dtype,
+                            device=device)
+    kwargs = {"rank": rank} if method in RANKED else {}
+    if method == "bptt":
+        kwargs = {"truncation": rank}  # for bptt the run spec's value is the window
+
+    def step():
+        return minirtrl.sequence_gradient(method, cell, params, xs, ys, seed=seed, **kwargs)
+
+    module = influence_method(method) if method != "bptt" else None
+    state = None if module is None else module.init(cell, B, rank or 1, xp=xp, dtype=dtype,
+                                                      device=device)
+    return Bench(step, length, nbytes(state, xp) if state is not None else 0)
+
+
 def bptt_bench(cell, params, B, K, *, xp, dtype, device, seed=0, windows=4):
     """One TBPTT window of ``K`` steps (``bptt.window_gradient``), state carried on.
 

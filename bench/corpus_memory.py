@@ -6,7 +6,8 @@ raw or Mikolov format, optionally gzip-compressed, and reads it with
 ``minirtrl.drivers.corpus.read_corpus`` in a child process that reports
 
 * the peak of Python's and NumPy's allocations (``tracemalloc``) during the read, and
-* the peak resident set size of the child (``ru_maxrss``) minus its size before the read,
+* the peak resident set size of the child (``VmHWM`` of ``/proc/self/status``) minus its
+  resident size before the read (after its imports),
 
 each as a multiple of the number of characters of the text (1 byte per character here).
 
@@ -34,16 +35,21 @@ ALPHABETS = {"raw": np.frombuffer(b"abcdefghijklmnopqrstuvwxyz _\n", dtype=np.ui
 NAMES = {"raw": "{}.txt", "mikolov": "ptb.char.{}.txt"}
 
 CHILD = """
-import json, resource, sys, time, tracemalloc
+import json, sys, time, tracemalloc
 from minirtrl.drivers.corpus import read_corpus
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def status(key):  # kB figures of this process (VmHWM: its peak; not inherited across exec)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+before = status("VmRSS")
 tracemalloc.start()
 start = time.perf_counter()
 corpus = read_corpus(sys.argv[1], sys.argv[2])
 seconds = time.perf_counter() - start
 traced = tracemalloc.get_traced_memory()[1]
 tracemalloc.stop()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = status("VmHWM")
 print(json.dumps({"symbols": int(corpus.train.shape[0]), "dtype": str(corpus.train.dtype),
                   "traced_peak_bytes": traced, "rss_growth_bytes": (after - before) * 1024,
                   "seconds": seconds}))

@@ -151,7 +151,7 @@ def measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync):
     row = {
         "algo": name, "rank": rank, "truncation": K, "label": algo.label,
         "n": n, "depth": depth, "batch": B, "dtype": dtype_name, "backend": args.backend,
-        "n_in": args.n_in, "n_out": args.n_out,
+        "n_in": args.n_in, "n_out": args.n_out, "through": args.through,
     }
     cell, params = C.make_cell_and_params(
         n, depth, args.n_in, args.n_out, xp=xp, dtype=dtype, device=device,
@@ -164,7 +164,11 @@ def measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync):
             row["status"] = f"skipped (memory: {theory / GIB:.2f} GiB > --max-gib {args.max_gib:g})"
             return row
     try:
-        if name == "bptt":
+        if args.through == "sequence":
+            bench = C.sequence_bench(name, cell, params, B, K if name == "bptt" else rank, xp=xp,
+                                     dtype=dtype, device=device, seed=args.seed,
+                                     length=args.length)
+        elif name == "bptt":
             bench = C.bptt_bench(cell, params, B, K, xp=xp, dtype=dtype, device=device,
                                  seed=args.seed)
         else:
@@ -254,6 +258,11 @@ def make_parser():
     p.add_argument("--dtype", nargs="+", default=["float32,float64"], help="float types")
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "torch", "array_api_strict"],
                    help="array library")
+    p.add_argument("--through", choices=["online", "sequence"], default="online",
+                   help="time the library's online step, or sequence_gradient over --length "
+                        "steps divided by them (what a user pays)")
+    p.add_argument("--length", type=int, default=64,
+                   help="steps of each sequence_gradient call with --through sequence")
     p.add_argument("--n-in", type=int, default=50, help="input size (one-hot)")
     p.add_argument("--n-out", type=int, default=50, help="output classes")
     p.add_argument("--max-gib", type=float, default=4.0,

@@ -122,7 +122,7 @@ def _parser():
     a = p.add_argument
     add_backend_flags(p, dtype="float64")
     a("--algo", nargs="+", default=list(ESTIMATORS), choices=ESTIMATORS,
-      help=f"estimators to measure (default {' '.join(ESTIMATORS)})")
+      help=f"gradient algorithm: the estimators to measure (default {' '.join(ESTIMATORS)})")
     add(p, "--rank", None, type=positive, shown=DEFAULT_RANK)
     add(p, "--hidden", 32, type=positive, shown="32, for the table over time")
     add(p, "--depth", 1, type=positive)
