@@ -23,7 +23,7 @@ import numpy as np
 
 import minirtrl
 from minirtrl import bptt, readout
-from minirtrl.api import influence_step
+from minirtrl.online import influence_step
 from minirtrl.backends import BackendError, dtype_of, load
 from minirtrl.influence import leaves
 from minirtrl.methods import METHODS, RANKED, influence_method
@@ -300,7 +300,7 @@ def influence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0,
     """One online step of influence method ``method`` with the state carried on.
 
     Per call: the ±1 signs drawn on the host and moved to the device
-    (``rng.draw_signs``), then the library's own online step, ``api.influence_step``
+    (``rng.draw_signs``), then the library's own online step, ``online.influence_step``
     (``cell.step``, the method's ``update``, ``readout.loss_and_grad`` and the method's
     ``grads``: what ``sequence_gradient`` and the training drivers run per character).
     Inputs cycle through ``stream`` pre-built one-hot steps (data loading is not timed).

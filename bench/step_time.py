@@ -4,7 +4,7 @@ For each algorithm, hidden size n, depth L, batch B and dtype on one ``--backend
 
 - **step**: the median time of one online step with the parameters fixed (the ±1
   signs drawn on the host and moved to the device, then the library's
-  ``api.influence_step``: ``cell.step``, the method's ``update``,
+  ``online.influence_step``: ``cell.step``, the method's ``update``,
   ``readout.loss_and_grad`` and the method's ``grads``; no optimiser), after a warm-up, the estimator state carried from step to step. For
   ``bptt`` with truncation K: one window of K steps (``bptt.window_gradient``) divided
   by K, i.e. a per-character cost.

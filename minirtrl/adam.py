@@ -41,18 +41,33 @@ def adam_step(params, grads, state, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, xp=
 def global_norm(grads, keys, *, xp):
     """The joint Euclidean norm of ``grads[k]`` for ``k`` in ``keys``, a 0-d array.
 
-    Overflow-safe: the entries are divided by the largest magnitude ``m`` before they are
-    squared, ``m · sqrt(Σ (g/m)²)``, so a float32 gradient of entries near 1e19 (whose
-    squares overflow) has its true norm; a zero gradient has norm 0 and a non-finite one a
-    non-finite norm, without a warning (for the caller's guard). Two passes over the
-    gradients.
+    Overflow-safe: float64 gradients are divided by their largest magnitude ``m`` before
+    they are squared, ``m · sqrt(Σ (g/m)²)``; narrower floats are squared in float64, where
+    the square of any of their finite values is finite. So a float32 gradient of entries
+    near 1e19 (whose squares overflow float32) has its true norm; a zero gradient has norm
+    0 and a non-finite one a non-finite norm, without a warning (for the caller's guard).
+    One pass over each gradient (two for float64).
     """
     keys = list(keys)
     if not keys:
         raise ValueError("keys must name at least one gradient")
-    m = xp.max(xp.stack([xp.max(xp.abs(grads[k])) for k in keys]))  # 0-d: the largest |g|
+    dtype = grads[keys[0]].dtype
+    if dtype != xp.float64:  # squares of finite float32 values are finite in float64
+        total = None
+        for k in keys:
+            g = xp.reshape(xp.astype(grads[k], xp.float64), (-1,))
+            total = xp.vecdot(g, g) if total is None else total + xp.vecdot(g, g)
+        return xp.astype(xp.sqrt(total), dtype)
+    m = None  # the largest |g| over all keys, 0-d
+    for k in keys:
+        mk = xp.max(xp.abs(grads[k]))
+        m = mk if m is None else xp.maximum(m, mk)
     scale = xp.where(xp.isfinite(m) & (m > 0), m, xp.ones_like(m))  # 1 for 0, inf, nan
-    return scale * xp.sqrt(sum(xp.sum((grads[k] / scale) ** 2) for k in keys))
+    total = None
+    for k in keys:
+        g = xp.reshape(grads[k] / scale, (-1,))
+        total = xp.vecdot(g, g) if total is None else total + xp.vecdot(g, g)
+    return scale * xp.sqrt(total)
 
 
 def clip_by_norm(grads, max_norm, keys, *, xp):

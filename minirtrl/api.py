@@ -10,16 +10,21 @@ import numpy as np
 
 from . import _checks, bptt
 from ._compat import get_device
-from .arguments import check_params, check_sequence  # noqa: F401 (check_params re-exported)
+from .arguments import check_sequence
 from .methods import METHODS, RANKED, check_method, check_rank, influence_method
-from .online import advance, influence_step, online  # noqa: F401 (influence_step re-exported)
+from .online import advance, online
+from .rng import draw_sign_steps
+
+#: steps whose signs are drawn and moved to the device at once
+SIGN_BLOCK = 256
 
 
 def run_influence(method, cell, params, xs, ys=None, mask=None, *, seed=0, rank=1, xp):
     """Run an influence method over a sequence; return ``(loss (B,), grads, est)``.
 
-    The loop of ``Online.step`` from the zero state, with each step's signs drawn by
-    ``Online.draw_signs`` from ``numpy.random.default_rng(seed)``. Arguments are assumed
+    The loop of ``Online.step`` from the zero state, with each step's signs those of
+    ``Online.draw_signs`` from ``numpy.random.default_rng(seed)`` (drawn ``SIGN_BLOCK``
+    steps at a time, which gives the same signs: ``rng.draw_sign_steps``). Arguments are assumed
     checked (the unchecked ``online.advance`` runs each step). With ``ys=None`` only the
     influence is computed (``loss`` and ``grads`` are None).
     """
@@ -27,10 +32,14 @@ def run_influence(method, cell, params, xs, ys=None, mask=None, *, seed=0, rank=
     T, B = xs.shape[0], xs.shape[1]
     dtype, device = params["V"].dtype, get_device(xs)
     rng = np.random.default_rng(seed)
+    shapes = algo.sign_shapes(B)
     state = algo.init(B, xp=xp, dtype=dtype, device=device)
     loss, grads = None, None
     for t in range(T):
-        signs = algo.draw_signs(rng, B, xp=xp, dtype=dtype, device=device)
+        if t % SIGN_BLOCK == 0:  # the next steps' signs at once: one transfer per block
+            block = draw_sign_steps(rng, shapes, min(SIGN_BLOCK, T - t), xp=xp, dtype=dtype,
+                                    device=device)
+        signs = {k: v[t % SIGN_BLOCK, ...] for k, v in block.items()}
         y, m = (None, None) if ys is None else (ys[t, :], mask[t, :])
         state, l_t, g = advance(algo, params, state, xs[t, ...], y, m, signs, xp=xp)
         if ys is not None:

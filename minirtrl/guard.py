@@ -12,14 +12,14 @@ def divide_where(num, den, ok, fill, *, xp):
     return xp.where(ok, num / safe, fill)
 
 
-def norm_ratio(sq_num, sq_den, *, xp, where=None):
-    """``sqrt(‖num‖ / ‖den‖)`` from the squared norms; 1 where either is 0 (or not ``where``).
+def norm_ratio(sq_num, sq_den, *, xp, ok=None):
+    """``sqrt(‖num‖ / ‖den‖)`` from the squared norms; 1 where either is 0 (or not ``ok``).
 
     The balancing factor of UORO's ρ0, ρ1 and KF-RTRL's p1, p2 (``docs/algorithms.md``,
-    eqs. (12), (13)), and of the factor pairs of OK: ``(sq_num / sq_den)^¼``.
+    eqs. (12), (13)): ``(sq_num / sq_den)^¼``. ``ok`` (when the caller knows it already)
+    says where both norms are positive.
     """
-    ok = (sq_num > 0) & (sq_den > 0)
-    if where is not None:
-        ok = ok & where
+    if ok is None:
+        ok = xp.minimum(sq_num, sq_den) > 0  # both norms are positive
     one = xp.ones_like(sq_num)
-    return xp.sqrt(xp.sqrt(divide_where(sq_num, sq_den, ok, one, xp=xp)))
+    return divide_where(sq_num, sq_den, ok, one, xp=xp) ** 0.25

@@ -6,11 +6,15 @@ these functions:
 
     init(cell, batch, rank, *, xp, dtype, device) -> state     zero influence
     noise_shapes(cell, batch, rank) -> {name: shape}           random signs one step needs
-    update(cell, params, state, cache, noise, *, xp) -> state  G_t from G_{t-1} (one step)
+    update(cell, params, state, cache, noise, *, xp, keep=None) -> state
+                                                               G_t from G_{t-1} (one step)
     grads(cell, state, c, *, xp) -> {"W1": (m_1, k_1), ...}    c_t · G_t, summed over B
     influence(cell, state, *, xp) -> {"W1": (B, n, m_1, k_1), ...}   the estimate, dense
 
-``cache`` is what ``cell.step`` returned for this step, ``noise`` a dict of ±1 arrays
+``keep`` (B,) 0/1 or None: where it is 0 the stream starts from the zero influence (a
+new sequence), which the method folds into its step at no extra pass over its state (the
+same as ``update(..., reset(state, keep), ...)``). ``cache`` is what ``cell.step``
+returned for this step, ``noise`` a dict of ±1 arrays
 with the shapes of ``noise_shapes`` (drawn by the caller, so tests can enumerate every
 sign pattern through the real code, and another implementation can be driven with the
 same signs: ``minirtrl.online``; each ``noise_shapes`` docstring says what every sign

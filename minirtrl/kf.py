@@ -65,12 +65,16 @@ def noise_shapes(cell, batch, rank=1):
     return {name: (batch, rank, 2) for name in cell.blocks}
 
 
-def update(cell, params, state, cache, noise, *, xp):
+def update(cell, params, state, cache, noise, *, xp, keep=None):
     """One KF-RTRL step of every chain of every block (r read from the state).
 
-    ``noise[f"W{l}"]`` (B, r, 2) holds the signs (c1, c2). Cost O(B (L n³ + r L n³)).
+    ``noise[f"W{l}"]`` (B, r, 2) holds the signs (c1, c2). ``keep`` (B,) 0/1: where it is
+    0 the stream starts from zero factors (H_t is zeroed there, so H A = 0 and the zero
+    guard takes the exact step; no pass over A). Cost O(B (L n³ + r L n³)).
     """
     H, pieces = cell.influence_pieces(params, cache, xp=xp)
+    if keep is not None:
+        H = H * keep[:, None, None]
     us, As = [], []
     for name, u, A, M, layer in zip(cell.blocks, state.u, state.A, pieces, cache):
         u, A = kf_step(u, A, H, layer.a, M, noise[name], xp=xp)
@@ -87,13 +91,15 @@ def kf_step(u, A, H, a, M, signs, *, xp):
     """
     HA = apply_left(H, A, xp=xp)  # (B, r, n, m)
     B, r, n, m = HA.shape
-    sq_u = xp.vecdot(u, u)  # (B, r)
-    sq_HA = xp.vecdot(xp.reshape(HA, (B, r, n * m)), xp.reshape(HA, (B, r, n * m)))  # (B, r)
-    sq_a = xp.vecdot(a, a)[:, None]  # (B, 1)
-    sq_M = xp.vecdot(xp.reshape(M, (B, n * m)), xp.reshape(M, (B, n * m)))[:, None]  # (B, 1)
+    flat_HA, flat_M = xp.reshape(HA, (B, r, n * m)), xp.reshape(M, (B, 1, n * m))
+    sq_u, sq_HA = xp.vecdot(u, u), xp.vecdot(flat_HA, flat_HA)  # (B, r)
+    sq_a, sq_M = xp.vecdot(a, a)[:, None], xp.vecdot(flat_M, flat_M)  # (B, 1)
+    old = xp.minimum(sq_u, sq_HA) > 0  # u ⊗ HA ≠ 0                   (B, r)
+    new = xp.minimum(sq_a, sq_M) > 0  # a ⊗ M ≠ 0                     (B, 1)
+    mix = old & new  # both terms present: the random step            (B, r)
     c1, c2 = signs[:, :, 0], signs[:, :, 1]  # (B, r)
-    p1 = norm_ratio(sq_HA, sq_u, xp=xp)  # sqrt(‖HA‖ / ‖u‖)
-    p2 = norm_ratio(sq_M, sq_a, xp=xp)  # sqrt(‖M‖ / ‖a‖)
+    p1 = norm_ratio(sq_HA, sq_u, ok=mix, xp=xp)  # sqrt(‖HA‖ / ‖u‖)
+    p2 = norm_ratio(sq_M, sq_a, ok=mix, xp=xp)  # sqrt(‖M‖ / ‖a‖)
 
     # The paper's update, u = c1 p1 u + c2 p2 a and A = c1 HA/p1 + c2 M/p2, as the
     # weights of the old and the new term on each side:
@@ -101,12 +107,10 @@ def kf_step(u, A, H, a, M, signs, *, xp):
     A_old, A_new = c1 / p1, c2 / p2  # (B, r)
 
     # The zero-norm guard, after: where one term is zero, the other is kept exactly.
-    old = (sq_u > 0) & (sq_HA > 0)  # u ⊗ HA ≠ 0                       (B, r)
-    new = (sq_a > 0) & (sq_M > 0)  # a ⊗ M ≠ 0                         (B, 1)
-    mix = old & new  # both terms present: the random step              (B, r)
     alone = xp.astype(old, u.dtype)  # 1 keeps the old term alone, 0 the new one
     u_old, A_old = xp.where(mix, u_old, alone), xp.where(mix, A_old, alone)
-    u_new, A_new = xp.where(mix, u_new, 1.0 - alone), xp.where(mix, A_new, 1.0 - alone)
+    alone = 1.0 - alone
+    u_new, A_new = xp.where(mix, u_new, alone), xp.where(mix, A_new, alone)
 
     u = u_old[:, :, None] * u + u_new[:, :, None] * a[:, None, :]
     A = A_old[:, :, None, None] * HA + A_new[:, :, None, None] * M[:, None, :, :]

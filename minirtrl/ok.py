@@ -281,23 +281,28 @@ def step_qr(u, A, H, a, M, signs, *, xp):
 FORMS = {"gram": step_gram, "qr": step_qr}
 
 
-def update(cell, params, state, cache, noise, *, xp, form="gram"):
+def update(cell, params, state, cache, noise, *, xp, form="gram", keep=None):
     """One r-OK step for every block: ``state`` at t-1 -> t (see the module docstring).
 
     ``noise[name]`` (B, r+1) ±1 per block; ``form`` selects the orthogonalisation
-    (a key of ``FORMS``; identical results up to roundoff).
+    (a key of ``FORMS``; identical results up to roundoff). ``keep`` (B,) 0/1: where it is
+    0 the stream starts from zero factors (H_t and u are zeroed there: no pass over A).
     """
     _require_linalg(xp)
     if form not in FORMS:
         raise ValueError(f"form must be one of {', '.join(FORMS)}, not {form!r}")
     step = FORMS[form]
     H, pieces = cell.influence_pieces(params, cache, xp=xp)  # (B, n, n), (B, n, m_l) each
-    us, As = [], []
-    for name, u, A, M, layer in zip(cell.blocks, state.u, state.A, pieces, cache):
+    us = state.u
+    if keep is not None:
+        H = H * keep[:, None, None]
+        us = tuple(u * keep[:, None, None] for u in us)
+    new_u, As = [], []
+    for name, u, A, M, layer in zip(cell.blocks, us, state.A, pieces, cache):
         u_new, A_new = step(u, A, H, layer.a, M, noise[name], xp=xp)
-        us.append(u_new)
+        new_u.append(u_new)
         As.append(A_new)
-    return State(tuple(us), tuple(As))
+    return State(tuple(new_u), tuple(As))
 
 
 def grads(cell, state, c, *, xp):

@@ -173,16 +173,21 @@ def check_state(algo, state, batch, xp, dtype):
 
 
 # ---- the step itself, unchecked ---------------------------------------------------------
-def influence_step(module, cell, params, s, est, x, y, mask, signs, *, xp):
+def influence_step(module, cell, params, s, est, x, y, mask, signs, *, xp, keep=None):
     """One online step of an influence method (the body of every RTRL-family loop).
 
     ``s`` (B, n) and ``est`` are s_{t-1} and the method's estimate of G_{t-1}; ``x``
-    (B, n_in), ``y`` (B,) int64, ``mask`` (B,), ``signs`` the step's signs. Returns
-    ``(s_t, est_t, loss_t (B,), grads)`` with ``grads`` = c_t·G_t per block plus the
-    exact readout gradient ``"V"``, summed over the batch. Arguments are not checked.
+    (B, n_in), ``y`` (B,) int64, ``mask`` (B,), ``signs`` the step's signs; ``keep`` (B,)
+    0/1 or None: where it is 0 the stream starts a new sequence here, from the zero state
+    and the zero influence (as ``influence.reset`` would make them, folded into the
+    method's step). Returns ``(s_t, est_t, loss_t (B,), grads)`` with ``grads`` = c_t·G_t
+    per block plus the exact readout gradient ``"V"``, summed over the batch. Arguments
+    are not checked.
     """
+    if keep is not None:
+        s = s * keep[:, None]
     s, cache = cell.step(params, s, x, xp=xp)
-    est = module.update(cell, params, est, cache, signs, xp=xp)
+    est = module.update(cell, params, est, cache, signs, xp=xp, keep=keep)
     if y is None:  # the influence alone
         return s, est, None, None
     loss, dV, c = readout.loss_and_grad(params["V"], s, y, mask, xp=xp)

@@ -38,13 +38,17 @@ def noise_shapes(cell, batch, rank=1):
     return {}
 
 
-def update(cell, params, state, cache, noise=None, *, xp):
+def update(cell, params, state, cache, noise=None, *, xp, keep=None):
     """``G^l <- H_t G^l + a_l ⊗ M_l`` for every block (``noise`` is ignored).
 
     One product ``H_t @ G^l`` per block; the immediate term is added to it in one
-    broadcast expression on its (B, n, m_l, k_l) view. Cost O(B Σ_l n · n · m_l k_l).
+    broadcast expression on its (B, n, m_l, k_l) view. ``keep`` (B,) 0/1: where it is 0
+    the stream starts from G = 0 (H_t is zeroed there, not G: no pass over G).
+    Cost O(B Σ_l n · n · m_l k_l).
     """
     H, pieces = cell.influence_pieces(params, cache, xp=xp)
+    if keep is not None:
+        H = H * keep[:, None, None]
     new = []
     for G, M, layer in zip(state.G, pieces, cache):
         B, n, m = M.shape

@@ -70,15 +70,20 @@ def noise_shapes(cell, batch, rank=1):
     return {"nu": (batch, cell.n_hidden)}
 
 
-def update(cell, params, state, cache, noise, *, xp):
+def update(cell, params, state, cache, noise, *, xp, keep=None):
     """One UORO step (see the module docstring). Cost O(B L n²).
 
     The norms need no pass over ``δθ``: ``‖dz_l ⊗ a_l‖ = ‖dz_l‖ ‖a_l‖``. ``θ̃`` is read
-    once for its norm and once for the update ``θ̃/ρ0 + (dz/ρ1) ⊗ a``.
+    once for its norm and once for the update ``θ̃/ρ0 + (dz/ρ1) ⊗ a``. ``keep`` (B,) 0/1:
+    where it is 0 the stream starts from s̃ = θ̃ = 0 (folded into s̃ and the 1/ρ0 that
+    scales θ̃: no extra pass over θ̃).
     """
     nu = noise["nu"]  # (B, n)
-    s_f, dzs = cell.jvp_vjp(params, cache, state.s, nu, xp=xp)  # H_t s̃, ν^T M_l
+    s_old = state.s if keep is None else state.s * keep[:, None]
+    s_f, dzs = cell.jvp_vjp(params, cache, s_old, nu, xp=xp)  # H_t s̃, ν^T M_l
     sq_theta = sum(sq_norm(th, xp=xp) for th in state.theta)  # ‖θ̃‖²   (B,)
+    if keep is not None:
+        sq_theta = sq_theta * keep
     sq_dtheta = sum(  # ‖δθ‖² = Σ_l ‖dz_l‖² ‖a_l‖²
         xp.vecdot(dz, dz) * xp.vecdot(layer.a, layer.a) for dz, layer in zip(dzs, cache)
     )
@@ -86,6 +91,8 @@ def update(cell, params, state, cache, noise, *, xp):
     rho1 = norm_ratio(sq_dtheta, xp.vecdot(nu, nu), xp=xp)  # (B,)
     s = rho0[:, None] * s_f + rho1[:, None] * nu
     inv0, inv1 = (1.0 / rho0)[:, None, None], (1.0 / rho1)[:, None]
+    if keep is not None:
+        inv0 = inv0 * keep[:, None, None]  # θ̃ of a stream that starts over counts as 0
     theta = tuple(
         th * inv0 + (dz * inv1)[:, :, None] * layer.a[:, None, :]  # θ̃/ρ0 + δθ/ρ1
         for th, dz, layer in zip(state.theta, dzs, cache)

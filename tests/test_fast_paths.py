@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 
 import minirtrl
-from minirtrl import kf, ok, opt, readout, rtrl
+from minirtrl import influence, kf, ok, opt, readout, rtrl
 from minirtrl.cells import rhn
 from minirtrl.backends import load, to_numpy
 from minirtrl.rng import draw_signs
 from minirtrl.testing import assert_close
+
+from estimator_helpers import exact_step
 
 NPX, _ = load("numpy")
 EPS = np.finfo(np.float64).eps
@@ -203,3 +205,32 @@ def test_rtrl_state_is_exactly_the_influence(depth):
     for st in (state, rtrl.update(cell, params, state, layers, xp=np)):
         assert sum(G.size for G in st.G) == theory
         assert all(G.dtype == np.float64 for G in st.G)
+
+
+# ---- resets folded into the step ------------------------------------------------------------
+@pytest.mark.parametrize("method, rank", [("rtrl", 1), ("uoro", 1), ("kf", 1), ("kf-avg", 3),
+                                          ("ok", 3)])
+@pytest.mark.parametrize("depth", [1, 2])
+def test_update_with_keep_is_the_update_of_the_reset_state(method, rank, depth):
+    """``update(..., keep=k)`` (no pass over the state) == ``update(reset(state, k))``."""
+    from minirtrl.influence import reset
+    from minirtrl.methods import influence_method
+
+    module = influence_method(method)
+    cell, params, layers, rng = setup(depth, B=3)
+    state = module.init(cell, 3, rank, xp=np, dtype=np.float64)
+    for _ in range(3):  # a nonzero past
+        noise = draw_signs(rng, module.noise_shapes(cell, 3, rank), xp=np, dtype=np.float64)
+        state = module.update(cell, params, state, layers, noise, xp=np)
+    keep = np.array([1.0, 0.0, 1.0])
+    noise = draw_signs(rng, module.noise_shapes(cell, 3, rank), xp=np, dtype=np.float64)
+    folded = module.update(cell, params, state, layers, noise, xp=np, keep=keep)
+    plain = module.update(cell, params, reset(state, keep), layers, noise, xp=np)
+    for got, want in zip(influence.leaves(folded), influence.leaves(plain)):
+        assert_close(got, want, rtol=0, atol=0)
+    dense = module.influence(cell, folded, xp=np)
+    zero = {k: np.zeros((1, cell.n_hidden) + params[k].shape) for k in cell.blocks}
+    exact = exact_step(cell, params, zero, tuple(type(l)(*(f[1:2] for f in l)) for l in layers))
+    if method in ("rtrl", "kf", "kf-avg"):  # deterministic from zero: the exact first step
+        for k in cell.blocks:
+            assert_close(dense[k][1:2], exact[k], rtol=1e-12, atol=1e-15)

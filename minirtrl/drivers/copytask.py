@@ -95,16 +95,20 @@ class CopyTask:
         """Apply the curriculum rule, then draw stream b's next sequence."""
         self.level, self.error = advance_level(self.level, self.error)
         T = draw_length(rng, self.level)
-        inputs, targets = make_sequence(rng.integers(0, 2, size=T))
+        bits = rng.integers(0, 2, size=T)
         cap = self.inputs.shape[1]
         if 2 * T + 2 > cap:
             pad = np.full((self.batch, max(2 * T + 2, 2 * cap) - cap), BLANK, dtype=np.int64)
             self.inputs = np.concatenate([self.inputs, pad], axis=1)
             self.targets = np.concatenate([self.targets, pad], axis=1)
-        self.inputs[b, :] = BLANK
-        self.targets[b, :] = BLANK
-        self.inputs[b, : 2 * T + 2] = inputs
-        self.targets[b, : 2 * T + 2] = targets
+        # the row written in place: make_sequence(bits), then blanks (no temporaries)
+        inputs, targets = self.inputs[b], self.targets[b]
+        inputs[:] = BLANK
+        targets[:] = BLANK
+        inputs[0] = START
+        inputs[1:T + 1] = bits
+        targets[T + 1] = START
+        targets[T + 2:2 * T + 2] = bits
         self.length[b] = T
         self.pos[b] = 0
 

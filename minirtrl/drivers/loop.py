@@ -34,8 +34,9 @@ stream for one seed. For ``bptt`` the task is told the window's mean loss once f
 characters (``observe(bits, steps=K)``), after the whole window was drawn.
 
 Host and device: a step's batch is built in NumPy and moved with one ``xp.asarray`` (inputs,
-targets, mask and keep packed in one array); the only host read per step is one 3-element
-stack (loss, gradient norms) that the curriculum and the non-finite guard need.
+targets, mask, keep and the step's random signs packed in one array: the only host-to-device
+copy of a step); the only host read per step is one 3-element stack (loss, gradient norms)
+that the curriculum and the non-finite guard need.
 
 Notation: ``s`` s_t (B, n); ``est`` the influence method's state (its estimate of G_t);
 ``c`` c_t; ``K`` characters per optimiser step (1 online, ``--truncation`` for bptt);
@@ -52,12 +53,11 @@ from typing import Callable, NamedTuple, Optional, TextIO
 import numpy as np
 
 from .. import bptt
-from ..adam import adam_init, adam_step, clip_by_norm, global_norm
-from ..api import influence_step
+from ..adam import adam_init, adam_step, clip_by_norm
+from ..online import influence_step
 from ..backends import dtype_of, to_numpy
-from ..influence import reset
 from ..methods import influence_method
-from ..rng import draw_signs
+from ..rng import host_signs
 from . import checkpoint
 from .checkpoint import Run
 from .cli import CONFIG_KEYS, init_options, make_cell, open_backend, threads_of
@@ -99,12 +99,23 @@ class Settings(NamedTuple):
 
 
 # ---- one optimiser step -------------------------------------------------------------------
-def pack(batches):
-    """Host batches of K characters -> one (K, B, n_in + 3) float64 array [x | y | mask | keep]."""
-    return np.stack([
+def pack(batches, signs=None):
+    """Host batches of K characters and a step's signs -> one (K, B, width) float64 array.
+
+    Each row is ``[x | y | mask | keep | signs]``: the signs of the step (``rng.host_signs``,
+    each (B, ...), flattened per stream) ride in the same transfer as the data, so a step
+    moves one array to the device.
+    """
+    rows = np.stack([
         np.concatenate([b.x, b.y[:, None], b.mask[:, None], b.keep[:, None]], axis=1)
         for b in batches
     ])
+    if signs:
+        B = rows.shape[1]
+        flat = np.concatenate([v.reshape(B, -1) for v in signs.values()], axis=1)
+        rows = np.concatenate([rows, np.broadcast_to(flat, (rows.shape[0],) + flat.shape)],
+                              axis=2)
+    return rows
 
 
 def _unpack(packed, n_in, xp):
@@ -113,23 +124,32 @@ def _unpack(packed, n_in, xp):
     return x, y, packed[..., n_in + 1], packed[..., n_in + 2]
 
 
-def online_step(setup, now, packed, noise, resets=True):
+def _signs(packed, n_in, shapes, xp):
+    """The step's sign arrays from the columns after ``[x | y | mask | keep]``."""
+    out, start = {}, n_in + 3
+    for name, shape in shapes.items():
+        size = math.prod(shape[1:])
+        out[name] = xp.reshape(packed[:, start:start + size], shape)
+        start += size
+    return out
+
+
+def online_step(setup, now, packed, resets=True):
     """One character of the RTRL family; returns (loss (B,), grads, est, s) -- not yet applied.
 
     ``resets`` is False when the host knows that no stream starts a sequence here, which
     saves a pass over the influence state.
     """
     cell, xp = setup.cell, setup.xp
-    x, y, mask, keep = _unpack(packed[0, ...], cell.n_in, xp)
-    s, est = now.s, now.est
-    if resets:
-        s, est = s * keep[:, None], reset(est, keep)
-    s, est, loss, grads = influence_step(setup.module, cell, now.params, s, est, x, y, mask, noise,
-                                         xp=xp)
+    row = packed[0, ...]
+    x, y, mask, keep = _unpack(row, cell.n_in, xp)
+    noise = _signs(row, cell.n_in, setup.noise_shapes, xp)
+    s, est, loss, grads = influence_step(setup.module, cell, now.params, now.s, now.est, x, y,
+                                         mask, noise, xp=xp, keep=keep if resets else None)
     return loss, grads, est, s
 
 
-def window_step(setup, now, packed, noise=None, resets=True):
+def window_step(setup, now, packed, resets=True):
     """One bptt window of K characters; returns (loss (B,), grads, None, s)."""
     cell, xp = setup.cell, setup.xp
     x, y, mask, keep = _unpack(packed, cell.n_in, xp)
@@ -143,13 +163,15 @@ def apply_step(setup, now, loss, grads, est, s):
     xp, B = setup.xp, setup.B
     grads = {k: g / B for k, g in grads.items()}
     grads, norm = clip_by_norm(grads, setup.clip, setup.cell.blocks, xp=xp)
-    probe = xp.stack([xp.sum(loss) / B, norm, global_norm(grads, ("V",), xp=xp)])
-    mean_loss, norm_w, norm_v = (float(v) for v in to_numpy(probe))  # the one host read
+    # the readout gradient is finite iff its sum is (up to an overflow of the sum, which
+    # would stop a run that was about to diverge anyway)
+    probe = xp.stack([xp.sum(loss) / B, norm, xp.sum(grads["V"])])
+    mean_loss, norm_w, sum_v = (float(v) for v in to_numpy(probe))  # the one host read
     step = now.step + 1
-    if not all(map(math.isfinite, (mean_loss, norm_w, norm_v))):
+    if not all(map(math.isfinite, (mean_loss, norm_w, sum_v))):
         raise Diverged(
             f"non-finite loss or gradient at step {step} (loss {mean_loss}, recurrent gradient "
-            f"norm {norm_w}, readout gradient norm {norm_v}); stopped without saving this state",
+            f"norm {norm_w}, readout gradient sum {sum_v}); stopped without saving this state",
             step,
         )
     params, adam = adam_step(now.params, grads, now.adam, lr=setup.lr, xp=xp)
@@ -310,10 +332,9 @@ def _loop(session, now, seconds0):
                         task.state_dict())
             batches = [task.next_batch(rngs[0]) for _ in range(K)]
             resets = not all(np.all(b.keep == 1) for b in batches)  # known on the host
-            packed = xp.asarray(pack(batches), dtype=setup.dtype, device=setup.device)
-            noise = draw_signs(rngs[1], setup.noise_shapes, xp=xp, dtype=setup.dtype,
-                               device=setup.device)
-            loss, grads, est, s = step_fn(setup, now, packed, noise, resets)
+            signs = host_signs(rngs[1], setup.noise_shapes)  # {} for rtrl and bptt
+            packed = xp.asarray(pack(batches, signs), dtype=setup.dtype, device=setup.device)
+            loss, grads, est, s = step_fn(setup, now, packed, resets)
             new, bits = apply_step(setup, now, loss, grads, est, s)
             task.observe(bits, steps=K)
             now = new  # commit: from here host state and device state agree again
