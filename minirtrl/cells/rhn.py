@@ -33,10 +33,11 @@ through the step O(L n²) (both at once, sharing the diagonals: ``jvp_vjp``).
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
-from .._compat import get_device
 from .. import _checks
+from .._compat import get_device
 from ._params import normal_params
 
 
@@ -71,9 +72,9 @@ class RHN:
             object.__setattr__(self, name, _checks.size(name, getattr(self, name)))
 
     # ---- layout -------------------------------------------------------------------
-    @property
+    @cached_property
     def blocks(self):
-        """Names of the recurrent weight blocks, ``("W1", ..., "WL")``."""
+        """Names of the recurrent weight blocks, ``("W1", ..., "WL")`` (made once)."""
         return tuple(f"W{l}" for l in range(1, self.depth + 1))
 
     def width(self, l):

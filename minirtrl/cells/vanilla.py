@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from numbers import Real
 from typing import NamedTuple
 
-from .._compat import get_device
 from .. import _checks
+from .._compat import get_device
 from ._params import normal_params
 
 
