@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts (``step_time.py``, ``compare_torch.py``).
+"""Shared helpers of the benchmark scripts.
 
 What lives here: the machine header (CPU, cores, NumPy and its BLAS, backend versions),
 device synchronisation, the timer (warm-up, then the median of single timed calls),

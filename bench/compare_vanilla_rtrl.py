@@ -1,8 +1,8 @@
-"""minirtrl against omarschall/vanilla-rtrl (a NumPy RTRL, KF-RTRL and UORO for a leaky
-vanilla RNN, batch 1) on the equal network, interleaved in one process.
+"""minirtrl against omarschall/vanilla-rtrl on the equal network, interleaved in one process.
 
-The peer is imported from a checkout you give (``--peer DIR``, e.g. a clone of
-github.com/omarschall/vanilla-rtrl; it needs scipy): nothing of it is copied here. Both
+The peer (a NumPy RTRL, KF-RTRL and UORO for a leaky vanilla RNN, batch 1) is imported
+from a checkout you give (``--peer DIR``, e.g. a clone of github.com/omarschall/vanilla-rtrl;
+it needs scipy): nothing of it is copied here. Both
 sides get the same leaky tanh RNN, ``a_t = (1 - α) a_{t-1} + α tanh(W_rec a_{t-1} + W_in
 x_t + b)`` with a softmax readout: the peer's ``RNN`` and minirtrl's ``VanillaRNN`` with
 ``W1 = [W_in | W_rec | b]`` and ``V = [W_out | b_out]``. First the script checks that

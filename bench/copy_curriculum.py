@@ -26,10 +26,16 @@ from _common import checked_output, parser, pyplot, run_specs, write_json
 DEFAULT_RUNS = "bptt:10,bptt:50,uoro,kf,kf-avg,ok"
 
 
+SETTINGS = ("cell", "algo", "rank", "truncation", "hidden", "depth", "batch", "lr", "clip",
+            "seed", "backend", "dtype", "steps", "max_seconds")
+
+
 def read_log(path):
-    """The progress and final records of a driver's ``--log`` (through ``minirtrl.plot``)."""
+    """The header's settings and the progress and final records of a driver's ``--log``."""
     log = plot.read(path)
-    return [r for r in log.records[1:] if r["kind"] in ("progress", "final")]
+    config = log.records[0]["config"]
+    settings = {key: config.get(key) for key in SETTINGS}
+    return settings, [r for r in log.records[1:] if r["kind"] in ("progress", "final")]
 
 
 def reached(curve):
@@ -67,11 +73,11 @@ def run_one(spec, args):
 
 def from_log(label, log):
     """The summary of one run from its ``--log`` file (steps/s from the logged wall time)."""
-    records = read_log(log)
+    settings, records = read_log(log)
     last = records[-1]
     curve = [(0, 1)] + [(r["data"], r["T"]) for r in records]
     return {
-        "label": label, "status": 0, "log": os.path.basename(log),
+        "label": label, "status": 0, "log": os.path.basename(log), "settings": settings,
         "T": last["T"], "bits": last["bits"], "steps": last["step"], "data": last["data"],
         "seconds": last["seconds"], "steps_per_second": last["step"] / max(last["seconds"], 1e-9),
         "curve": curve, "data_to_reach": reached(curve),
@@ -124,9 +130,7 @@ def main(argv=None):
     else:
         results = [run_one(spec, args) for spec in specs]
         budget_text = f"{args.data} characters" if args.data is not None else f"{args.seconds:g} s"
-    summary = {"budget": budget_text, "hidden": args.hidden, "batch": args.batch,
-               "rank": args.rank, "lr": args.lr, "backend": args.backend, "dtype": args.dtype,
-               "seed": args.seed, "runs": results}
+    summary = {"budget": budget_text, "runs": results}  # each run's settings from its log header
     write_json(os.path.join(args.out, "summary.json"), summary)
     print(f"\n{'run':10s} {'T_':>4s} {'bits':>7s} {'steps':>9s} {'data':>10s} {'steps/s':>8s}")
     for r in results:

@@ -29,13 +29,13 @@ Python starts) and say so next to the figures::
     OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench/ptb_compare.py \\
         --data /path/to/ptb --seconds 420 --hidden 64 --out ptb-bench --paper-steps 10
 
-A quick check that everything runs: ``--seconds 5 --calibrate 1 --hidden 8``.
+A quick check that everything runs: ``--seconds 5 --calibrate 1 --hidden 8``. ``--summarize``
+rebuilds ``summary.json``, the table and the plot from the logs already in ``--out``.
 """
 
 import argparse
 import contextlib
 import io
-import json
 import os
 import sys
 import tempfile
@@ -97,8 +97,8 @@ def timed_steps(argv, folder, steps, warmup=2):
                             "--report-every", 1, "--eval-every", 0, "--log", log])
     if status != 0:
         raise RuntimeError(f"timing run failed (exit status {status})")
-    with open(log, encoding="utf-8") as f:
-        seconds = {r["step"]: r["seconds"] for r in map(json.loads, f) if not r.get("final")}
+    seconds = {r["step"]: r["seconds"] for r in plot.read(log).records
+               if r["kind"] == "progress"}
     os.remove(log)
     return (seconds[warmup + steps] - seconds[warmup]) / steps
 
@@ -110,8 +110,7 @@ def calibrate(argv, folder, seconds):
                             "--max-seconds", seconds, "--eval-every", 0, "--log", log])
     if status != 0:
         raise RuntimeError(f"calibration failed (exit status {status})")
-    with open(log, encoding="utf-8") as f:
-        last = [json.loads(line) for line in f][-1]
+    last = plot.read(log).records[-1]
     os.remove(log)
     return last["step"] / max(last["seconds"], 1e-9)
 
@@ -147,39 +146,49 @@ def run_one(label, algo, K, rank, args, rate, eval_s):
     if status != 0:
         print(f"   failed with exit status {status} (see {label}.out)", flush=True)
         return {"label": label, "algo": algo, "truncation": K, "rank": rank, "status": status}
-    records = plot.read(log).records[1:]
-    last = records[-1]
-    if last["kind"] != "final" or "test_bpc" not in last:
+    result = from_log(label, log)
+    result.update(calibrated_steps_per_second=rate, wall_seconds=wall)
+    if result["status"] == 0:
+        print(f"   step {result['steps']}  data {result['data']}  valid {result['valid_bpc']:.4f}  "
+              f"test {result['test_bpc']:.4f}  {result['steps_per_second']:.1f} steps/s",
+              flush=True)
+    return result
+
+
+def from_log(label, log):
+    """The summary record of one run from its ``--log`` file (settings from its header)."""
+    header, *records = plot.read(log).records
+    config = header["config"]
+    algo, K, rank = config["algo"], config.get("truncation"), config.get("rank")
+    last = records[-1] if records else {}
+    if last.get("kind") != "final" or "test_bpc" not in last:
         print(f"   {log} does not end with a final record", flush=True)
         return {"label": label, "algo": algo, "truncation": K, "rank": rank, "status": -1}
     evals = [r for r in records if r["kind"] == "eval"]  # the periodic validation passes
     curve = [(r["data"], r["seconds"], r["valid_bpc"]) for r in evals]
     if not curve or curve[-1][0] != last["data"]:
         curve.append((last["data"], last["seconds"], last["valid_bpc"]))
-    chars_per_step = args.batch * (K or 1)
+    chars_per_step = config["batch"] * (K or 1)
     steps_per_s = last["step"] / max(last["seconds"], 1e-9)
     eval_total = sum(r["eval_seconds"] for r in evals)  # the final passes came after the budget
     train_steps_per_s = last["step"] / max(last["seconds"] - eval_total, 1e-9)
-    result = {
+    return {
         "label": label, "algo": algo, "truncation": K, "rank": rank, "status": 0,
-        "eval_every": eval_every, "calibrated_steps_per_second": rate,
+        "log": os.path.basename(log), "hidden": config["hidden"], "batch": config["batch"],
+        "eval_every": config["eval_every"],
         "steps": last["step"], "data": last["data"], "seconds": last["seconds"],
-        "wall_seconds": wall, "steps_per_second": steps_per_s,
+        "steps_per_second": steps_per_s,
         "evaluation_seconds": eval_total, "training_steps_per_second": train_steps_per_s,
         "chars_per_second": train_steps_per_s * chars_per_step,
         "train_bpc": last.get("train_bpc"), "valid_bpc": last["valid_bpc"],
         "best_valid_bpc": min(v for _, _, v in curve), "test_bpc": last["test_bpc"],
         "evaluations": len(curve), "curve": curve,
     }
-    print(f"   step {result['steps']}  data {result['data']}  valid {result['valid_bpc']:.4f}  "
-          f"test {result['test_bpc']:.4f}  {steps_per_s:.1f} steps/s", flush=True)
-    return result
 
 
 def draw(results, out, path):
     """``python -m minirtrl.plot`` of every run's log into ``path`` (if matplotlib is there)."""
-    logs = [plot.read(os.path.join(out, f"{r['label']}.jsonl")) for r in results
-            if r["status"] == 0]
+    logs = [plot.read(os.path.join(out, r["log"])) for r in results if r["status"] == 0]
     if not logs or pyplot() is None:
         return False
     plot.save(plot.figure(logs), path)
@@ -187,14 +196,14 @@ def draw(results, out, path):
 
 
 def table(results):
-    rows = ["| run | valid bpc (end) | best valid | test bpc | optimiser steps | characters seen "
-            "| steps/s (training) | characters/s (training) | s evaluating |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = ["| run | n, B | valid bpc (end) | best valid | test bpc | optimiser steps "
+            "| characters seen | steps/s (training) | characters/s (training) | s evaluating |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         if r["status"] != 0:
-            rows.append(f"| {r['label']} | failed (exit status {r['status']}) ||||||||")
+            rows.append(f"| {r['label']} | | failed (exit status {r['status']}) ||||||||")
             continue
-        rows.append(f"| {r['label']} | {r['valid_bpc']:.3f} | {r['best_valid_bpc']:.3f} | "
+        rows.append(f"| {r['label']} | {r['hidden']}, {r['batch']} | {r['valid_bpc']:.3f} | {r['best_valid_bpc']:.3f} | "
                     f"{r['test_bpc']:.3f} | {r['steps']:,} | {r['data']:,} | "
                     f"{r['training_steps_per_second']:.1f} | {r['chars_per_second']:,.0f} | "
                     f"{r['evaluation_seconds']:.0f} |")
@@ -203,7 +212,8 @@ def table(results):
 
 def make_parser():
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="char-PTB directory (see minirtrl.ptb --format)")
+    p.add_argument("--data", help="char-PTB directory (see minirtrl.ptb --format); required "
+                   "unless --summarize")
     p.add_argument("--format", default="mikolov", choices=("mikolov", "raw"),
                    help="the corpus format, as minirtrl.ptb --format")
     p.add_argument("--seconds", type=float, default=420.0,
@@ -229,13 +239,54 @@ def make_parser():
                    help="also time this many steps at n=256, ok rank 8, batch 32 (0 = skip)")
     p.add_argument("--progress", type=float, default=30.0, help="seconds between progress lines")
     p.add_argument("--out", default="ptb-bench", help="output directory")
+    p.add_argument("--summarize", action="store_true",
+                   help="do not train: summarise every <label>.jsonl already in --out (and time "
+                        "--paper-steps if asked)")
     return p
 
 
+def paper_scale(args, folder):
+    """Seconds per step at the OK authors' PTB setting (n=256, ok rank 8, batch 32), here."""
+    paper_args = argparse.Namespace(**{**vars(args), "hidden": 256, "batch": 32,
+                                       "dtype": "float32"})
+    paper = {"hidden": 256, "rank": 8, "batch": 32, "dtype": "float32",
+             "backend": args.backend, "steps_timed": args.paper_steps}
+    try:
+        per_step = timed_steps(driver_argv("ok", None, 8, paper_args), folder, args.paper_steps)
+    except (RuntimeError, KeyError, OSError) as exc:
+        print(f"\npaper scale: not measured ({exc})", flush=True)
+        return {**paper, "error": str(exc)}
+    print(f"\npaper scale (n=256, ok rank 8, batch 32, float32, {args.backend}): "
+          f"{per_step:.3f} s per step (mean over {args.paper_steps}), "
+          f"1M steps = {per_step * 1e6 / 86400:.1f} days", flush=True)
+    return {**paper, "seconds_per_step": per_step, "days_for_1M_steps": per_step * 1e6 / 86400}
+
+
+def train_all(runs, args, folder):
+    """Measure the validation pass, calibrate every run's speed, then run each; the records."""
+    corpus = read_corpus(args.data, args.format)
+    print(f"# {args.data}: {corpus.summary()}", flush=True)
+    eval_s = validation_seconds(corpus, args)
+    print(f"# one validation pass: {eval_s:.1f} s ({corpus.valid.shape[0] - 1:,} characters, "
+          f"{args.eval_streams} streams, n={args.hidden})", flush=True)
+    synthetic_corpus(folder, len(corpus.vocab))
+    rates = {}
+    for label, algo, K, rank in runs:
+        rates[label] = calibrate(driver_argv(algo, K, rank, args), folder, args.calibrate)
+        print(f"# calibration {label}: {rates[label]:.1f} steps/s", flush=True)
+    results = [run_one(label, algo, K, rank, args, rates[label], eval_s)
+               for label, algo, K, rank in runs]
+    return results, eval_s
+
+
 def main(argv=None):
-    args = make_parser().parse_args(argv)
-    runs = [(spec.label, spec.algo, spec.truncation, spec.rank)
-            for spec in run_specs(args.runs, ranks=[args.rank], truncations=[25])]
+    p = make_parser()
+    args = p.parse_args(argv)
+    if args.data is None and not args.summarize:
+        p.error("the following arguments are required: --data (unless --summarize)")
+    runs = [] if args.summarize else [
+        (spec.label, spec.algo, spec.truncation, spec.rank)
+        for spec in run_specs(args.runs, ranks=[args.rank], truncations=[25])]
     checked_output("--out", args.out, directory=True,
                    fresh=[f"{label}.{ext}" for label, *_ in runs for ext in ("jsonl", "out")])
     os.makedirs(args.out, exist_ok=True)
@@ -243,41 +294,25 @@ def main(argv=None):
     print(f"# {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable), load "
           f"{info['loadavg_at_start']}, numpy {info['numpy']}, threads {info['thread_env']}",
           flush=True)
-    corpus = read_corpus(args.data, args.format)
-    print(f"# {args.data}: {corpus.summary()}", flush=True)
-    eval_s = validation_seconds(corpus, args)
-    print(f"# one validation pass: {eval_s:.1f} s ({corpus.valid.shape[0] - 1:,} characters, "
-          f"{args.eval_streams} streams, n={args.hidden})", flush=True)
-    results, rates = [], {}
+    settings = dict(vars(args)) if not args.summarize else {  # else each run's from its log
+        key: getattr(args, key) for key in ("out", "summarize", "paper_steps", "backend")}
+    summary = {"settings": settings, "machine": info}
+    path = os.path.join(args.out, "summary.json")
     with tempfile.TemporaryDirectory() as folder:
-        synthetic_corpus(folder, len(corpus.vocab))
-        for label, algo, K, rank in runs:
-            rates[label] = calibrate(driver_argv(algo, K, rank, args), folder, args.calibrate)
-            print(f"# calibration {label}: {rates[label]:.1f} steps/s", flush=True)
-        for label, algo, K, rank in runs:
-            results.append(run_one(label, algo, K, rank, args, rates[label], eval_s))
-        paper = None
+        if args.summarize:
+            logs = sorted(f for f in os.listdir(args.out) if f.endswith(".jsonl"))
+            results = [from_log(f[: -len(".jsonl")], os.path.join(args.out, f)) for f in logs]
+            synthetic_corpus(folder, 50)
+        else:
+            results, summary["validation_pass_seconds"] = train_all(runs, args, folder)
+        summary.update(runs=results, machine_at_end={"loadavg": list(os.getloadavg())})
+        write_json(path, summary)  # before the paper-scale timing: nothing is lost if it fails
+        print()
+        print(table(results))
+        draw(results, args.out, os.path.join(args.out, "ptb.png"))
         if args.paper_steps > 0:
-            paper_args = argparse.Namespace(**{**vars(args), "hidden": 256, "batch": 32,
-                                               "dtype": "float32"})
-            per_step = timed_steps(driver_argv("ok", None, 8, paper_args), folder,
-                                   args.paper_steps)
-            paper = {"hidden": 256, "rank": 8, "batch": 32, "dtype": "float32",
-                     "backend": args.backend, "steps_timed": args.paper_steps,
-                     "seconds_per_step": per_step, "days_for_1M_steps": per_step * 1e6 / 86400}
-    summary = {"settings": {k: v for k, v in vars(args).items()}, "machine": info,
-               "machine_at_end": {"loadavg": list(os.getloadavg())},
-               "validation_pass_seconds": eval_s, "runs": results, "paper_scale": paper}
-    write_json(os.path.join(args.out, "summary.json"), summary)
-    print()
-    print(f"n={args.hidden}, batch {args.batch}, {args.dtype}, {args.backend}, lr {args.lr:.4g}, "
-          f"clip {args.clip:g}, {args.seconds:g} s per run, {args.eval_streams} eval streams")
-    print(table(results))
-    if paper is not None:
-        print(f"\npaper scale (n=256, ok rank 8, batch 32, float32, {args.backend}): "
-              f"{paper['seconds_per_step']:.3f} s per step (mean over {args.paper_steps}), "
-              f"1M steps = {paper['days_for_1M_steps']:.1f} days")
-    draw(results, args.out, os.path.join(args.out, "ptb.png"))
+            summary["paper_scale"] = paper_scale(args, folder)
+            write_json(path, summary)
     return 0 if all(r["status"] == 0 for r in results) else 1
 
 

@@ -1,5 +1,7 @@
-"""Steps per second of the copy driver on the torch backend: torch's default threads
-against a fixed number, at several sizes (the measurement behind ``--threads``' default).
+"""Steps per second of the copy driver on the torch backend at each number of threads.
+
+Torch's default threads against fixed numbers, at several sizes: the measurement behind
+the drivers' ``--threads`` default.
 
 Each configuration runs ``python -m minirtrl.copy --backend torch`` in its own process
 (threads are process state) for ``--seconds`` seconds after a short warm-up and reads the

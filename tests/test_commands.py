@@ -31,7 +31,8 @@ def bench_parsers():
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         for name in ("step_time", "compare_torch", "copy_curriculum", "ptb_compare",
-                     "corpus_memory"):
+                     "corpus_memory", "compare_vanilla_rtrl", "driver_vs_step", "torch_threads",
+                     "scaling", "gpu_check"):
             if name == "compare_torch" and importlib.util.find_spec("torch") is None:
                 continue
             spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")

@@ -103,11 +103,23 @@ def test_noise_refuses_bad_json_and_plot_before_measuring(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("script, flag", [("step_time.py", "--json"), ("compare_torch.py", "--json"),
-                                          ("copy_curriculum.py", "--out"), ("ptb_compare.py", "--out")])
+                                          ("copy_curriculum.py", "--out"), ("ptb_compare.py", "--out"),
+                                          ("compare_vanilla_rtrl.py", "--json"),
+                                          ("driver_vs_step.py", "--json"), ("torch_threads.py", "--json"),
+                                          ("scaling.py", "--json-out"), ("scaling.py", "--plot"),
+                                          ("gpu_check.py", "--out"), ("corpus_memory.py", "--json")])
 def test_bench_scripts_refuse_bad_outputs_first(script, flag, tmp_path):
     argv = [sys.executable, str(ROOT / "bench" / script), flag, "/proc/x"]
     if script == "ptb_compare.py":
         argv += ["--data", str(tmp_path)]
+    if script == "compare_vanilla_rtrl.py":
+        argv += ["--peer", str(tmp_path)]
+    if script == "scaling.py":
+        argv += [str(tmp_path / "rows.json")]
+    if script == "scaling.py" and flag == "--plot":
+        argv[-2] = "/proc/x.png"
+    if script == "torch_threads.py":
+        pytest.importorskip("torch")
     if script == "compare_torch.py":
         pytest.importorskip("torch")
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120,

@@ -1,0 +1,62 @@
+"""The reproduction scripts in bench/ run end to end at tiny sizes, and their summaries
+describe the runs from the runs' own logs (never from the script's defaults)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(script, *argv):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / script), *map(str, argv)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    return out.stdout
+
+
+def tiny_corpus(folder):
+    folder.mkdir()
+    text = "the cat sat on the mat and the dog ate the hat\n" * 40
+    for split in ("train", "valid", "test"):
+        (folder / f"{split}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_ptb_compare_runs_times_the_paper_scale_and_summarizes_from_its_logs(tmp_path):
+    data, out = tiny_corpus(tmp_path / "data"), tmp_path / "out"
+    bench("ptb_compare.py", "--data", data, "--format", "raw", "--runs", "bptt:5,kf",
+          "--seconds", 1.5, "--calibrate", 0.3, "--hidden", 6, "--batch", 3,
+          "--eval-streams", 2, "--points", 2, "--paper-steps", 1, "--out", out)
+    first = json.loads((out / "summary.json").read_text())
+    assert [r["label"] for r in first["runs"]] == ["bptt-5", "kf"]
+    for run in first["runs"]:
+        assert run["status"] == 0 and (run["hidden"], run["batch"]) == (6, 3)
+        assert math.isfinite(run["valid_bpc"]) and math.isfinite(run["test_bpc"])
+        assert run["steps"] > 0 and run["data"] == run["steps"] * 3 * (run["truncation"] or 1)
+    assert first["paper_scale"]["seconds_per_step"] > 0
+    printed = bench("ptb_compare.py", "--summarize", "--out", out, "--hidden", 99)
+    again = json.loads((out / "summary.json").read_text())
+    keys = ("label", "hidden", "batch", "steps", "data", "valid_bpc", "test_bpc", "curve")
+    assert [[r[k] for k in keys] for r in again["runs"]] == \
+        [[json.loads(json.dumps(r[k])) for k in keys] for r in first["runs"]]
+    assert "| kf | 6, 3 |" in printed
+
+
+def test_copy_curriculum_summary_takes_each_runs_settings_from_its_log(tmp_path):
+    out = tmp_path / "out"
+    bench("copy_curriculum.py", "--data", 400, "--hidden", 6, "--batch", 4, "--runs", "kf,bptt:5",
+          "--points", 2, "--out", out)
+    bench("copy_curriculum.py", "--summarize", "--out", out)  # the script's default n is 32
+    runs = {r["label"]: r for r in json.loads((out / "summary.json").read_text())["runs"]}
+    assert set(runs) == {"kf", "bptt-5"}
+    for label, run in runs.items():
+        assert run["settings"]["hidden"] == 6 and run["settings"]["batch"] == 4
+        assert run["data"] == 400 // (4 * (run["settings"]["truncation"] or 1)) * 4 * \
+            (run["settings"]["truncation"] or 1)
+    assert runs["bptt-5"]["settings"]["truncation"] == 5 and runs["kf"]["settings"]["algo"] == "kf"
