@@ -13,6 +13,7 @@ from minirtrl.drivers.copy import main
 from minirtrl.drivers.copytask import CopyTask
 from minirtrl import RHN
 from minirtrl.testing import assert_close
+from cli_helpers import one_error_line
 
 EXTRA = {"bptt": ["--truncation", "4"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}
 SMALL = ["--hidden", "6", "--batch", "3", "--progress-seconds", "1000"]
@@ -260,16 +261,6 @@ def test_signal_in_a_real_process_exits_cleanly_with_a_checkpoint(tmp_path, sign
     assert _checkpoint(ck)["step"] >= 50
 
 
-def _one_error_line(capsys, *needles):
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert "Traceback" not in captured.err + captured.out
-    for needle in needles:
-        assert needle in lines[0]
-    return lines[0]
-
-
 def test_corrupt_checkpoint_is_refused_and_left_alone(tmp_path, capsys):
     ck = tmp_path / "ck.npz"
     assert run(*SMALL, "--algo", "rtrl", "--steps", 3, "--checkpoint", ck) == 0
@@ -278,7 +269,7 @@ def test_corrupt_checkpoint_is_refused_and_left_alone(tmp_path, capsys):
         ck.write_bytes(bad)
         capsys.readouterr()
         assert run(*SMALL, "--algo", "rtrl", "--steps", 6, "--checkpoint", ck, "--resume") == 2
-        _one_error_line(capsys, "cannot read checkpoint", str(ck))
+        one_error_line(capsys, "cannot read checkpoint", str(ck))
         assert ck.read_bytes() == bad
 
 
@@ -287,7 +278,7 @@ def test_checkpoint_of_another_kind_is_refused(tmp_path, capsys):
     np.savez(ck, W1=np.zeros(3))
     before = ck.read_bytes()
     assert run(*SMALL, "--algo", "rtrl", "--steps", 6, "--checkpoint", ck, "--resume") == 2
-    _one_error_line(capsys, "cannot read checkpoint")
+    one_error_line(capsys, "cannot read checkpoint")
     assert ck.read_bytes() == before
 
 
@@ -298,12 +289,12 @@ def test_mismatched_config_is_refused_and_left_alone(tmp_path, capsys):
     capsys.readouterr()
     assert run("--hidden", 8, "--batch", 3, "--algo", "rtrl", "--steps", 6, "--checkpoint", ck,
                "--resume") == 2
-    _one_error_line(capsys, "another configuration", "hidden 6 (checkpoint) vs 8 (now)")
+    one_error_line(capsys, "another configuration", "hidden 6 (checkpoint) vs 8 (now)")
     assert run(*SMALL, "--algo", "kf", "--steps", 6, "--checkpoint", ck, "--resume") == 2
-    _one_error_line(capsys, "algo 'rtrl' (checkpoint) vs 'kf' (now)")
+    one_error_line(capsys, "algo 'rtrl' (checkpoint) vs 'kf' (now)")
     # an existing checkpoint is never overwritten by a fresh run
     assert run(*SMALL, "--algo", "rtrl", "--steps", 6, "--checkpoint", ck) == 2
-    _one_error_line(capsys, "exists", "--resume")
+    one_error_line(capsys, "exists", "--resume")
     assert ck.read_bytes() == good
 
 
@@ -328,18 +319,18 @@ def test_mismatched_config_is_refused_and_left_alone(tmp_path, capsys):
 ])
 def test_bad_arguments_give_one_line_and_status_2(argv, needle, capsys):
     assert main(argv) == 2
-    _one_error_line(capsys, needle)
+    one_error_line(capsys, needle)
 
 
 def test_bad_paths_give_one_line_and_status_2(tmp_path, capsys):
     missing = tmp_path / "no" / "such" / "dir"
     base = [*SMALL, "--algo", "rtrl", "--steps", 2]
     assert run(*base, "--checkpoint", missing / "ck.npz") == 2
-    _one_error_line(capsys, "does not exist")
+    one_error_line(capsys, "does not exist")
     assert run(*base, "--log", missing / "log.jsonl") == 2
-    _one_error_line(capsys, "does not exist")
+    one_error_line(capsys, "does not exist")
     assert run(*base, "--checkpoint", tmp_path / "absent.npz", "--resume") == 2
-    _one_error_line(capsys, "no checkpoint")
+    one_error_line(capsys, "no checkpoint")
 
 
 def test_unusable_backend_gives_one_line_and_status_2(monkeypatch, capsys):
@@ -350,7 +341,7 @@ def test_unusable_backend_gives_one_line_and_status_2(monkeypatch, capsys):
 
     monkeypatch.setattr(train, "load", no_gpu)
     assert main(["--backend", "cupy", *SMALL, "--algo", "rtrl", "--steps", "2"]) == 2
-    _one_error_line(capsys, "no usable CUDA device")
+    one_error_line(capsys, "no usable CUDA device")
 
 
 # ---- stopping -----------------------------------------------------------------------------
@@ -373,7 +364,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(algo, tm
     rc = run(*SMALL, "--algo", algo, *EXTRA.get(algo, []), "--steps", 20, "--checkpoint", ck,
              "--checkpoint-every", 5, "--log", log)
     assert rc == 1
-    _one_error_line(capsys, "non-finite", "at step 7", "last good checkpoint kept")
+    one_error_line(capsys, "non-finite", "at step 7", "last good checkpoint kept")
     assert _checkpoint(ck)["step"] == 5
     last = read_log(log)[-1]
     assert last["final"] and last["step"] == 6 and last["diverged"] == 7
@@ -381,7 +372,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(algo, tm
 
 def test_diverging_initialisation_is_caught(capsys):
     assert main([*SMALL, "--algo", "rtrl", "--steps", "5", "--init-scale", "1e300"]) == 1
-    _one_error_line(capsys, "non-finite", "at step 1")
+    one_error_line(capsys, "non-finite", "at step 1")
 
 
 def test_max_seconds_stops_the_run(tmp_path, capsys):

@@ -14,6 +14,7 @@ from minirtrl.drivers import ptb as ptb_driver
 from minirtrl.drivers.cli import parse
 from minirtrl.drivers.copytask import CopyTask
 from minirtrl.testing import assert_close
+from cli_helpers import one_error_line
 
 EXTRA = {"bptt": ["--truncation", "3"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}
 QUIET = ["--progress-seconds", "1000"]
@@ -42,15 +43,6 @@ def corpus(folder):
     for name, text in TEXT.items():
         (folder / f"{name}.txt").write_text(text, encoding="utf-8", newline="")
     return folder
-
-
-def one_error_line(capsys, *needles):
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert "Traceback" not in captured.err + captured.out
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 # ---- smoke runs ---------------------------------------------------------------------------------

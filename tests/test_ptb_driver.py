@@ -22,6 +22,7 @@ from minirtrl.drivers.ptb import main, parse
 from minirtrl.drivers.text import evaluate
 from minirtrl import RHN
 from minirtrl.testing import assert_close
+from cli_helpers import one_error_line
 
 PTB = Path(__file__).parents[1].parent / "shared" / "data" / "ptb"
 EXTRA = {"bptt": ["--truncation", "3"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}
@@ -68,16 +69,6 @@ def run(*argv):
 def checkpoint(path):
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
-
-
-def one_error_line(capsys, *needles):
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert "Traceback" not in captured.err + captured.out
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 # ---- an independent host oracle: the RHN forward pass and softmax ---------------------------

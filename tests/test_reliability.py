@@ -18,6 +18,7 @@ from minirtrl.drivers import checkpoint as ckpt
 from minirtrl.drivers import copy as copy_cmd
 from minirtrl.drivers import noise as noise_cmd
 from minirtrl.drivers import ptb as ptb_cmd
+from cli_helpers import one_error_line
 
 SMALL = ["--hidden", "3", "--batch", "2", "--algo", "kf", "--progress-seconds", "1000"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,16 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def copy(*argv):
     return copy_cmd.main([str(a) for a in argv])
-
-
-def one_error_line(capsys, *needles):
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert "Traceback" not in captured.err + captured.out
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def read_log(path):
