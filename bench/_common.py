@@ -87,6 +87,20 @@ def parser(description):
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
+def add_training_flags(p, *, runs, hidden, batch, rank, clip):
+    """The flags a bench script passes on to every training run; the defaults are the task's."""
+    p.add_argument("--runs", default=runs,
+                   help="algorithms, comma-separated; bptt:K picks a window, ok:r a rank")
+    p.add_argument("--hidden", type=int, default=hidden, help="hidden units n")
+    p.add_argument("--batch", type=int, default=batch, help="parallel streams B")
+    p.add_argument("--rank", type=int, default=rank, help="r of ok and kf-avg without ':r'")
+    p.add_argument("--lr", type=float, default=10**-3.5, help="Adam learning rate")
+    p.add_argument("--clip", type=float, default=clip, help="max norm of the recurrent gradient")
+    p.add_argument("--seed", type=int, default=0, help="seeds parameters, data and signs")
+    p.add_argument("--backend", default="numpy", help="array library")
+    p.add_argument("--dtype", default="float32", help="float type")
+
+
 # ---- outputs ----------------------------------------------------------------------------
 def checked_output(flag, path, *, image=False, directory=False, fresh=()):
     """``path`` checked like the drivers' outputs (``minirtrl.drivers.files``) before any

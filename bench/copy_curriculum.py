@@ -21,7 +21,7 @@ import sys
 from minirtrl.drivers import plot
 from minirtrl.drivers.copy import main as copy_main
 
-from _common import checked_output, parser, pyplot, run_specs, write_json
+from _common import add_training_flags, checked_output, parser, pyplot, run_specs, write_json
 
 DEFAULT_RUNS = "bptt:10,bptt:50,uoro,kf,kf-avg,ok"
 
@@ -99,16 +99,7 @@ def make_parser():
     budget.add_argument("--seconds", type=float, default=60.0, help="seconds per run")
     budget.add_argument("--data", type=int, help="characters seen per run, all streams "
                         "(instead of --seconds)")
-    p.add_argument("--runs", default=DEFAULT_RUNS,
-                   help="algorithms, comma-separated; bptt:K picks a window, ok:r a rank")
-    p.add_argument("--hidden", type=int, default=32, help="hidden units n")
-    p.add_argument("--batch", type=int, default=16, help="parallel streams B")
-    p.add_argument("--rank", type=int, default=16, help="r of ok and kf-avg without ':r'")
-    p.add_argument("--lr", type=float, default=10**-3.5, help="Adam learning rate")
-    p.add_argument("--clip", type=float, default=16.0, help="max norm of the recurrent gradient")
-    p.add_argument("--seed", type=int, default=0, help="seeds parameters, data and signs")
-    p.add_argument("--backend", default="numpy", help="array library")
-    p.add_argument("--dtype", default="float32", help="float type")
+    add_training_flags(p, runs=DEFAULT_RUNS, hidden=32, batch=16, rank=16, clip=16.0)
     p.add_argument("--points", type=int, default=100, help="log lines per run")
     p.add_argument("--out", default="copy-curriculum", help="output directory")
     p.add_argument("--summarize", action="store_true",

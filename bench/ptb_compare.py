@@ -51,7 +51,7 @@ from minirtrl.drivers.streams import eval_streams
 from minirtrl.drivers.ptb import main as ptb_main
 from minirtrl.drivers.text import evaluate
 
-from _common import checked_output, machine_info, parser, pyplot, run_specs, write_json
+from _common import add_training_flags, checked_output, machine_info, parser, pyplot, run_specs, write_json
 
 DEFAULT_RUNS = "bptt:25,kf,ok:8"
 
@@ -221,16 +221,7 @@ def make_parser():
     p.add_argument("--steps", type=int, default=0, help="also stop at this many steps (0 = no)")
     p.add_argument("--points", type=int, default=8,
                    help="periodic validation passes per run, about")
-    p.add_argument("--runs", default=DEFAULT_RUNS,
-                   help="algorithms, comma-separated; bptt:K picks a window, ok:r a rank")
-    p.add_argument("--hidden", type=int, default=64, help="hidden units n")
-    p.add_argument("--batch", type=int, default=32, help="parallel streams B")
-    p.add_argument("--rank", type=int, default=8, help="r of ok and kf-avg without ':r'")
-    p.add_argument("--lr", type=float, default=10**-3.5, help="Adam learning rate")
-    p.add_argument("--clip", type=float, default=32.0, help="max norm of the recurrent gradient")
-    p.add_argument("--seed", type=int, default=0, help="seeds parameters, data and signs")
-    p.add_argument("--backend", default="numpy", help="array library")
-    p.add_argument("--dtype", default="float32", help="float type")
+    add_training_flags(p, runs=DEFAULT_RUNS, hidden=64, batch=32, rank=8, clip=32.0)
     p.add_argument("--eval-streams", type=int, default=32,
                    help="evaluation streams (the driver's default is 8)")
     p.add_argument("--calibrate", type=float, default=10.0,

@@ -21,6 +21,7 @@ from ._compat import get_device
 from .arguments import check_step
 from .backends import to_numpy
 from .online import Online, advance, check_state
+from .online import online as make_online
 
 #: the most sign patterns ``expected_step`` enumerates
 MAX_PATTERNS = 2**16
@@ -105,7 +106,7 @@ def _exact_step(online, params, state, x, y, mask, *, xp):
     dense = online.influence(state)
     G = rtrl.State(tuple(xp.reshape(dense[k], (dense[k].shape[0], cell.n_hidden, -1))
                          for k in cell.blocks))
-    exact_algo = online._replace(method="rtrl", rank=1, module=rtrl)
+    exact_algo = make_online("rtrl", cell)
     new, _, g = advance(exact_algo, params, type(state)(state.s, G), x, y, mask, {}, xp=xp)
     return exact_algo.influence(new), g
 

@@ -141,3 +141,11 @@ def dtype_of(xp, name):
     if name not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', not {name!r}")
     return getattr(xp, name)
+
+
+def resolve(xp, dtype, device):
+    """``(xp, dtype, device)`` from a namespace or backend name and a dtype or its name."""
+    if isinstance(xp, str):
+        xp, default_device = load(xp)
+        device = default_device if device is None else device
+    return xp, dtype_of(xp, dtype) if isinstance(dtype, str) else dtype, device

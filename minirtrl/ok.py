@@ -100,18 +100,20 @@ def eigh_or_nan(M, *, xp):
     ``LinAlgError``, torch's ``_LinAlgError``): the sample is replaced by the identity for
     the call and its results by NaN, so the run's non-finite guard reports the step.
     """
-    bad = ~_finite(M, xp=xp)
-    eye = xp.eye(M.shape[-1], dtype=M.dtype, device=get_device(M))
-    lam, E = xp.linalg.eigh(xp.where(bad[:, None, None], eye, M))
-    return _nan_where(bad, lam, xp=xp), _nan_where(bad, E, xp=xp)
+    return _nan_on_failure(xp.linalg.eigh, M, xp=xp)
 
 
 def svd_or_nan(M, *, xp):
     """``xp.linalg.svd(M, full_matrices=False)`` with ``eigh_or_nan``'s treatment of NaN."""
+    return _nan_on_failure(lambda X: xp.linalg.svd(X, full_matrices=False), M, xp=xp)
+
+
+def _nan_on_failure(decompose, M, *, xp):
+    """``decompose(M)``'s outputs, the identity decomposed in place of non-finite samples
+    and their outputs set to NaN."""
     bad = ~_finite(M, xp=xp)
     eye = xp.eye(M.shape[-1], dtype=M.dtype, device=get_device(M))
-    P, s, Qh = xp.linalg.svd(xp.where(bad[:, None, None], eye, M), full_matrices=False)
-    return _nan_where(bad, P, xp=xp), _nan_where(bad, s, xp=xp), _nan_where(bad, Qh, xp=xp)
+    return tuple(_nan_where(bad, o, xp=xp) for o in decompose(xp.where(bad[:, None, None], eye, M)))
 
 
 # ---- orthogonalisation: X (B, m, N) = L Y with orthonormal rows Y --------------------

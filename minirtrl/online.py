@@ -52,9 +52,9 @@ from typing import NamedTuple
 from . import _checks, readout
 from ._compat import array_namespace
 from .arguments import check_cell, check_signs, check_step, namespace
-from .backends import dtype_of, load
+from .backends import resolve
 from .influence import leaves
-from .methods import INFLUENCE, check_rank
+from .methods import INFLUENCE, check_rank, influence_method
 from .rng import draw_signs
 
 
@@ -63,14 +63,6 @@ class OnlineState(NamedTuple):
 
     s: object  # (B, n)  s_t
     est: object  # the method's state: its estimate of G_t^l for every block
-
-
-def resolve(xp, dtype, device):
-    """``(xp, dtype, device)`` from a namespace or backend name and a dtype or its name."""
-    if isinstance(xp, str):
-        xp, default_device = load(xp)
-        device = default_device if device is None else device
-    return xp, dtype_of(xp, dtype) if isinstance(dtype, str) else dtype, device
 
 
 class Online(NamedTuple):
@@ -103,8 +95,9 @@ class Online(NamedTuple):
         """One step's signs, drawn from the numpy Generator ``rng`` as ``sequence_gradient`` does.
 
         Independent uniform ±1 entries, one array per key of ``sign_shapes`` in key order,
-        each drawn as ``rng.integers(0, 2, size=shape) * 2 - 1`` on the host and moved with
-        ``xp.asarray`` (so one seed gives the same signs on every backend).
+        each entry ``-1`` where ``rng.random()`` is below 0.5 and ``+1`` otherwise, drawn in
+        C order on the host and moved with ``xp.asarray`` (so one seed gives the same signs on
+        every backend; ``minirtrl.rng`` has the rule).
         """
         xp, dtype, device = resolve(xp, dtype, device)
         return draw_signs(rng, self.sign_shapes(batch), xp=xp, dtype=dtype, device=device)
@@ -149,9 +142,8 @@ def online(method, cell, rank=None):
     if method == "bptt":
         raise ValueError("method 'bptt' is not online (it back-propagates a whole window); "
                          f"choose one of {', '.join(INFLUENCE)}")
-    if method not in INFLUENCE:
-        raise ValueError(f"method must be one of {', '.join(INFLUENCE)}, not {method!r}")
-    return Online(method, check_cell(cell), check_rank(method, rank), INFLUENCE[method])
+    module = influence_method(method)
+    return Online(method, check_cell(cell), check_rank(method, rank), module)
 
 
 def check_state(algo, state, batch, xp, dtype):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from .. import _checks
-from ..backends import dtype_of, load
+from ..backends import resolve
 
 
 def normal_params(shapes, seed, xp, dtype, init_scale, device, adjust=None):
@@ -15,10 +15,7 @@ def normal_params(shapes, seed, xp, dtype, init_scale, device, adjust=None):
     seed gives the same parameters on every backend.
     """
     seed = _checks.seed(seed)
-    if isinstance(xp, str):
-        xp, default_device = load(xp)
-        device = default_device if device is None else device
-    dt = dtype_of(xp, dtype) if isinstance(dtype, str) else dtype
+    xp, dt, device = resolve(xp, dtype, device)
     rng = np.random.default_rng(seed)
     params = {}
     for name, shape in shapes.items():
