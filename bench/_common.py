@@ -25,6 +25,7 @@ import minirtrl
 from minirtrl import bptt, readout
 from minirtrl.online import influence_step
 from minirtrl.backends import BackendError, dtype_of, load
+from minirtrl.drivers.machine import machine_info  # noqa: F401  (the header of every table)
 from minirtrl.influence import leaves
 from minirtrl.methods import METHODS, RANKED, influence_method
 from minirtrl.rng import draw_signs
@@ -160,14 +161,29 @@ def synchronizer(xp, device):
     return lambda: None
 
 
+# ---- a driver's speed, from its log ------------------------------------------------------
+def log_records(path):
+    """The records of a driver's ``--log`` (header first); ``[]`` when it is missing or not a
+    log. A last line cut off by a kill is dropped (``minirtrl.drivers.plot.read``)."""
+    from minirtrl.drivers.errors import Failure
+    from minirtrl.drivers.plot import read
+
+    try:
+        return read(path).records
+    except Failure:
+        return []
+
+
+def steps_per_second(records, *, warm_seconds=0.0, kinds=("progress",)):
+    """Optimiser steps per second between the first record of ``kinds`` at or after
+    ``warm_seconds`` and the last; None when fewer than two such records span any time."""
+    rows = [r for r in records if r.get("kind") in kinds and r["seconds"] >= warm_seconds]
+    if len(rows) < 2 or rows[-1]["seconds"] <= rows[0]["seconds"]:
+        return None
+    return (rows[-1]["step"] - rows[0]["step"]) / (rows[-1]["seconds"] - rows[0]["seconds"])
+
+
 # ---- machine header --------------------------------------------------------------------
-def machine_info(backend_name, xp, device):
-    """The machine header every table must carry (``minirtrl.drivers.machine``)."""
-    from minirtrl.drivers.machine import machine_info as info
-
-    return info(backend_name, xp, device)
-
-
 def busy_warning(info):
     """A warning line when other processes were using the CPU at the start, else None."""
     load_avg, cores = info.get("loadavg_at_start"), info.get("cores_usable") or 1

@@ -290,7 +290,7 @@ def main(argv=None):
     if args.json:
         C.checked_output("--json", args.json)
     backends = {name: C.open_backend(name) for name in ("numpy", "torch")}
-    machine = C.machine_info("torch", *backends["torch"])
+    machine = C.machine_info("torch", backends["torch"][1])
     machine["backend"] = "numpy and torch (minirtrl); torch (PyTorch-user code)"
     print("# bench/compare_torch.py  " + " ".join(sys.argv[1:]))
     C.print_machine(machine)

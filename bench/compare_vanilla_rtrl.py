@@ -210,7 +210,7 @@ def main(argv=None):
     if args.json:
         C.checked_output("--json", args.json)
     peer = import_peer(args.peer)
-    info = C.machine_info("numpy", np, "cpu")
+    info = C.machine_info("numpy", "cpu")
     print("# bench/compare_vanilla_rtrl.py  " + " ".join(sys.argv[1:]))
     C.print_machine(info)
     print(f"# n_in {args.n_in}, n_out {args.n_out}, alpha {args.alpha:g}, batch 1, float64; CPU "

@@ -94,7 +94,7 @@ def main(argv=None):
         p.error("--chars must be >= 2")
     if args.json:
         C.checked_output("--json", args.json)
-    info = C.machine_info("numpy", np, "cpu")
+    info = C.machine_info("numpy", "cpu")
     C.print_machine(info)
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         suffix = ".gz" if args.gzip else ""

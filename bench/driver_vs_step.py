@@ -51,11 +51,12 @@ def driver_rate(spec, n, args, folder):
     if spec.rank is not None:
         argv += ["--rank", str(spec.rank)]
     subprocess.run(argv, check=True, capture_output=True)
-    with open(log, encoding="utf-8") as f:
-        rows = [r for r in map(json.loads, f) if r.get("kind") == "progress"]
-    rows = [r for r in rows if r["seconds"] >= min(2.0, args.seconds / 3)]  # warmed up
-    first, last = rows[0], rows[-1]
-    return (last["step"] - first["step"]) / (last["seconds"] - first["seconds"])
+    warm = min(2.0, args.seconds / 3)
+    rate = C.steps_per_second(C.log_records(log), warm_seconds=warm)
+    if rate is None:
+        sys.exit(f"driver_vs_step.py: {spec.label} n {n}: fewer than two progress records "
+                 f"after {warm:g} s of warm-up; use a longer --seconds")
+    return rate
 
 
 def step_rate(spec, n, args, folder, allocator):
@@ -77,9 +78,7 @@ def main(argv=None):
     args = make_parser().parse_args(argv)
     if args.json:
         C.checked_output("--json", args.json)
-    import numpy as np
-
-    info = C.machine_info("numpy", np, "cpu")
+    info = C.machine_info("numpy", "cpu")
     C.print_machine(info)
     specs = C.run_specs(args.algo, ranks=[8], truncations=[25])
     runs = []

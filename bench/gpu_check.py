@@ -112,7 +112,7 @@ sys.path.insert(0, {HERE!r})
 import _common as C
 from minirtrl.backends import load
 xp, device = load({args.backend!r}, {args.device!r})
-info = C.machine_info({args.backend!r}, xp, device)
+info = C.machine_info({args.backend!r}, device)
 try:
     if {args.backend!r} == "cupy":
         import cupy
@@ -200,7 +200,7 @@ def step_steps(args, limit):
     return {"status": status, "seconds": seconds, "rows": rows}
 
 
-def driver(args, name, extra, limit, data=None):
+def driver(args, name, extra, limit):
     log = os.path.join(args.out, f"{name}.jsonl")
     if os.path.exists(log):
         os.remove(log)
@@ -209,17 +209,11 @@ def driver(args, name, extra, limit, data=None):
             "2", "--log", log]
     status, _, seconds = run(argv, limit, log=os.path.join(args.out, f"{name}.out"))
     result = {"status": status, "seconds": seconds, "argv": argv[1:]}
-    if os.path.exists(log):
-        with open(log, encoding="utf-8") as f:
-            records = [json.loads(line) for line in f if line.strip()]
-        progress = [r for r in records if r.get("kind") in ("progress", "final")]
-        if len(progress) >= 2:
-            first, last = progress[0], progress[-1]
-            span = last["seconds"] - first["seconds"]
-            rate = (last["step"] - first["step"]) / span if span > 0 else None
-            result.update(steps=last["step"], steps_per_second=rate,
-                          days_for_1M_steps=1e6 / rate / 86400 if rate else None,
-                          last=last)
+    progress = [r for r in C.log_records(log) if r.get("kind") in ("progress", "final")]
+    if len(progress) >= 2:
+        rate = C.steps_per_second(progress, kinds=("progress", "final"))
+        result.update(steps=progress[-1]["step"], steps_per_second=rate,
+                      days_for_1M_steps=1e6 / rate / 86400 if rate else None, last=progress[-1])
     return result
 
 

@@ -281,7 +281,7 @@ def main(argv=None):
     checked_output("--out", args.out, directory=True,
                    fresh=[f"{label}.{ext}" for label, *_ in runs for ext in ("jsonl", "out")])
     os.makedirs(args.out, exist_ok=True)
-    info = machine_info(args.backend, *load(args.backend))
+    info = machine_info(args.backend, load(args.backend)[1])
     print(f"# {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable), load "
           f"{info['loadavg_at_start']}, numpy {info['numpy']}, threads {info['thread_env']}",
           flush=True)

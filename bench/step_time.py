@@ -315,7 +315,7 @@ def main(argv=None):
     algos = args.algos
     xp, device = C.open_backend(args.backend)
     sync = C.synchronizer(xp, device)
-    machine = C.machine_info(args.backend, xp, device)
+    machine = C.machine_info(args.backend, device)
     print("# bench/step_time.py  " + " ".join(sys.argv[1:]))
     C.print_machine(machine)
     timer = "time.process_time" if args.clock == "cpu" else "time.perf_counter"

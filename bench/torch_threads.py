@@ -11,7 +11,6 @@ and the median is reported.
     python bench/torch_threads.py --sizes 16 64 128 --threads default 1 --seconds 15
 """
 
-import json
 import os
 import statistics
 import subprocess
@@ -58,13 +57,12 @@ def steps_per_second(n, threads, args, folder):
             "--max-seconds", str(args.seconds + 2), "--progress-seconds", "1", "--log", log]
     argv += ["--threads", str(torch_default() if threads == "default" else threads)]
     subprocess.run(argv, check=True, capture_output=True)
-    with open(log, encoding="utf-8") as f:
-        records = [json.loads(line) for line in f]
-    head = records[0]
-    rows = [r for r in records if r["kind"] == "progress" and r["seconds"] >= 2.0]  # warmed up
-    first, last = rows[0], rows[-1]
-    rate = (last["step"] - first["step"]) / (last["seconds"] - first["seconds"])
-    return rate, head["threads"]
+    records = C.log_records(log)
+    rate = C.steps_per_second(records, warm_seconds=2.0)  # warmed up
+    if rate is None:
+        sys.exit(f"torch_threads.py: n {n}: fewer than two progress records after 2 s of "
+                 "warm-up; use a longer --seconds")
+    return rate, records[0]["threads"]
 
 
 def measure(args):
@@ -101,9 +99,7 @@ def main(argv=None):
     args = make_parser().parse_args(argv)
     if args.json:
         C.checked_output("--json", args.json)
-    import torch
-
-    info = C.machine_info("torch", torch, "cpu")
+    info = C.machine_info("torch", "cpu")
     C.print_machine(info)
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                 for _ in range(args.busy)]

@@ -61,7 +61,7 @@ from ..rng import host_signs
 from . import checkpoint
 from .checkpoint import Run
 from .cli import CONFIG_KEYS, init_options, make_cell, open_backend, threads_of
-from .errors import Diverged, WriteFailed, command, deferred
+from .errors import Diverged, WriteFailed, deferred
 from .files import io_failure
 from .outputs import Outputs
 from .report import RESUMED, Reporter, fmt, header, settings_line
@@ -180,30 +180,25 @@ def apply_step(setup, now, loss, grads, est, s):
 
 
 # ---- the run ----------------------------------------------------------------------------
-def run(args, task, *, prog, evaluate=None, eval_every=0, out=None, err=None, outputs=None):
-    """Train on ``task`` with the parsed common flags ``args``; returns the exit status.
+def run(args, task, *, prog, evaluate=None, eval_every=0, outputs=None):
+    """Train on ``task`` with the parsed common flags ``args``; returns 0 when done.
 
     ``evaluate(ctx, params, final) -> dict`` (optional) is called every ``eval_every``
     steps and once at the end; its figures go into the log line that follows.
     ``outputs``: the run's ``outputs.Outputs`` if the driver prepared them already (to
-    refuse bad paths before loading its data), else they are prepared here. Exit status:
-    0 done, 130 SIGINT and 143 SIGTERM (checkpoint written if configured), 1 non-finite
-    loss or gradient or a write that failed during the run, 2 bad input (one line on
-    ``err``, never a traceback).
+    refuse bad paths before loading its data), else they are prepared here. A non-finite
+    loss or gradient, a write that failed during the run, bad input and SIGINT / SIGTERM
+    (checkpoint written if configured) raise ``Failure`` or ``Interrupted``, which the
+    driver's ``errors.command`` turns into one line and exit status 1, 2, 130 or 143.
     """
-    out = sys.stdout if out is None else out
     settings = Settings(prog, args.steps, args.max_seconds, args.progress_seconds,
                         args.report_every, args.checkpoint, args.checkpoint_every, evaluate,
-                        eval_every, out)
-
-    def body():
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # we check ourselves
-            if outputs is not None:
-                return _run(args, task, settings, outputs)
-            with Outputs(args) as prepared:
-                return _run(args, task, settings, prepared)
-
-    return command(prog, body, err=err)
+                        eval_every, sys.stdout)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # we check ourselves
+        if outputs is not None:
+            return _run(args, task, settings, outputs)
+        with Outputs(args) as prepared:
+            return _run(args, task, settings, prepared)
 
 
 def _setup(args, task):

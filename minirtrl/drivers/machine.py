@@ -51,7 +51,7 @@ def blas_info():
     return info
 
 
-def machine_info(backend_name, xp, device):
+def machine_info(backend_name, device):
     """Everything a table of timings must name: the machine, the libraries, the load."""
     try:
         usable = len(os.sched_getaffinity(0))

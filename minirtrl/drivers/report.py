@@ -85,7 +85,7 @@ def header(prog, args, *, device, threads):
     return {"kind": "header", "format": LOG_FORMAT, "minirtrl": __version__, "command": prog,
             "argv": [prog, *getattr(args, "argv", [])], "config": settings_of(args),
             "backend": args.backend, "device": str(device), "dtype": getattr(args, "dtype", None),
-            "threads": threads, "machine": machine_info(args.backend, None, device)}
+            "threads": threads, "machine": machine_info(args.backend, device)}
 
 
 #: what a ``resume`` record repeats of the header (the invocation may differ in these)

@@ -8,7 +8,6 @@ training streams, ``t`` position of the training streams, ``S`` evaluation strea
 
 import hashlib
 import math
-import sys
 import time
 
 import numpy as np
@@ -57,12 +56,11 @@ class Evaluator:
     evaluated (the run ended on an evaluation step).
     """
 
-    def __init__(self, corpus, streams, out=None):
+    def __init__(self, corpus, streams):
         self.host = {}
         for split in ("valid", "test"):
             ids = getattr(corpus, split)
             self.host[split] = eval_streams(ids, min(streams, ids.shape[0] - 1))
-        self.out = out
         self.device = {}
         self.last = None  # (params, valid_bpc) of the last validation pass
 
@@ -82,7 +80,7 @@ class Evaluator:
         value = bits / count
         S = self.host[split][0].shape[1]
         print(f"{split}_bpc {value:.4f}  ({int(count):,} characters, {S} streams, "
-              f"{time.perf_counter() - start:.1f} s)", file=self.out or sys.stdout, flush=True)
+              f"{time.perf_counter() - start:.1f} s)", flush=True)
         return value
 
     def __call__(self, ctx, params, final):
