@@ -431,6 +431,31 @@ def resolve_dtype(xp, name):
     return dtype_of(xp, name)
 
 
+def draw_runs(results, out, path):
+    """``python -m minirtrl.plot`` of the logs (in folder ``out``) of every result with status 0
+    into ``path``; False when there is none or matplotlib is missing."""
+    from minirtrl.drivers import plot
+
+    logs = [plot.read(os.path.join(out, r["log"])) for r in results if r["status"] == 0]
+    if not logs or pyplot() is None:
+        return False
+    plot.save(plot.figure(logs), path)
+    return True
+
+
+def synthetic_corpus(folder, symbols=50, sizes=(("train", 200_000), ("valid", 2000), ("test", 2000))):
+    """A raw corpus in ``folder`` of ``symbols`` distinct characters (a step costs what it
+    costs on any corpus of that many symbols): each split ``n`` random characters, then
+    every symbol once. Returns ``folder``."""
+    rng = np.random.default_rng(0)
+    alphabet = [chr(0x21 + i) for i in range(symbols)]
+    for split, n in sizes:
+        text = "".join(rng.choice(alphabet, size=n)) + "".join(alphabet)
+        with open(os.path.join(folder, f"{split}.txt"), "w", encoding="utf-8") as f:
+            f.write(text)
+    return folder
+
+
 def pyplot():
     """``matplotlib.pyplot`` with the file-only Agg backend, or None (with a note) if missing."""
     try:

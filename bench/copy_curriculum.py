@@ -21,7 +21,7 @@ import sys
 from minirtrl.drivers import plot
 from minirtrl.drivers.copy import main as copy_main
 
-from _common import add_training_flags, checked_output, parser, pyplot, run_specs, write_json
+from _common import add_training_flags, checked_output, draw_runs, parser, run_specs, write_json
 
 DEFAULT_RUNS = "bptt:10,bptt:50,uoro,kf,kf-avg,ok"
 
@@ -84,15 +84,6 @@ def from_log(label, log):
     }
 
 
-def draw(results, out, path):
-    """``python -m minirtrl.plot`` of every run's log into ``path`` (if matplotlib is there)."""
-    logs = [plot.read(os.path.join(out, r["log"])) for r in results if r["status"] == 0]
-    if not logs or pyplot() is None:
-        return False
-    plot.save(plot.figure(logs), path)
-    return True
-
-
 def make_parser():
     p = parser(__doc__.splitlines()[0])
     budget = p.add_mutually_exclusive_group()
@@ -130,7 +121,7 @@ def main(argv=None):
                   f"{r['data']:10d} {r['steps_per_second']:8.1f}")
         else:
             print(f"{r['label']:10s} failed (exit status {r['status']})")
-    draw(results, args.out, os.path.join(args.out, "curriculum.png"))
+    draw_runs(results, args.out, os.path.join(args.out, "curriculum.png"))
     return 0 if all(r["status"] == 0 for r in results) else 1
 
 

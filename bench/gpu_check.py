@@ -229,24 +229,11 @@ def step_copy(args, limit):
 def step_ptb(args, limit):
     n, B, rank = ("16", "4", "2") if args.quick else ("256", "32", "8")
     with tempfile.TemporaryDirectory() as folder:
-        data = args.data or synthetic_corpus(folder)
+        data = args.data or C.synthetic_corpus(folder)
         fmt = "mikolov" if args.data else "raw"
         return driver(args, "ptb", ["--data", data, "--format", fmt, "--algo", "ok", "--rank",
                                     rank, "--hidden", n, "--batch", B, "--eval-every", "0",
                                     "--eval-streams", "64"], limit)
-
-
-def synthetic_corpus(folder, symbols=50, size=200_000):
-    """A raw corpus of ``symbols`` distinct characters (a step costs the same as on PTB)."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    alphabet = [chr(0x21 + i) for i in range(symbols)]
-    for split, n in (("train", size), ("valid", 2000), ("test", 2000)):
-        text = "".join(rng.choice(alphabet, size=n)) + "".join(alphabet)
-        with open(os.path.join(folder, f"{split}.txt"), "w", encoding="utf-8") as f:
-            f.write(text)
-    return folder
 
 
 STEPS = {"machine": step_machine, "tests": step_tests, "check": step_check, "steps": step_steps,

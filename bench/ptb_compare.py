@@ -41,7 +41,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 
 from minirtrl import RHN
 from minirtrl.backends import load
@@ -51,9 +50,11 @@ from minirtrl.drivers.streams import eval_streams
 from minirtrl.drivers.ptb import main as ptb_main
 from minirtrl.drivers.text import evaluate
 
-from _common import add_training_flags, checked_output, machine_info, parser, pyplot, run_specs, write_json
+from _common import (add_training_flags, checked_output, draw_runs, machine_info, parser,
+                     run_specs, synthetic_corpus, write_json)
 
 DEFAULT_RUNS = "bptt:25,kf,ok:8"
+SYNTHETIC = (("train", 20000), ("valid", 0), ("test", 0))  # the timing corpus: its splits' sizes
 
 
 def driver_argv(algo, K, rank, args):
@@ -76,18 +77,6 @@ def quiet_main(argv, out_path=None):
         with open(out_path, "w", encoding="utf-8") as f:
             f.write(buffer.getvalue())
     return status, buffer.getvalue()
-
-
-def synthetic_corpus(folder, V):
-    """A raw corpus of V distinct symbols (the step cost depends only on V): its directory."""
-    rng = np.random.default_rng(0)
-    symbols = [chr(0x21 + i) for i in range(V)]
-    text = {"train": "".join(rng.choice(symbols, size=20000)), "valid": "".join(symbols),
-            "test": "".join(symbols)}
-    for split, content in text.items():
-        with open(os.path.join(folder, f"{split}.txt"), "w", encoding="utf-8") as f:
-            f.write(content)
-    return folder
 
 
 def timed_steps(argv, folder, steps, warmup=2):
@@ -186,15 +175,6 @@ def from_log(label, log):
     }
 
 
-def draw(results, out, path):
-    """``python -m minirtrl.plot`` of every run's log into ``path`` (if matplotlib is there)."""
-    logs = [plot.read(os.path.join(out, r["log"])) for r in results if r["status"] == 0]
-    if not logs or pyplot() is None:
-        return False
-    plot.save(plot.figure(logs), path)
-    return True
-
-
 def table(results):
     rows = ["| run | n, B | valid bpc (end) | best valid | test bpc | optimiser steps "
             "| characters seen | steps/s (training) | characters/s (training) | s evaluating |",
@@ -260,7 +240,7 @@ def train_all(runs, args, folder):
     eval_s = validation_seconds(corpus, args)
     print(f"# one validation pass: {eval_s:.1f} s ({corpus.valid.shape[0] - 1:,} characters, "
           f"{args.eval_streams} streams, n={args.hidden})", flush=True)
-    synthetic_corpus(folder, len(corpus.vocab))
+    synthetic_corpus(folder, len(corpus.vocab), SYNTHETIC)
     rates = {}
     for label, algo, K, rank in runs:
         rates[label] = calibrate(driver_argv(algo, K, rank, args), folder, args.calibrate)
@@ -293,14 +273,14 @@ def main(argv=None):
         if args.summarize:
             logs = sorted(f for f in os.listdir(args.out) if f.endswith(".jsonl"))
             results = [from_log(f[: -len(".jsonl")], os.path.join(args.out, f)) for f in logs]
-            synthetic_corpus(folder, 50)
+            synthetic_corpus(folder, 50, SYNTHETIC)
         else:
             results, summary["validation_pass_seconds"] = train_all(runs, args, folder)
         summary.update(runs=results, machine_at_end={"loadavg": list(os.getloadavg())})
         write_json(path, summary)  # before the paper-scale timing: nothing is lost if it fails
         print()
         print(table(results))
-        draw(results, args.out, os.path.join(args.out, "ptb.png"))
+        draw_runs(results, args.out, os.path.join(args.out, "ptb.png"))
         if args.paper_steps > 0:
             summary["paper_scale"] = paper_scale(args, folder)
             write_json(path, summary)
