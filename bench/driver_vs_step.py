@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 
+from minirtrl.drivers.cli import MMAP_THRESHOLD, TRIM_THRESHOLD
+
 try:  # python -m bench.driver_vs_step
     from . import _common as C
 except ImportError:  # python bench/driver_vs_step.py
@@ -67,7 +69,8 @@ def step_rate(spec, n, args, folder, allocator):
             "--n-in", "4", "--n-out", "4", "--min-seconds", "2", "--json", out]
     env = dict(os.environ)
     if allocator:
-        env.update(MALLOC_TRIM_THRESHOLD_=str(1 << 30), MALLOC_MMAP_THRESHOLD_=str(32 << 20))
+        env.update(MALLOC_TRIM_THRESHOLD_=str(TRIM_THRESHOLD),
+                   MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD))
     subprocess.run(argv, check=True, capture_output=True, env=env)
     with open(out, encoding="utf-8") as f:
         row = json.load(f)["rows"][0]

@@ -201,6 +201,8 @@ def init_options(args):
 # ---- backend, device and threads ----------------------------------------------------------
 #: torch's CPU threads when --threads is not given (measured: bench/README.md, "torch threads")
 TORCH_THREADS = 1
+# glibc's trim and mmap thresholds the drivers set (keep_freed_memory): 1 GiB, 32 MiB
+TRIM_THRESHOLD, MMAP_THRESHOLD = 1 << 30, 32 << 20
 
 
 def keep_freed_memory():
@@ -217,7 +219,8 @@ def keep_freed_memory():
     except (OSError, AttributeError):  # not glibc: nothing to do
         return False
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    return bool(mallopt(M_TRIM_THRESHOLD, 1 << 30)) and bool(mallopt(M_MMAP_THRESHOLD, 32 << 20))
+    return (bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+            and bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)))
 
 
 def open_backend(args):
