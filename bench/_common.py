@@ -23,12 +23,9 @@ import numpy as np
 
 import minirtrl
 from minirtrl import bptt, readout
-from minirtrl.online import influence_step
-from minirtrl.backends import BackendError, dtype_of, load
+from minirtrl.drivers.backends import BackendError, dtype_of, load
 from minirtrl.drivers.machine import machine_info  # noqa: F401  (the header of every table)
-from minirtrl.influence import leaves
-from minirtrl.methods import METHODS, RANKED, influence_method
-from minirtrl.rng import draw_signs
+from minirtrl.methods import INFLUENCE, METHODS, RANKED, host_signs, influence_step, leaves
 
 from array_api_compat import is_cupy_namespace, is_torch_namespace
 
@@ -330,12 +327,12 @@ def influence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0,
     """One online step of influence method ``method`` with the state carried on.
 
     Per call: the ±1 signs drawn on the host and moved to the device
-    (``rng.draw_signs``), then the library's own online step, ``online.influence_step``
+    (``methods.host_signs``), then the library's own online step, ``methods.influence_step``
     (``cell.step``, the method's ``update``, ``readout.loss_and_grad`` and the method's
     ``grads``: what ``sequence_gradient`` and the training drivers run per character).
     Inputs cycle through ``stream`` pre-built one-hot steps (data loading is not timed).
     """
-    module = influence_method(method)
+    module = INFLUENCE[method]
     rank = rank or 1
     rng = np.random.default_rng(seed)
     xs, ys = one_hot_stream(rng, stream, B, cell.n_in, cell.n_out, xp=xp, dtype=dtype,
@@ -343,7 +340,7 @@ def influence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0,
     xs = [xs[t, ...] for t in range(stream)]
     ys = [ys[t, ...] for t in range(stream)]
     mask = xp.ones((B,), dtype=dtype, device=device)
-    shapes = module.noise_shapes(cell, B, rank)
+    shapes = module.sign_shapes(cell, B, rank)
     carried = {
         "s": xp.zeros((B, cell.n_hidden), dtype=dtype, device=device),
         "state": module.init(cell, B, rank, xp=xp, dtype=dtype, device=device),
@@ -353,7 +350,7 @@ def influence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0,
 
     def step():
         t = carried["t"] % stream
-        noise = draw_signs(rng, shapes, xp=xp, dtype=dtype, device=device)
+        noise = {k: xp.asarray(v, dtype=dtype, device=device) for k, v in host_signs(rng, shapes).items()}
         s, state, _, g = influence_step(module, cell, params, carried["s"], carried["state"],
                                         xs[t], ys[t], mask, noise, xp=xp)
         carried["s"], carried["state"], carried["t"] = s, state, carried["t"] + 1
@@ -379,7 +376,7 @@ def sequence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0, 
     def step():
         return minirtrl.sequence_gradient(method, cell, params, xs, ys, seed=seed, **kwargs)
 
-    module = influence_method(method) if method != "bptt" else None
+    module = INFLUENCE[method] if method != "bptt" else None
     state = None if module is None else module.init(cell, B, rank or 1, xp=xp, dtype=dtype,
                                                       device=device)
     return Bench(step, length, nbytes(state, xp) if state is not None else 0)

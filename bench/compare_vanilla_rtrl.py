@@ -11,7 +11,7 @@ per step and batch 1, with the CPU clock:
 
     peer      one step as the peer's Simulation runs it: next_state, z_out, the error,
               update_learning_vars, and the learning algorithm's call (the gradients)
-    online    minirtrl's own online step (``online.advance``: the signs drawn on the host,
+    online    minirtrl's own online step (``methods.advance``: the signs drawn on the host,
               the cell's step, the method's update, the readout, the gradients)
     sequence  ``minirtrl.sequence_gradient`` over ``--length`` steps, divided by them:
               what a user pays through the public entry point
@@ -37,7 +37,7 @@ except ImportError:  # python bench/compare_vanilla_rtrl.py
     import _common as C
 
 import minirtrl
-from minirtrl.online import advance
+from minirtrl.methods import advance
 
 METHODS = ("rtrl", "kf", "uoro")
 PEER_CLASSES = {"rtrl": "RTRL", "kf": "KF_RTRL", "uoro": "UORO"}

@@ -110,7 +110,7 @@ def step_machine(args, limit):
 import json, sys
 sys.path.insert(0, {HERE!r})
 import _common as C
-from minirtrl.backends import load
+from minirtrl.drivers.backends import load
 xp, device = load({args.backend!r}, {args.device!r})
 info = C.machine_info({args.backend!r}, device)
 try:

@@ -43,7 +43,7 @@ import time
 
 
 from minirtrl import RHN
-from minirtrl.backends import load
+from minirtrl.drivers.backends import load
 from minirtrl.drivers import plot
 from minirtrl.drivers.corpus import read_corpus
 from minirtrl.drivers.streams import eval_streams
@@ -110,7 +110,7 @@ def validation_seconds(corpus, args):
     dtype = getattr(xp, args.dtype)
     V = len(corpus.vocab)
     cell = RHN(V, args.hidden, V)
-    params = cell.init(args.seed, xp=xp, dtype=args.dtype, device=device)
+    params = cell.init(args.seed, xp=xp, dtype=getattr(xp, args.dtype), device=device)
     inputs, targets, mask = eval_streams(corpus.valid, args.eval_streams)
     arrays = (xp.asarray(inputs, dtype=xp.int64, device=device),
               xp.asarray(targets, dtype=xp.int64, device=device),

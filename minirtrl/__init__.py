@@ -16,30 +16,31 @@ written by hand:
 k_l = length of a_l (n_in+n+1 for l = 1, else n+1), m_l rows of block l (2n for the RHN,
 n for the vanilla RNN), r rank. The equations: ``docs/algorithms.md``.
 
-    >>> import minirtrl
+    >>> import numpy as np, minirtrl
     >>> cell = minirtrl.RHN(n_in=4, n_hidden=8, n_out=4, depth=2)
-    >>> params = cell.init(0, xp="numpy", dtype="float64")
+    >>> params = cell.init(0, xp=np, dtype=np.float64)
     >>> # loss, grads = minirtrl.sequence_gradient("rtrl", cell, params, xs, ys)
     >>> # algo = minirtrl.online("kf", cell)   # one step at a time, with signs you provide
 
-The core is this package without ``drivers/`` (the command-line tools).
+Reading path: ``methods.py`` (the interface, the step, the entry points), then one method
+(``kf.py``), then one cell (``cells/rhn.py``). The core is this package without
+``drivers/`` (the command-line tools).
 """
 
 from .adam import AdamState, adam_init, adam_step, clip_by_norm, global_norm
-from .api import exact_influence, sequence_gradient
 from .cells import RHN, VanillaRNN
-from .methods import METHODS
-from .online import Online, OnlineState, online
+from .methods import METHODS, Online, OnlineState, exact_influence, online, sequence_gradient
 
 __version__ = "0.1.0"
 
 __all__ = [
     "METHODS",
     "RHN",
-    "VanillaRNN",
     "AdamState",
     "Online",
     "OnlineState",
+    "VanillaRNN",
+    "__version__",
     "adam_init",
     "adam_step",
     "clip_by_norm",
@@ -47,5 +48,4 @@ __all__ = [
     "global_norm",
     "online",
     "sequence_gradient",
-    "__version__",
 ]

@@ -1,24 +1,35 @@
-"""Small argument checks shared by the core: errors that name the argument.
+"""Every argument check of the public entry points: each error names the argument.
 
-Integers: a Python ``int`` or a NumPy integer scalar is accepted (``operator.index``);
-``bool`` and floats are refused, so ``True`` never passes for ``1``.
+A reader of the algorithms may skip this module: ``methods.py`` calls it once per public
+call, and what it returns is the argument itself, converted (a Python int, the array
+namespace, inputs in the parameters' dtype). Numbers: an ``int`` or NumPy integer passes
+for an integer (``operator.index``), never ``bool``. Arrays: every array of one call must
+come from one library; the only host reads are the range checks of targets, mask and
+signs (one each).
 """
 
+import math
+import numbers
 import operator
+import types
+
+from ._compat import array_namespace, get_device
+
+# ---- numbers ------------------------------------------------------------------------------
 
 
 def integer(name, value, minimum=None, *, type_error=TypeError):
     """``value`` as a Python int, or an error naming ``name``.
 
-    A value that is not an integer raises ``type_error`` (``TypeError`` unless the caller
-    has always raised ``ValueError`` there); one below ``minimum`` raises ``ValueError``.
+    A value that is not an integer raises ``type_error``; one below ``minimum`` ``ValueError``.
     """
     if isinstance(value, bool):
         raise type_error(f"{name} must be an integer, not a bool ({value!r})")
     try:
         number = operator.index(value)
     except TypeError:
-        raise type_error(f"{name} must be an integer, not {type(value).__name__} ({value!r})") from None
+        raise type_error(f"{name} must be an integer, not {type(value).__name__} "
+                         f"({value!r})") from None
     if minimum is not None and number < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, not {number}")
     return number
@@ -30,5 +41,246 @@ def seed(value):
 
 
 def size(name, value):
-    """A layer size or depth: an integer >= 1."""
+    """A layer size, depth or batch: an integer >= 1."""
     return integer(name, value, 1, type_error=ValueError)
+
+
+def positive_real(name, value):
+    """``value`` as a finite float > 0, or an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, not {type(value).__name__} ({value!r})")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, not {value!r}")
+    return value
+
+
+def alpha(value):
+    """The leak rate of ``VanillaRNN``: a float in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"alpha must be a real number in (0, 1], "
+                        f"not {type(value).__name__} ({value!r})")
+    number = float(value)
+    if math.isnan(number) or not 0.0 < number <= 1.0:
+        raise ValueError(f"alpha must be a real number in (0, 1], not {value!r}")
+    return number
+
+
+# ---- methods --------------------------------------------------------------------------------
+
+
+def method(name, names):
+    """``name`` if it is one of ``names``, else ``ValueError`` naming ``method``."""
+    if name not in names:
+        raise ValueError(f"method must be one of {', '.join(names)}, not {name!r}")
+    return name
+
+
+def rank(method_name, value, ranked):
+    """The rank ``method_name`` runs with: ``value`` (default 1) for the ``ranked`` methods.
+
+    ``None`` means 1. A rank for a method without one is a ``ValueError``, a non-integer a
+    ``TypeError`` and a rank below 1 a ``ValueError``, each naming ``rank``.
+    """
+    if value is None:
+        return 1
+    if method_name not in ranked:
+        raise ValueError(f"rank applies only to methods {', '.join(ranked)}, "
+                         f"not {method_name!r}")
+    return integer("rank", value, 1)
+
+
+def cell(value):
+    """``value`` if it has the cell interface (``minirtrl.cells.Cell``), else ``TypeError``."""
+    from .cells import Cell  # the cells import these checks for their sizes
+
+    if not isinstance(value, Cell):
+        raise TypeError(f"cell must be a minirtrl cell such as minirtrl.RHN, "
+                        f"not {type(value).__name__}")
+    return value
+
+
+# ---- the array library ----------------------------------------------------------------------
+
+
+def creation(xp, dtype, device):
+    """``(xp, dtype, device)`` for a function that creates arrays (``init``).
+
+    ``xp`` is an array namespace module (``numpy``, ``torch``, ``cupy``, ``array_api_strict``,
+    ...; None means NumPy), returned as the array-API namespace of its arrays (through
+    array-api-compat where the library needs it). ``dtype`` is its float32 or float64
+    (None means float64); ``device`` is passed on as given (None: the library's default).
+    """
+    if xp is None:
+        import numpy as xp
+    if isinstance(xp, str):
+        raise TypeError(f"xp must be an array namespace module, not the string {xp!r}: "
+                        f"pass the module itself, e.g. `import {xp.split('.')[0]}` then "
+                        f"xp={xp.split('.')[0]}")
+    if not isinstance(xp, types.ModuleType) or not hasattr(xp, "empty"):
+        raise TypeError(f"xp must be an array namespace module such as numpy, not "
+                        f"{type(xp).__name__}")
+    xp = array_namespace(xp.empty(0))
+    if dtype is None:
+        return xp, xp.float64, device
+    if isinstance(dtype, str):
+        raise TypeError(f"dtype must be a dtype of {xp.__name__}, not the string {dtype!r}: "
+                        f"pass e.g. xp.{dtype}")
+    if dtype not in (xp.float32, xp.float64):
+        raise ValueError(f"dtype must be float32 or float64 of {xp.__name__}, not {dtype!r}")
+    return xp, dtype, device
+
+
+def namespace(name, arrays, xp=None):
+    """The namespace of ``arrays``; ``TypeError`` naming ``name`` if missing, mixed or not ``xp``."""
+    if any(a is None for a in arrays):
+        raise TypeError(f"{name} is required (an array), not None")
+    try:
+        found = array_namespace(*arrays)
+    except TypeError as exc:
+        raise TypeError(f"{name}: {exc}") from None
+    if xp is not None and found is not xp:
+        raise TypeError(f"{name} comes from {found.__name__}, but params from {xp.__name__}")
+    return found
+
+
+def params(cell_, values):
+    """Check keys, shapes and dtypes of the parameter dict ``values``; return its namespace."""
+    cell(cell_)
+    if not isinstance(values, dict):
+        raise TypeError(f"params must be a dict of arrays, not {type(values).__name__}")
+    expected = cell_.shapes()
+    if set(values) != set(expected):
+        raise ValueError(f"params must have keys {sorted(expected)}, not {sorted(values)}")
+    xp = namespace("params", list(values.values()))
+    dtype = values["V"].dtype
+    for key, shape in expected.items():
+        if tuple(values[key].shape) != shape:
+            raise ValueError(f"params[{key!r}] must have shape {shape}, "
+                             f"not {tuple(values[key].shape)}")
+        if values[key].dtype != dtype or not xp.isdtype(dtype, "real floating"):
+            raise TypeError(f"params[{key!r}] must share one real floating dtype with "
+                            "params['V']")
+    return xp
+
+
+# ---- sequences and steps --------------------------------------------------------------------
+
+
+def _inputs(name, x, lead, n_in, xp, dtype):
+    """``x`` of shape ``lead + (n_in,)`` (``lead`` names like ``("T", "B")``), real."""
+    namespace(name, [x], xp)
+    want = f"({', '.join(lead)}, {n_in})"
+    if x.ndim != len(lead) + 1 or x.shape[-1] != n_in or any(d < 1 for d in x.shape[:-1]):
+        raise ValueError(f"{name} must have shape {want} with {', '.join(lead)} >= 1, "
+                         f"not {tuple(x.shape)}")
+    if xp.isdtype(x.dtype, "bool") or xp.isdtype(x.dtype, "complex floating"):
+        raise TypeError(f"{name} must be real-valued, not {x.dtype}")
+    return xp.astype(x, dtype)
+
+
+def _targets(name, y, shape, n_out, xp):
+    """Integer class indices of ``shape`` in [0, n_out), as int64."""
+    namespace(name, [y], xp)
+    if tuple(y.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, not {tuple(y.shape)}")
+    if not xp.isdtype(y.dtype, "integral"):
+        raise TypeError(f"{name} must be an integer array, not {y.dtype}")
+    if bool(xp.any((y < 0) | (y >= n_out))):
+        raise ValueError(f"{name} must hold class indices in [0, {n_out}), found values outside")
+    return xp.astype(y, xp.int64)  # a narrow integer type could not hold every class index
+
+
+def _mask(name, mask, shape, xp, dtype, device):
+    """0/1 of ``shape`` in ``dtype``; all ones when ``mask`` is None."""
+    if mask is None:
+        return xp.ones(shape, dtype=dtype, device=device)
+    if isinstance(mask, dict):
+        raise TypeError(f"{name} must be an array, not a dict (signs are passed as signs=)")
+    namespace(name, [mask], xp)
+    if tuple(mask.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, not {tuple(mask.shape)}")
+    mask = xp.astype(mask, dtype)
+    if bool(xp.any((mask != 0) & (mask != 1))):
+        raise ValueError(f"{name} must hold only 0 and 1")
+    return mask
+
+
+def sequence(cell_, values, xs, ys=None, mask=None):
+    """Check ``xs`` (T, B, n_in), ``ys`` (T, B), ``mask`` (T, B) against ``cell_``.
+
+    Returns ``(xp, xs, ys, mask)`` in the params' dtype (``ys`` int64; ``ys`` and
+    ``mask`` None when ``ys`` is None).
+    """
+    xp = params(cell_, values)
+    xs = _inputs("xs", xs, ("T", "B"), cell_.n_in, xp, values["V"].dtype)
+    if ys is None:
+        return xp, xs, None, None
+    shape = (xs.shape[0], xs.shape[1])
+    ys = _targets("ys", ys, shape, cell_.n_out, xp)
+    return xp, xs, ys, _mask("mask", mask, shape, xp, values["V"].dtype, get_device(xs))
+
+
+def step(cell_, values, x, y=None, mask=None):
+    """Check one step's ``x`` (B, n_in), ``y`` (B,), ``mask`` (B,) against ``cell_``.
+
+    Returns ``(xp, x, y, mask)`` like ``sequence``.
+    """
+    xp = params(cell_, values)
+    x = _inputs("x", x, ("B",), cell_.n_in, xp, values["V"].dtype)
+    if y is None:
+        if mask is not None:
+            raise ValueError("mask needs targets y")
+        return xp, x, None, None
+    shape = (x.shape[0],)
+    y = _targets("y", y, shape, cell_.n_out, xp)
+    return xp, x, y, _mask("mask", mask, shape, xp, values["V"].dtype, get_device(x))
+
+
+def signs(values, shapes, xp, dtype):
+    """``values`` as ``{name: ±1 array}`` with exactly ``shapes`` (a dict name -> shape).
+
+    Arrays of another library, another shape or with an entry other than ±1 are refused
+    (``signs`` named in the error); they are returned in ``dtype``. One host read.
+    """
+    if not shapes and values is None:
+        return {}
+    if not isinstance(values, dict) or set(values) != set(shapes):
+        got = sorted(values) if isinstance(values, dict) else type(values).__name__
+        raise ValueError(f"signs must be a dict with keys {sorted(shapes)}, not {got}")
+    out = {}
+    for key, shape in shapes.items():
+        namespace(f"signs[{key!r}]", [values[key]], xp)
+        if tuple(values[key].shape) != tuple(shape):
+            raise ValueError(f"signs[{key!r}] must have shape {tuple(shape)}, "
+                             f"not {tuple(values[key].shape)}")
+        if xp.isdtype(values[key].dtype, "complex floating"):
+            raise TypeError(f"signs[{key!r}] must be real, not {values[key].dtype}")
+        out[key] = xp.astype(values[key], dtype)
+    bad = [xp.any((s != 1) & (s != -1)) for s in out.values()]
+    if bad and bool(xp.any(xp.stack(bad))):
+        raise ValueError("signs must hold only -1 and +1")
+    return out
+
+
+def state(online, value, batch, xp, dtype, state_type, leaves):
+    """``value`` must be a ``state_type`` of ``online``'s method, cell, batch, library, dtype.
+
+    ``leaves`` lists the arrays of a method's state (``methods.leaves``).
+    """
+    if not isinstance(value, state_type):
+        raise TypeError(f"state must be an {state_type.__name__} (Online.init), "
+                        f"not {type(value).__name__}")
+    arrays = leaves(value.est)
+    namespace("state", [value.s, *arrays], xp)
+    n = online.cell.n_hidden
+    if tuple(value.s.shape) != (batch, n):
+        raise ValueError(f"state.s must have shape {(batch, n)}, not {tuple(value.s.shape)}")
+    template = online.module.init(online.cell, 0, online.rank, xp=xp, dtype=dtype)  # no data
+    want = [tuple(a.shape[1:]) for a in leaves(template)]
+    if (type(value.est) is not type(template) or [tuple(a.shape[1:]) for a in arrays] != want
+            or any(a.shape[0] != batch for a in arrays)):
+        raise ValueError(f"state.est is not a {online.method} state of this cell, rank and "
+                         "batch")
+    if any(a.dtype != dtype for a in [value.s, *arrays]):
+        raise TypeError(f"state must have the dtype of params, {dtype}")

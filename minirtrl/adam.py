@@ -1,11 +1,13 @@
 """Adam and gradient-norm clipping as small pure functions on parameter dicts.
 
-Nothing is updated in place: every function returns new dicts.
+Nothing is updated in place: every function returns new dicts. Each takes arrays and works in
+their library (their namespace is found from them).
 """
 
-import math
-import numbers
 from typing import NamedTuple
+
+from . import _checks
+from ._compat import array_namespace
 
 
 class AdamState(NamedTuple):
@@ -14,13 +16,15 @@ class AdamState(NamedTuple):
     v: dict  # second moments, like params
 
 
-def adam_init(params, *, xp):
-    """Zero moments for ``params``."""
-    zeros = {k: xp.zeros_like(p) for k, p in params.items()}
-    return AdamState(0, zeros, dict(zeros))
+def adam_init(params):
+    """Zero moments for ``params``, like them (library, dtype, device); two dicts, no array
+    shared between them."""
+    xp = array_namespace(*params.values())
+    return AdamState(0, {k: xp.zeros_like(p) for k, p in params.items()},
+                     {k: xp.zeros_like(p) for k, p in params.items()})
 
 
-def adam_step(params, grads, state, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, xp=None):
+def adam_step(params, grads, state, *, lr, beta1=0.9, beta2=0.999, eps=1e-8):
     """One Adam update (Kingma & Ba 2015, Algorithm 1); returns ``(params, state)``.
 
     ``θ ← θ - lr · m̂ / (sqrt(v̂) + eps)`` with bias-corrected moments ``m̂ = m/(1-β1^t)``,
@@ -30,15 +34,12 @@ def adam_step(params, grads, state, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, xp=
     m = {k: beta1 * state.m[k] + (1.0 - beta1) * g for k, g in grads.items()}
     v = {k: beta2 * state.v[k] + (1.0 - beta2) * (g * g) for k, g in grads.items()}
     c1, c2 = 1.0 - beta1**t, 1.0 - beta2**t
-    if xp is None:
-        from ._compat import array_namespace
-
-        xp = array_namespace(*params.values())
+    xp = array_namespace(*params.values())
     new = {k: p - lr * (m[k] / c1) / (xp.sqrt(v[k] / c2) + eps) for k, p in params.items()}
     return new, AdamState(t, m, v)
 
 
-def global_norm(grads, keys, *, xp):
+def global_norm(grads, keys):
     """The joint Euclidean norm of ``grads[k]`` for ``k`` in ``keys``, a 0-d array.
 
     Overflow-safe: float64 gradients are divided by their largest magnitude ``m`` before
@@ -51,6 +52,7 @@ def global_norm(grads, keys, *, xp):
     keys = list(keys)
     if not keys:
         raise ValueError("keys must name at least one gradient")
+    xp = array_namespace(*(grads[k] for k in keys))
     dtype = grads[keys[0]].dtype
     if dtype != xp.float64:  # squares of finite float32 values are finite in float64
         total = None
@@ -70,23 +72,15 @@ def global_norm(grads, keys, *, xp):
     return scale * xp.sqrt(total)
 
 
-def clip_by_norm(grads, max_norm, keys, *, xp):
+def clip_by_norm(grads, max_norm, keys):
     """Scale ``grads[k]`` (k in ``keys``) so their joint norm is at most ``max_norm``.
 
     ``max_norm`` must be a finite real number > 0 (``ValueError``/``TypeError`` naming it).
     Returns ``(clipped grads, norm before clipping)``; other keys pass through unchanged.
     Branch-free (no host sync): the scale is ``min(1, max_norm / norm)``.
     """
-    max_norm = _positive_real("max_norm", max_norm)
-    norm = global_norm(grads, keys, xp=xp)
+    max_norm = _checks.positive_real("max_norm", max_norm)
+    norm = global_norm(grads, keys)
+    xp = array_namespace(norm)
     scale = max_norm / xp.maximum(norm, xp.full_like(norm, max_norm))
     return {k: (g * scale if k in keys else g) for k, g in grads.items()}, norm
-
-
-def _positive_real(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, not {type(value).__name__} ({value!r})")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, not {value!r}")
-    return value

@@ -42,8 +42,8 @@ def window_gradient(cell, params, s0, xs, ys, mask, *, xp, keep=None):
         cache, c_t = tape[t]
         g = c_t if g is None else g + c_t
         g, dzs = cell.vjp(params, cache, g, xp=xp)
-        for name, dz, layer in zip(cell.blocks, dzs, cache):
-            dW = xp.matrix_transpose(dz) @ layer.a  # (m_l, k_l)
+        for name, dz, cache_l in zip(cell.blocks, dzs, cache, strict=True):
+            dW = xp.matrix_transpose(dz) @ cache_l.a  # (m_l, k_l)
             grads[name] = grads[name] + dW if name in grads else dW
         if keep is not None:
             g = g * keep[t, :][:, None]

@@ -1,48 +1,25 @@
 """KF-RTRL (Mujika, Meier & Steger 2018, "Approximating Real-Time Recurrent Learning with
-Random Kronecker Factors", Algorithm 1): one random Kronecker product per block, and
-kf-avg, the mean of r independent KF-RTRL chains (the baseline of Benzing et al. 2019).
-``docs/algorithms.md``, eq. (13).
+Random Kronecker Factors", Algorithm 1) and kf-avg, the mean of r independent KF-RTRL chains
+(the baseline of Benzing et al. 2019): ``docs/algorithms.md`` §5, eq. (13); its signs §9.
 
-Per sample and recurrent block l the influence ``G^l = ds_t/dW_l`` is estimated by
-``u^l ⊗ A^l``, i.e. ``ds_t/dW_l[i, j] ≈ A^l[:, i] · u^l[j]``. The paper writes the
-pre-activations as ``ĥ_t W`` with W of shape (k, m); our ``W_l`` (m, k) is that W
-transposed and multiplies ``a_l = ĥ_t`` from the right, so ``u`` indexes the columns of
-``W_l`` and ``A`` the pairs (state, row of ``W_l``). Per block, ``ĥ_t -> a_l`` and
-``D_t -> M_l`` (= P_l D_l for a depth-L RHN). One step, as in the paper::
+Per sample and block l the influence is ``G^l ≈ u ⊗ A`` (``ds_t/dW_l[i, j] ≈ A[:, i] u[j]``);
+kf-avg keeps r chains stacked on axis 1 and estimates their mean (kf is r = 1), all chains
+advanced by one batched product.
 
-    HA  = H_t A_{t-1}                                   # the O(n² m) product
-    p1  = sqrt(‖HA‖ / ‖u_{t-1}‖),   p2 = sqrt(‖M_l‖ / ‖a_l‖)
-    c1, c2 ∈ {-1, +1} independent, per sample, chain and block
-    u_t = c1 p1 u_{t-1} + c2 p2 a_l
-    A_t = c1 HA / p1    + c2 M_l / p2
-
-so that ``E[u_t ⊗ A_t] = H_t (u_{t-1} ⊗ A_{t-1}) + a_l ⊗ M_l``: unbiased by induction
-for fixed parameters. The p's minimise the added variance,
-``2 (‖u‖‖HA‖‖a‖‖M‖ + <u, a><HA, M>)`` per step.
-
-Zero norms (a sequence start, a reset stream) are guarded after the update is set up:
-where ``‖u‖·‖HA‖ = 0`` the old term is zero and the step is exact and deterministic,
-``u = a_l, A = M_l``; where ``‖a‖·‖M‖ = 0`` the new term is zero and ``u, A = u, HA``.
-
-kf-avg keeps r independent chains per block, each updated exactly like kf with its own
-signs, and estimates ``(1/r) Σ_i u_i ⊗ A_i`` (per-step variance 1/r of kf's for a given
-past). Both share every line: the chains are stacked on axis 1 (``kf`` is r = 1) and all
-of them are advanced by one batched product, H_t broadcast over the stacked A's.
-
-Notation (code name -> symbol):
+Notation (code name -> symbol of §5):
 
     u        u^l          (B, r, k_l)     row factor, indexes the columns of W_l
     A        A^l          (B, r, n, m_l)  column factor, indexes (state, row of W_l)
-    a        a_l = ĥ_t    (B, k_l)        the vector block l multiplies
-    M        M_l = D_t    (B, n, m_l)     right immediate factor (P_l D_l for the RHN)
+    a        a_l          (B, k_l)        the vector block l multiplies (the paper's ĥ_t)
+    M        M_l          (B, n, m_l)     right immediate factor (the paper's D_t)
     H        H_t          (B, n, n)       ∂s_t/∂s_{t-1}
     HA       H_t A^l      (B, r, n, m_l)
-    c1, c2   c1, c2       (B, r)          random signs, ``noise[f"W{l}"][..., 0 / 1]``
+    c1, c2   c1, c2       (B, r)          signs[f"W{l}"][..., 0] and [..., 1]
     p1, p2   p1, p2       (B, r), (B, 1)
 
-Cost per step and sample: the cell's ``influence_pieces`` (O(L n³) for a depth-L RHN,
-O(n²) at depth 1), then r L products n×n by n×m, O(r L n³), and three elementwise
-passes over the A's (norm of H A, the two weighted terms). Memory r Σ_l (k_l + n m_l).
+Cost per step and sample: the cell's ``influence_pieces`` (O(L n³) for a depth-L RHN, O(n²)
+at depth 1), r L products n×n by n×m, O(r L n³), and three elementwise passes over the A's.
+Memory r Σ_l (k_l + n m_l).
 """
 
 from .guard import norm_ratio
@@ -54,37 +31,31 @@ def init(cell, batch, rank=1, *, xp, dtype, device=None):
     return zero_factors(cell, batch, rank, xp=xp, dtype=dtype, device=device)
 
 
-def noise_shapes(cell, batch, rank=1):
-    """``{"W1": (B, r, 2), ...}``: the signs (c1, c2) of every sample, chain and block.
-
-    ``noise[f"W{l}"][b, i, 0]`` is c1 of sample b, chain i, block l: it multiplies the
-    carried term (``c1 p1 u`` and ``c1 HA / p1``); ``[b, i, 1]`` is c2, on the new immediate
-    term (``c2 p2 a_l`` and ``c2 M_l / p2``). Where the zero guard picks the exact step
-    (one of the two terms is zero) that chain's signs are not used.
-    """
+def sign_shapes(cell, batch, rank=1):
+    """``{"W1": (B, r, 2), ...}``: the signs (c1, c2) of every sample, chain and block (§9)."""
     return {name: (batch, rank, 2) for name in cell.blocks}
 
 
-def update(cell, params, state, cache, noise, *, xp, keep=None):
+def update(cell, params, state, cache, signs, *, xp, keep=None):
     """One KF-RTRL step of every chain of every block (r read from the state).
 
-    ``noise[f"W{l}"]`` (B, r, 2) holds the signs (c1, c2). ``keep`` (B,) 0/1: where it is
-    0 the stream starts from zero factors (H_t is zeroed there, so H A = 0 and the zero
-    guard takes the exact step; no pass over A). Cost O(B (L n³ + r L n³)).
+    ``signs[f"W{l}"]`` (B, r, 2) holds (c1, c2). ``keep`` (B,) 0/1: where it is 0 the stream
+    starts from zero factors (H_t is zeroed there, so H A = 0 and the zero guard takes the
+    exact step; no pass over A). Cost O(B (L n³ + r L n³)).
     """
     H, pieces = cell.influence_pieces(params, cache, xp=xp)
     if keep is not None:
         H = H * keep[:, None, None]
     us, As = [], []
-    for name, u, A, M, layer in zip(cell.blocks, state.u, state.A, pieces, cache):
-        u, A = kf_step(u, A, H, layer.a, M, noise[name], xp=xp)
+    for name, u, A, M, cache_l in zip(cell.blocks, state.u, state.A, pieces, cache, strict=True):
+        u, A = kf_step(u, A, H, cache_l.a, M, signs[name], xp=xp)
         us.append(u)
         As.append(A)
     return State(tuple(us), tuple(As))
 
 
 def kf_step(u, A, H, a, M, signs, *, xp):
-    """The KF-RTRL update of r stacked chains of one block (see the module docstring).
+    """Eq. (13) for r stacked chains of one block, with the zero guard of §5.
 
     ``u`` (B, r, k), ``A`` (B, r, n, m), ``H`` (B, n, n), ``a`` (B, k), ``M`` (B, n, m),
     ``signs`` (B, r, 2). Returns the new ``(u, A)``.
@@ -101,8 +72,8 @@ def kf_step(u, A, H, a, M, signs, *, xp):
     p1 = norm_ratio(sq_HA, sq_u, ok=mix, xp=xp)  # sqrt(‖HA‖ / ‖u‖)
     p2 = norm_ratio(sq_M, sq_a, ok=mix, xp=xp)  # sqrt(‖M‖ / ‖a‖)
 
-    # The paper's update, u = c1 p1 u + c2 p2 a and A = c1 HA/p1 + c2 M/p2, as the
-    # weights of the old and the new term on each side:
+    # Eq. (13), u = c1 p1 u + c2 p2 a and A = c1 HA/p1 + c2 M/p2, as the weights of the
+    # old and the new term on each side:
     u_old, u_new = c1 * p1, c2 * p2  # (B, r)
     A_old, A_new = c1 / p1, c2 / p2  # (B, r)
 
@@ -121,7 +92,7 @@ def grads(cell, state, c, *, xp):
     """``c_t · mean_i (u_i ⊗ A_i)`` summed over the batch: ``{"W1": (m_1, k_1), ...}``."""
     return {  # the 1/r of the mean goes on the small factor u
         name: grads_from_factors(u * (1.0 / u.shape[1]), A, c, xp=xp)
-        for name, u, A in zip(cell.blocks, state.u, state.A)
+        for name, u, A in zip(cell.blocks, state.u, state.A, strict=True)
     }
 
 
@@ -129,5 +100,5 @@ def influence(cell, state, *, xp):
     """The estimate ``mean_i u_i ⊗ A_i`` as dense ``{"W1": (B, n, m_1, k_1), ...}``."""
     return {
         name: dense_from_factors(u, A, xp=xp) / u.shape[1]
-        for name, u, A in zip(cell.blocks, state.u, state.A)
+        for name, u, A in zip(cell.blocks, state.u, state.A, strict=True)
     }

@@ -1,51 +1,23 @@
 """Opt: the unbiased, minimum-variance rank reduction r+1 -> r of a diagonal matrix.
 
 Benzing, Gauy, Mujika, Martinsson & Steger 2019, "Optimal Kronecker-Sum Approximation of
-Real Time Recurrent Learning", Algorithm 3; ``docs/algorithms.md``, eq. (16). Given singular values sorted ascending,
-``s_1 <= ... <= s_m`` (m = r+1), Opt returns m-1 random rank-one terms whose sum has
-expectation ``diag(s)`` and the least possible Frobenius variance:
+Real Time Recurrent Learning", Algorithm 3: ``docs/algorithms.md`` §6, eq. (16) (the mixed
+set of size k, S, d_i, v0, the terms and their variance).
 
-    k     = largest index with (k-1) s_k <= Σ_{i<=k} s_i          (k >= 2: the mixed set)
-    S     = Σ_{i<=k} s_i,   d_i = (k-1) s_i / S  (mixed),   v0 = (sqrt(1 - d_i))_i
-    terms = (S/(k-1)) (E w_j)(E w_j)^T for an orthonormal basis w_j of v0^⊥, E = diag(ε)
-    Var   = S²/(k-1) - Σ_{i<=k} s_i²
+How it is computed: with fixed shapes for a whole batch although k varies per sample. A kept
+direction gets d_i = 1, so v0 is 0 there, and v0^⊥ is spanned by the columns 2..m of the
+Householder reflection R = I - 2 w w^T / |w|², w = e_1 + v0, which maps e_1 to -v0 and
+leaves every kept e_q alone (index 1 is always mixed, so it is a valid pivot).
 
-The m-k largest values are kept exactly, each as one term. Everything is done with
-fixed shapes for a whole batch although k varies per sample: a kept direction gets
-d_i = 1, so v0 is 0 there, and v0^⊥ is spanned by the columns 1..m-1 of the Householder
-reflection R = I - 2 w w^T / |w|², w = e_1 + v0, which maps e_1 to -v0 and leaves
-every kept e_q alone (index 1 is always mixed, so it is a valid pivot).
-
-Notation: ``s`` s_i (ascending), ``signs`` ε_i, ``k`` k, ``S`` S, ``d`` d_i,
-``v0`` v_0, ``R`` the completed basis (its columns 2..m are the w_j), ``scale`` the
-factor carried by the right side: S/(k-1) on mixed directions, s_q on kept ones.
+Notation: ``s`` s_i (ascending), ``signs`` ε_i, ``k`` k, ``S`` S, ``d`` d_i, ``v0`` v_0,
+``R`` the completed basis (its columns 2..m are the w_j), ``scale`` the factor carried by
+the right side: S/(k-1) on mixed directions, s_q on kept ones.
 
 Cost per sample: O(m²) (one m×m reflection).
 """
 
 from ._compat import get_device
 from .guard import divide_where
-
-
-def mixed_count(s, *, xp):
-    """k for each row of ascending singular values ``s`` (..., m), as (..., 1) in s's dtype.
-
-    The test ``(k-1) s_k <= Σ_{i<=k} s_i`` holds for a prefix of k (it is monotone:
-    the slack changes by (k-1)(s_k - s_{k+1}) <= 0), so k is the number of k it holds for.
-    """
-    m = s.shape[-1]
-    km1 = xp.arange(m, dtype=s.dtype, device=get_device(s))  # k - 1 = 0, 1, ..., m-1
-    holds = km1 * s <= xp.cumulative_sum(s, axis=-1)
-    return xp.sum(xp.astype(holds, s.dtype), axis=-1, keepdims=True)
-
-
-def variance(s, *, xp):
-    """The Frobenius variance Opt adds, ``S²/(k-1) - Σ_{i<=k} s_i²``, for ascending s (..., m)."""
-    k = mixed_count(s, xp=xp)
-    mixed = xp.arange(s.shape[-1], dtype=s.dtype, device=get_device(s)) < k
-    zero = xp.zeros_like(s)
-    S = xp.sum(xp.where(mixed, s, zero), axis=-1)
-    return S * S / (k[..., 0] - 1.0) - xp.sum(xp.where(mixed, s * s, zero), axis=-1)
 
 
 def opt(s, signs, *, xp):
@@ -85,3 +57,15 @@ def opt(s, signs, *, xp):
     R = eye[1:, :] - (2.0 / xp.vecdot(w, w))[..., None, None] * ww  # rows 2..m of R
     left = R * signs[..., None, :]  # (..., m-1, m): row j = ε ⊙ (column j+1 of R, R symmetric)
     return left, left * scale[..., None, :]
+
+
+def mixed_count(s, *, xp):
+    """k for each row of ascending singular values ``s`` (..., m), as (..., 1) in s's dtype.
+
+    The test ``(k-1) s_k <= Σ_{i<=k} s_i`` holds for a prefix of k (it is monotone:
+    the slack changes by (k-1)(s_k - s_{k+1}) <= 0), so k is the number of k it holds for.
+    """
+    m = s.shape[-1]
+    km1 = xp.arange(m, dtype=s.dtype, device=get_device(s))  # k - 1 = 0, 1, ..., m-1
+    holds = km1 * s <= xp.cumulative_sum(s, axis=-1)
+    return xp.sum(xp.astype(holds, s.dtype), axis=-1, keepdims=True)

@@ -1,11 +1,8 @@
 """Exact Real-Time Recurrent Learning (Williams & Zipser 1989, "A learning algorithm for
 continually running fully recurrent neural networks"), for any cell of ``minirtrl.cells``.
 
-Per block l the influence ``G^l = ds_t/dW_l`` is kept exactly and carried forward
-(``docs/algorithms.md``, eqs. (9), (10)):
-
-    G_t^l = H_t G_{t-1}^l + a_l ⊗ M_l,     G_0^l = 0        (M_l = P_l D_l for the RHN)
-    dloss_t/dW_l = c_t · G_t^l
+Per block l the influence ``G^l = ds_t/dW_l`` is kept exactly and carried forward:
+``docs/algorithms.md`` §2, eqs. (9), (10).
 
 Notation: ``G`` (B, n, m_l·k_l) is G^l with its last two axes (row i of W_l, column j)
 flattened, so ``H @ G`` is one batched product; ``M`` = M_l (B, n, m_l); ``a`` = a_l.
@@ -33,13 +30,13 @@ def init(cell, batch, rank=1, *, xp, dtype, device=None):
     ))
 
 
-def noise_shapes(cell, batch, rank=1):
+def sign_shapes(cell, batch, rank=1):
     """Exact RTRL draws no signs: ``{}``."""
     return {}
 
 
-def update(cell, params, state, cache, noise=None, *, xp, keep=None):
-    """``G^l <- H_t G^l + a_l ⊗ M_l`` for every block (``noise`` is ignored).
+def update(cell, params, state, cache, signs=None, *, xp, keep=None):
+    """``G^l <- H_t G^l + a_l ⊗ M_l`` for every block, eq. (9) (``signs`` is ignored).
 
     One product ``H_t @ G^l`` per block; the immediate term is added to it in one
     broadcast expression on its (B, n, m_l, k_l) view. ``keep`` (B,) 0/1: where it is 0
@@ -50,10 +47,10 @@ def update(cell, params, state, cache, noise=None, *, xp, keep=None):
     if keep is not None:
         H = H * keep[:, None, None]
     new = []
-    for G, M, layer in zip(state.G, pieces, cache):
+    for G, M, cache_l in zip(state.G, pieces, cache, strict=True):
         B, n, m = M.shape
         HG = xp.reshape(H @ G, (B, n, m, -1))  # (B, n, m, k): H_t G^l, a view
-        G = HG + M[:, :, :, None] * layer.a[:, None, None, :]  # + a_l ⊗ M_l
+        G = HG + M[:, :, :, None] * cache_l.a[:, None, None, :]  # + a_l ⊗ M_l
         new.append(xp.reshape(G, (B, n, -1)))
     return State(tuple(new))
 
@@ -63,7 +60,7 @@ def grads(cell, state, c, *, xp):
     B, n = c.shape
     shapes = cell.shapes()
     out = {}
-    for name, G in zip(cell.blocks, state.G):
+    for name, G in zip(cell.blocks, state.G, strict=True):
         g = xp.reshape(c, (1, B * n)) @ xp.reshape(G, (B * n, G.shape[2]))  # (1, m k)
         out[name] = xp.reshape(g, shapes[name])
     return out
@@ -73,4 +70,4 @@ def influence(cell, state, *, xp):
     """The influence as dense ``{"W1": (B, n, m_1, k_1), ...}``."""
     n, shapes = cell.n_hidden, cell.shapes()
     return {name: xp.reshape(G, (G.shape[0], n) + shapes[name])
-            for name, G in zip(cell.blocks, state.G)}
+            for name, G in zip(cell.blocks, state.G, strict=True)}

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from minirtrl.backends import BackendError, load, to_numpy
+from minirtrl.drivers.backends import BackendError, load, to_numpy
 from minirtrl.testing import assert_close
 
 PLAIN = ["numpy", "array_api_strict", "torch", pytest.param("cupy", marks=pytest.mark.gpu)]

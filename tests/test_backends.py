@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minirtrl
-from minirtrl.backends import BackendError, load, to_numpy
+from minirtrl.drivers.backends import BackendError, load, to_numpy
 from minirtrl.methods import RANKED
 from minirtrl.testing import assert_close, random_problem
 
@@ -33,7 +33,7 @@ def test_public_functions_match_numpy(backend, to_xp, close, method):
     xp = backend.xp
     cell, xs, ys, mask = problem()
     rank = 2 if method in RANKED else None
-    p_np = cell.init(4, xp="numpy", init_scale=0.5)
+    p_np = cell.init(4, xp=np, init_scale=0.5)
     params = cell.init(4, xp=xp, init_scale=0.5, device=backend.device)
     for k in params:  # init draws on the host: same parameters on every backend
         close(params[k], p_np[k], rtol=0)
@@ -57,11 +57,11 @@ def test_optimiser_matches_numpy(backend, to_xp, close):
     p_np = {"W1": rng.standard_normal((4, 3)), "V": rng.standard_normal((2, 3))}
     g_np = {k: rng.standard_normal(v.shape) for k, v in p_np.items()}
     params, grads = {k: to_xp(v) for k, v in p_np.items()}, {k: to_xp(v) for k, v in g_np.items()}
-    clipped, norm = minirtrl.clip_by_norm(grads, 1.0, ("W1",), xp=xp)
-    clipped_np, norm_np = minirtrl.clip_by_norm(g_np, 1.0, ("W1",), xp=np)
+    clipped, norm = minirtrl.clip_by_norm(grads, 1.0, ("W1",))
+    clipped_np, norm_np = minirtrl.clip_by_norm(g_np, 1.0, ("W1",))
     close(norm, norm_np)
-    new, state = minirtrl.adam_step(params, clipped, minirtrl.adam_init(params, xp=xp), lr=0.1, xp=xp)
-    new_np, _ = minirtrl.adam_step(p_np, clipped_np, minirtrl.adam_init(p_np, xp=np), lr=0.1, xp=np)
+    new, state = minirtrl.adam_step(params, clipped, minirtrl.adam_init(params), lr=0.1)
+    new_np, _ = minirtrl.adam_step(p_np, clipped_np, minirtrl.adam_init(p_np), lr=0.1)
     for k in new:
         close(new[k], new_np[k], rtol=1e-12)
 
@@ -71,7 +71,7 @@ def test_estimators_need_only_the_2023_12_standard(method, rank):
     """No Python scalars where the 2023.12 standard wants arrays (e.g. in ``where``)."""
     strict = pytest.importorskip("array_api_strict")
     cell, xs, ys, mask = problem()
-    p_np = cell.init(0, xp="numpy", init_scale=0.5)
+    p_np = cell.init(0, xp=np, init_scale=0.5)
     _, expected = minirtrl.sequence_gradient(method, cell, p_np, xs, ys, mask, rank=rank, seed=3)
     saved = strict.get_array_api_strict_flags()
     strict.set_array_api_strict_flags(api_version="2023.12")
@@ -91,8 +91,8 @@ def test_float32_close_to_float64(backend, to_xp, method):
     xp, device = backend.xp, backend.device
     cell, xs, ys, mask = problem()
     rank = 2 if method in RANKED else None
-    p64 = cell.init(1, xp=xp, dtype="float64", init_scale=0.5, device=device)
-    p32 = cell.init(1, xp=xp, dtype="float32", init_scale=0.5, device=device)
+    p64 = cell.init(1, xp=xp, dtype=xp.float64, init_scale=0.5, device=device)
+    p32 = cell.init(1, xp=xp, dtype=xp.float32, init_scale=0.5, device=device)
     _, g64 = minirtrl.sequence_gradient(method, cell, p64, to_xp(xs), to_xp(ys), to_xp(mask),
                                         seed=1, rank=rank)
     _, g32 = minirtrl.sequence_gradient(method, cell, p32, to_xp(xs, xp.float32), to_xp(ys),
@@ -107,7 +107,7 @@ def test_float32_close_to_float64(backend, to_xp, method):
 @pytest.mark.parametrize("method", EXACT + ESTIMATORS)
 def test_inputs_are_not_mutated(method):
     cell, xs, ys, mask = problem()
-    params = cell.init(0, xp="numpy", init_scale=0.5)
+    params = cell.init(0, xp=np, init_scale=0.5)
     for a in [xs, ys, mask, *params.values()]:
         a.flags.writeable = False  # any in-place write would raise
     rank = 2 if method in RANKED else None

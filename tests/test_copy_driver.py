@@ -8,7 +8,7 @@ import pytest
 
 from minirtrl import readout
 from minirtrl import METHODS, sequence_gradient
-from minirtrl.backends import BackendError
+from minirtrl.drivers.backends import BackendError
 from minirtrl.drivers.copy import main
 from minirtrl.drivers.copytask import CopyTask
 from minirtrl import RHN
@@ -85,7 +85,7 @@ def test_first_step_is_one_clipped_adam_step_on_the_batch_mean(algo, tmp_path):
     assert rc == 0
     # independent: the same first character, the exact gradient of its summed loss
     cell = RHN(4, n, 4)
-    params = cell.init(seed, xp="numpy", dtype="float64")
+    params = cell.init(seed, xp=np, dtype=np.float64)
     data_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0])
     batch = CopyTask(B).next_batch(data_rng)
     loss, grads = sequence_gradient("bptt", cell, params, batch.x[None], batch.y[None])
@@ -112,7 +112,7 @@ def test_online_rtrl_gradients_equal_per_step_bptt_since_each_reset(tmp_path):
                "--gate-bias", 0.5, "--seed", seed, "--steps", T, "--dtype", "float64",
                "--checkpoint", ck) == 0
     cell = RHN(4, n, 4)
-    params = cell.init(seed, xp="numpy", dtype="float64", gate_bias=0.5)
+    params = cell.init(seed, xp=np, dtype=np.float64, gate_bias=0.5)
     data_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0])
     task = CopyTask(B)
     batches = [task.next_batch(data_rng) for _ in range(T)]
@@ -151,7 +151,7 @@ def test_bptt_window_gradient_is_the_whole_sequence_when_windows_align(tmp_path)
                "--clip", 1e30, "--gate-bias", 0.5, "--seed", seed, "--steps", W,
                "--dtype", "float64", "--checkpoint", ck) == 0
     cell = RHN(4, n, 4)
-    params = cell.init(seed, xp="numpy", dtype="float64", gate_bias=0.5)
+    params = cell.init(seed, xp=np, dtype=np.float64, gate_bias=0.5)
     data_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0])
     task = CopyTask(B)
     m = {k: np.zeros_like(p) for k, p in params.items()}

@@ -83,7 +83,7 @@ def test_first_vanilla_step_is_one_clipped_adam_step(tmp_path):
                "--hidden", n, "--batch", B, "--lr", lr, "--clip", clip, "--seed", seed,
                "--steps", 1, "--dtype", "float64", "--checkpoint", ck) == 0
     cell = VanillaRNN(4, n, 4, alpha=alpha)
-    params = cell.init(seed, xp="numpy", dtype="float64")
+    params = cell.init(seed, xp=np, dtype=np.float64)
     data_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0])
     batch = CopyTask(B).next_batch(data_rng)
     _, grads = sequence_gradient("bptt", cell, params, batch.x[None], batch.y[None])

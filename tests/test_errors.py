@@ -53,7 +53,9 @@ def test_bad_cell():
     with pytest.raises(ValueError, match="n_hidden"):
         minirtrl.RHN(3, -4, 5)
     with pytest.raises(ValueError, match="dtype"):
-        cell.init(0, dtype="float16")
+        cell.init(0, dtype=np.float16)
+    with pytest.raises(TypeError, match="dtype"):  # a name where a dtype is expected
+        cell.init(0, dtype="float32")
 
 
 def test_mixed_array_libraries():
@@ -88,5 +90,5 @@ def test_bad_seed_and_backend_name():
             grad(method="kf", seed=seed)
         with pytest.raises(ValueError, match="seed"):
             cell.init(seed)
-    with pytest.raises(ValueError, match="backend 'jax'"):
+    with pytest.raises(TypeError, match="not the string 'jax'"):  # a name, not a namespace
         cell.init(0, xp="jax")

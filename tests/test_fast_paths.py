@@ -5,7 +5,7 @@ Each fast form below has a plain form it must equal up to roundoff:
 - ``rhn.state_jacobian`` (K_l as one product over its rows) vs ``rhn.layer_jacobian``
   (the formula (5) of docs/algorithms.md, three broadcast products), on every backend;
 - ``rhn.influence_pieces`` vs H_t and P_l D_l composed from ``layer_jacobian`` by hand;
-- ``rhn.jvp_vjp`` (UORO's shared walk) vs ``rhn.jvp_state`` and ``rhn.vjp_step``;
+- ``rhn.jvp_vjp`` (UORO's shared walk) vs the tests' ``jvp_state`` and ``RHN.vjp``;
 - ``opt.opt`` vs Algorithm 3 written out per sample in NumPy (explicit k, Householder
   basis of v0^⊥);
 - ``ok.step_gram`` (Gram matrices of the stacked factors, blockwise) vs ``ok.step_qr``
@@ -20,13 +20,12 @@ import numpy as np
 import pytest
 
 import minirtrl
-from minirtrl import influence, kf, ok, opt, readout, rtrl
+from minirtrl import kf, ok, opt, readout, rtrl
 from minirtrl.cells import rhn
-from minirtrl.backends import load, to_numpy
-from minirtrl.rng import draw_signs
+from minirtrl.drivers.backends import load, to_numpy
 from minirtrl.testing import assert_close
 
-from estimator_helpers import exact_step
+from estimator_helpers import draw_signs, exact_step, jvp_state, reset
 
 NPX, _ = load("numpy")
 EPS = np.finfo(np.float64).eps
@@ -34,7 +33,7 @@ EPS = np.finfo(np.float64).eps
 
 def setup(depth, *, n=5, n_in=3, B=3, seed=0, scale=0.7):
     cell = minirtrl.RHN(n_in, n, 4, depth=depth)
-    params = cell.init(seed, xp="numpy", init_scale=scale, gate_bias=-0.3)
+    params = cell.init(seed, xp=np, init_scale=scale, gate_bias=-0.3)
     rng = np.random.default_rng(seed + 1)
     s = rng.standard_normal((B, n)) * 0.5
     x = rng.standard_normal((B, n_in))
@@ -52,15 +51,13 @@ def assert_equal_to_roundoff(got, want, factor=64):
 # ---- rhn ------------------------------------------------------------------------------
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_state_jacobian_equals_layer_jacobian(backend, to_xp, depth):
-    xp, device = backend.xp, backend.device
+    xp = backend.xp
     cell, params, _, rng = setup(depth)
     p = {k: to_xp(v) for k, v in params.items()}
     _, layers = cell.step(p, to_xp(rng.standard_normal((3, cell.n_hidden))),
                          to_xp(rng.standard_normal((3, cell.n_in))), xp=xp)
-    eye = xp.eye(cell.n_hidden, dtype=xp.float64, device=device)
     for l, layer in enumerate(layers, start=1):
-        dh, dg = rhn.d_diagonals(layer)
-        fast = rhn.state_jacobian(cell, p, l, layer.tau, dh, dg, eye, xp=xp)
+        fast = rhn.state_jacobian(cell, p, l, layer, xp=xp)
         assert tuple(fast.shape) == (3, cell.n_hidden, cell.n_hidden)
         plain = rhn.layer_jacobian(cell, p, l, layer, xp=xp)
         assert_equal_to_roundoff(to_numpy(fast), to_numpy(plain))
@@ -96,7 +93,7 @@ def test_jvp_vjp_equals_jvp_state_and_vjp_step(backend, to_xp, depth):
     v = to_xp(rng.standard_normal((4, cell.n_hidden)))
     g = to_xp(rng.standard_normal((4, cell.n_hidden)))
     Hv, dzs = cell.jvp_vjp(p, layers, v, g, xp=xp)
-    assert_equal_to_roundoff(to_numpy(Hv), to_numpy(rhn.jvp_state(cell, p, layers, v, xp=xp)))
+    assert_equal_to_roundoff(to_numpy(Hv), to_numpy(jvp_state(cell, p, layers, v)))
     _, dzs_ref = cell.vjp(p, layers, g, xp=xp)
     assert len(dzs) == depth
     for dz, ref in zip(dzs, dzs_ref):
@@ -166,7 +163,7 @@ def test_grads_from_factors_contract_the_dense_estimate(module, rank):
     cell, params, layers, rng = setup(2, B=4)
     state = module.init(cell, 4, rank=rank, xp=np, dtype=np.float64)
     for _ in range(3):
-        noise = draw_signs(rng, module.noise_shapes(cell, 4, rank), xp=np, dtype=np.float64)
+        noise = draw_signs(rng, module.sign_shapes(cell, 4, rank), xp=np, dtype=np.float64)
         state = module.update(cell, params, state, layers, noise, xp=np)
     c = rng.standard_normal((4, cell.n_hidden))
     dense = module.influence(cell, state, xp=np)
@@ -213,20 +210,19 @@ def test_rtrl_state_is_exactly_the_influence(depth):
 @pytest.mark.parametrize("depth", [1, 2])
 def test_update_with_keep_is_the_update_of_the_reset_state(method, rank, depth):
     """``update(..., keep=k)`` (no pass over the state) == ``update(reset(state, k))``."""
-    from minirtrl.influence import reset
-    from minirtrl.methods import influence_method
+    from minirtrl.methods import INFLUENCE, leaves
 
-    module = influence_method(method)
+    module = INFLUENCE[method]
     cell, params, layers, rng = setup(depth, B=3)
     state = module.init(cell, 3, rank, xp=np, dtype=np.float64)
     for _ in range(3):  # a nonzero past
-        noise = draw_signs(rng, module.noise_shapes(cell, 3, rank), xp=np, dtype=np.float64)
+        noise = draw_signs(rng, module.sign_shapes(cell, 3, rank), xp=np, dtype=np.float64)
         state = module.update(cell, params, state, layers, noise, xp=np)
     keep = np.array([1.0, 0.0, 1.0])
-    noise = draw_signs(rng, module.noise_shapes(cell, 3, rank), xp=np, dtype=np.float64)
+    noise = draw_signs(rng, module.sign_shapes(cell, 3, rank), xp=np, dtype=np.float64)
     folded = module.update(cell, params, state, layers, noise, xp=np, keep=keep)
     plain = module.update(cell, params, reset(state, keep), layers, noise, xp=np)
-    for got, want in zip(influence.leaves(folded), influence.leaves(plain)):
+    for got, want in zip(leaves(folded), leaves(plain), strict=True):
         assert_close(got, want, rtol=0, atol=0)
     dense = module.influence(cell, folded, xp=np)
     zero = {k: np.zeros((1, cell.n_hidden) + params[k].shape) for k in cell.blocks}

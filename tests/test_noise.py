@@ -20,7 +20,7 @@ def test_exact_rtrl_measured_as_an_estimator_has_zero_error():
 
 def test_error_of_a_known_perturbation(monkeypatch):
     # Scale every estimate by 1.1: the relative squared error must be exactly 0.01.
-    rtrl = noise.influence_method("rtrl")
+    rtrl = noise.INFLUENCE["rtrl"]
 
     class Scaled:
         def __getattr__(self, name):
@@ -29,8 +29,7 @@ def test_error_of_a_known_perturbation(monkeypatch):
         def influence(self, cell, state, *, xp):
             return {k: 1.1 * v for k, v in rtrl.influence(cell, state, xp=xp).items()}
 
-    real = noise.influence_method
-    monkeypatch.setattr(noise, "influence_method", lambda m: Scaled() if m == "scaled" else real(m))
+    monkeypatch.setitem(noise.INFLUENCE, "scaled", Scaled())
     res = noise.measure("scaled", n=5, report={4}, samples=2, xp=np)
     for kind in ("influence", "gradient"):
         assert res[4][kind][0] == pytest.approx(0.01, rel=1e-9)

@@ -6,26 +6,24 @@ closed-form variance of KF-RTRL (1-OK <= KF), the QR form against the Gram form,
 and the mean of many seeded whole-sequence estimates against exact RTRL.
 """
 
-import itertools
-
 import numpy as np
 import pytest
 
 import minirtrl
-from minirtrl import ok, opt, rtrl
-from minirtrl.cells.rhn import Layer
-from minirtrl.backends import load, to_numpy
-from minirtrl.influence import reset
-from minirtrl.rng import draw_signs
-from minirtrl.testing import assert_close, random_problem
+from minirtrl import ok, opt, rtrl, testing
+from minirtrl.cells.rhn import Cache
+from minirtrl.drivers.backends import load
+from minirtrl.testing import assert_close, random_problem, to_numpy
+
+from estimator_helpers import draw_signs, reset
 
 NPX, _ = load("numpy")
 
 
 # ---- helpers -------------------------------------------------------------------------
 def patterns(m):
-    """All 2^m sign patterns of length m, (2^m, m) float64."""
-    return np.array(list(itertools.product([-1.0, 1.0], repeat=m)))
+    """All 2^m sign patterns of length m, (2^m, m) float64 (``testing.sign_patterns``)."""
+    return np.stack([p["s"] for p in testing.sign_patterns({"s": (1, m)})])
 
 
 def enumerate_noise(cell, B, r, xp, device=None):
@@ -56,7 +54,7 @@ def warm_state(cell, params, r, *, steps, seed, B, xp, device=None, dtype=None):
     for _ in range(steps):
         x = xp.asarray(rng.standard_normal((B, cell.n_in)), dtype=dtype, device=device)
         s, layers = cell.step(params, s, x, xp=xp)
-        noise = draw_signs(rng, ok.noise_shapes(cell, B, r), xp=xp, dtype=dtype, device=device)
+        noise = draw_signs(rng, ok.sign_shapes(cell, B, r), xp=xp, dtype=dtype, device=device)
         state = ok.update(cell, params, state, layers, noise, xp=xp)
     return state, s, rng
 
@@ -85,6 +83,15 @@ def opt_variance_reference(s):
     k = max(j for j in range(2, len(s) + 1) if (j - 1) * s[j - 1] <= s[:j].sum())
     S = s[:k].sum()
     return S * S / (k - 1) - np.sum(s[:k] ** 2)
+
+
+def opt_variance(s, *, xp):
+    """The same variance in array-API form, for ascending s (..., m), from ``opt.mixed_count``."""
+    k = opt.mixed_count(s, xp=xp)
+    mixed = xp.arange(s.shape[-1], dtype=s.dtype) < k
+    zero = xp.zeros_like(s)
+    S = xp.sum(xp.where(mixed, s, zero), axis=-1)
+    return S * S / (k[..., 0] - 1.0) - xp.sum(xp.where(mixed, s * s, zero), axis=-1)
 
 
 def comparable_state(cell, params, layers, r, B, rng):
@@ -181,7 +188,7 @@ def test_one_step_variance_is_opt_formula(r, depth):
                 expected = opt_variance_reference(sv)
                 ascending = NPX.asarray(np.sort(sv))
                 mixed_sizes.append(int(opt.mixed_count(ascending, xp=NPX)[0]))
-                from_opt = float(opt.variance(ascending, xp=NPX))
+                from_opt = float(opt_variance(ascending, xp=NPX))
                 assert_close(from_opt, expected, rtol=1e-12)
                 assert expected > 0.0
                 atol = 1e-14 * np.sum(T * T)
@@ -335,7 +342,7 @@ def test_qr_form_equals_gram_form(r, depth):
     s = NPX.asarray(rng.standard_normal((B, cell.n_hidden)))
     layers = next_layers(cell, params, s, rng, xp=NPX)
     for st in random_states(cell, B, r, rng):
-        noise = draw_signs(rng, ok.noise_shapes(cell, B, r), xp=NPX, dtype=NPX.float64)
+        noise = draw_signs(rng, ok.sign_shapes(cell, B, r), xp=NPX, dtype=NPX.float64)
         g = ok.update(cell, params, st, layers, noise, xp=NPX, form="gram")
         q = ok.update(cell, params, st, layers, noise, xp=NPX, form="qr")
         dg, dq = dense(cell, g, xp=NPX), dense(cell, q, xp=NPX)
@@ -358,12 +365,12 @@ def test_each_sample_uses_its_own_signs(form):
     B, r = 3, 3
     state, s, rng = warm_state(cell, params, r, steps=4, seed=5, B=B, xp=NPX)
     layers = next_layers(cell, params, s, rng, xp=NPX)
-    noise = draw_signs(rng, ok.noise_shapes(cell, B, r), xp=NPX, dtype=NPX.float64)
+    noise = draw_signs(rng, ok.sign_shapes(cell, B, r), xp=NPX, dtype=NPX.float64)
     batched = dense(cell, ok.update(cell, params, state, layers, noise, xp=NPX, form=form), xp=NPX)
     for b in range(B):
         one = slice(b, b + 1)
         st = ok.State(tuple(u[one] for u in state.u), tuple(A[one] for A in state.A))
-        ly = tuple(Layer(*(f[one] for f in layer)) for layer in layers)
+        ly = tuple(Cache(*(f[one] for f in layer)) for layer in layers)
         nz = {k: v[one] for k, v in noise.items()}
         alone = dense(cell, ok.update(cell, params, st, ly, nz, xp=NPX, form=form), xp=NPX)
         for k in cell.blocks:
@@ -374,7 +381,7 @@ def test_unknown_form_is_an_error():
     cell, params = tiny_cell(1)
     state, s, rng = warm_state(cell, params, 2, steps=1, seed=0, B=1, xp=NPX)
     layers = next_layers(cell, params, s, rng, xp=NPX)
-    noise = draw_signs(rng, ok.noise_shapes(cell, 1, 2), xp=NPX, dtype=NPX.float64)
+    noise = draw_signs(rng, ok.sign_shapes(cell, 1, 2), xp=NPX, dtype=NPX.float64)
     with pytest.raises(ValueError, match="form"):
         ok.update(cell, params, state, layers, noise, xp=NPX, form="svd")
 
@@ -426,7 +433,7 @@ def test_same_seed_same_estimate_on_every_backend(backend):
 @pytest.mark.linalg
 def test_float32_runs_finite(xp):
     cell = minirtrl.RHN(3, 6, 3, depth=2)
-    params = cell.init(1, xp=xp, dtype="float32", init_scale=0.5)
+    params = cell.init(1, xp=xp, dtype=xp.float32, init_scale=0.5)
     xs, ys, _ = random_problem(cell, 30, 3, seed=2)
     loss, grads = minirtrl.sequence_gradient(
         "ok", cell, params, xp.asarray(xs, dtype=xp.float32), xp.asarray(ys), rank=3, seed=0
@@ -440,7 +447,7 @@ def test_float32_runs_finite(xp):
 def test_long_run_with_reset_stays_finite(dtype):
     """200 steps, stream 1 reset at step 100: finite throughout; exact right after the reset."""
     cell = minirtrl.RHN(4, 8, 3, depth=2)
-    params = cell.init(2, xp=NPX, dtype=dtype, init_scale=0.5, gate_bias=0.5)
+    params = cell.init(2, xp=NPX, dtype=getattr(NPX, dtype), init_scale=0.5, gate_bias=0.5)
     dt = getattr(NPX, dtype)
     B, r = 3, 4
     rng = np.random.default_rng(0)
@@ -453,7 +460,7 @@ def test_long_run_with_reset_stays_finite(dtype):
             assert all(np.all(x[1] == 0) for x in state.u + state.A)
         x = NPX.asarray(rng.standard_normal((B, cell.n_in)), dtype=dt)
         s, layers = cell.step(params, s, x, xp=NPX)
-        noise = draw_signs(rng, ok.noise_shapes(cell, B, r), xp=NPX, dtype=dt)
+        noise = draw_signs(rng, ok.sign_shapes(cell, B, r), xp=NPX, dtype=dt)
         state = ok.update(cell, params, state, layers, noise, xp=NPX)
         for arr in state.u + state.A:
             assert arr.dtype == dt and np.all(np.isfinite(arr)), t
@@ -469,7 +476,7 @@ def test_long_run_with_reset_stays_finite(dtype):
 
 def test_interface():
     cell = minirtrl.RHN(2, 3, 2, depth=3)
-    assert ok.noise_shapes(cell, 5, 4) == {"W1": (5, 5), "W2": (5, 5), "W3": (5, 5)}
+    assert ok.sign_shapes(cell, 5, 4) == {"W1": (5, 5), "W2": (5, 5), "W3": (5, 5)}
     st = ok.init(cell, 5, rank=4, xp=NPX, dtype=NPX.float64)
     assert [u.shape for u in st.u] == [(5, 4, 6), (5, 4, 4), (5, 4, 4)]
     assert [A.shape for A in st.A] == [(5, 4, 3, 6)] * 3

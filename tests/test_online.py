@@ -29,7 +29,7 @@ def rank_of(method):
 
 def problem(cell_name, seed=0):
     cell = CELLS[cell_name]()
-    params = cell.init(seed, xp="numpy", init_scale=0.5)
+    params = cell.init(seed, xp=np, init_scale=0.5)
     xs, ys, mask = random_problem(cell, T, B, seed=seed + 1)
     return cell, params, xs, ys, mask
 
@@ -51,7 +51,7 @@ def test_step_loop_is_sequence_gradient_bitwise(backend, to_xp, close, method, c
     total, summed = None, None
     for t in range(T):
         signs = algo.draw_signs(rng, B, xp=xp, dtype=dtype, device=backend.device)
-        state, l_t, g_t = algo.step(p, state, xs_[t, ...], ys_[t, ...], signs, mask_[t, ...])
+        state, l_t, g_t = algo.step(p, state, xs_[t, ...], ys_[t, ...], mask_[t, ...], signs=signs)
         total = l_t if total is None else total + l_t
         summed = g_t if summed is None else {k: summed[k] + g_t[k] for k in summed}
     close(xp.sum(total), loss, rtol=0, atol=0)
@@ -70,8 +70,8 @@ def test_influence_alone_without_targets():
     rng1, rng2 = np.random.default_rng(3), np.random.default_rng(3)
     with_y, without = algo.init(B), algo.init(B)
     for t in range(T):
-        with_y, _, _ = algo.step(p, with_y, xs[t], ys[t], algo.draw_signs(rng1, B, xp=np, dtype=np.float64))
-        without, loss, grads = algo.step(p, without, xs[t], None, algo.draw_signs(rng2, B, xp=np, dtype=np.float64))
+        with_y, _, _ = algo.step(p, with_y, xs[t], ys[t], signs=algo.draw_signs(rng1, B, xp=np, dtype=np.float64))
+        without, loss, grads = algo.step(p, without, xs[t], None, signs=algo.draw_signs(rng2, B, xp=np, dtype=np.float64))
         assert loss is None and grads is None
     for k, v in algo.influence(without).items():
         assert_close(v, algo.influence(with_y)[k], rtol=0)
@@ -90,7 +90,7 @@ def vanilla_pieces(cell, p, s_prev, x):
 def warm(algo, p, xs, ys, steps=3, seed=4):
     state, rng = algo.init(B), np.random.default_rng(seed)
     for t in range(steps):
-        state, _, _ = algo.step(p, state, xs[t], ys[t], algo.draw_signs(rng, B, xp=np, dtype=np.float64))
+        state, _, _ = algo.step(p, state, xs[t], ys[t], signs=algo.draw_signs(rng, B, xp=np, dtype=np.float64))
     return state
 
 
@@ -110,7 +110,7 @@ def test_kf_signs_are_c1_on_the_carried_term_and_c2_on_the_new_one():
     u, A = state.est.u[0], state.est.A[0]  # (B, r, k), (B, r, n, n)
     a, H, M = vanilla_pieces(cell, p, state.s, xs[3])
     signs = np.array([[[1, -1], [-1, -1]], [[-1, 1], [1, 1]], [[1, 1], [-1, 1]]], dtype=float)
-    new, _, _ = algo.step(p, state, xs[3], ys[3], {"W1": signs})
+    new, _, _ = algo.step(p, state, xs[3], ys[3], signs={"W1": signs})
     HA = np.einsum("bij,brjm->brim", H, A)
     p1 = (np.sqrt((HA**2).sum((2, 3))) / np.sqrt((u**2).sum(2))) ** 0.5  # (B, r)
     p2 = (np.sqrt((M**2).sum((1, 2))) / np.sqrt((a**2).sum(1))) ** 0.5  # (B,)
@@ -128,7 +128,7 @@ def test_uoro_signs_are_nu():
     s_t, (theta,) = state.est.s, state.est.theta  # (B, n), (B, n, k)
     a, H, M = vanilla_pieces(cell, p, state.s, xs[3])
     nu = np.array([[1, -1, 1, 1], [-1, -1, 1, -1], [1, 1, -1, 1]], dtype=float)
-    new, _, _ = algo.step(p, state, xs[3], ys[3], {"nu": nu})
+    new, _, _ = algo.step(p, state, xs[3], ys[3], signs={"nu": nu})
     s_f = np.einsum("bij,bj->bi", H, s_t)
     dtheta = np.einsum("bi,bim,bk->bmk", nu, M, a)  # ν^T F
     rho0 = (np.sqrt((theta**2).sum((1, 2))) / np.sqrt((s_f**2).sum(1))) ** 0.5
@@ -166,7 +166,7 @@ def test_ok_signs_are_per_ascending_singular_direction_with_canonical_pairs():
     u, A = state.est.u[0], state.est.A[0]  # (B, r, k), (B, r, n, n)
     a, H, M = vanilla_pieces(cell, p, state.s, xs[2])
     eps = np.array([[1, 1, -1], [-1, 1, 1], [1, -1, -1]], dtype=float)
-    new, _, _ = algo.step(p, state, xs[2], ys[2], {"W1": eps})
+    new, _, _ = algo.step(p, state, xs[2], ys[2], signs={"W1": eps})
     dense = algo.influence(new)["W1"]  # (B, n, n, k)
     n = cell.n_hidden
     for b in range(B):
@@ -220,7 +220,7 @@ def williams_zipser(W1, V, alpha, xs, ys, mask):
 @pytest.mark.parametrize("alpha", [1.0, 0.45])
 def test_dense_williams_zipser_rtrl_agrees_step_by_step(alpha):
     cell = minirtrl.VanillaRNN(3, 5, 4, alpha=alpha)
-    p = cell.init(11, xp="numpy", init_scale=0.7)
+    p = cell.init(11, xp=np, init_scale=0.7)
     xs, ys, mask = random_problem(cell, 7, 2, seed=12)
     oracle = williams_zipser(p["W1"], p["V"], alpha, xs, ys, mask)
     algo = minirtrl.online("rtrl", cell)
@@ -289,23 +289,23 @@ def test_step_refuses_a_state_of_another_method_batch_or_dtype():
     kf, uoro = minirtrl.online("kf", cell), minirtrl.online("uoro", cell)
     signs = {"W1": np.ones((B, 1, 2))}
     with pytest.raises(ValueError, match="state"):
-        kf.step(p, uoro.init(B), xs[0], ys[0], signs)
+        kf.step(p, uoro.init(B), xs[0], ys[0], signs=signs)
     with pytest.raises(ValueError, match="state"):
-        kf.step(p, kf.init(B + 1), xs[0], ys[0], signs)
+        kf.step(p, kf.init(B + 1), xs[0], ys[0], signs=signs)
     with pytest.raises(TypeError, match="state"):
-        kf.step(p, kf.init(B, dtype="float32"), xs[0], ys[0], signs)
+        kf.step(p, kf.init(B, dtype=np.float32), xs[0], ys[0], signs=signs)
     strict = pytest.importorskip("array_api_strict")
     with pytest.raises(TypeError, match="signs"):
-        kf.step(p, kf.init(B), xs[0], ys[0], {"W1": strict.ones((B, 1, 2), dtype=strict.float64)})
+        kf.step(p, kf.init(B), xs[0], ys[0], signs={"W1": strict.ones((B, 1, 2), dtype=strict.float64)})
 
 
 def test_rtrl_takes_no_signs():
     cell, p, xs, ys, _ = problem("rhn1")
     algo = minirtrl.online("rtrl", cell)
     a, _, _ = algo.step(p, algo.init(B), xs[0], ys[0])
-    b, _, _ = algo.step(p, algo.init(B), xs[0], ys[0], {})
+    b, _, _ = algo.step(p, algo.init(B), xs[0], ys[0], signs={})
     with pytest.raises(ValueError, match="signs"):
-        algo.step(p, algo.init(B), xs[0], ys[0], {"W1": np.ones((B, 1, 2))})
+        algo.step(p, algo.init(B), xs[0], ys[0], signs={"W1": np.ones((B, 1, 2))})
     for k, v in algo.influence(a).items():
         assert_close(v, algo.influence(b)[k], rtol=0)
 
@@ -328,7 +328,7 @@ def test_core_alone_runs_the_vanilla_cell_and_the_online_step(tmp_path):
         "    ok.append(sorted(g) == ['V', 'W1'] and all(np.isfinite(v).all() for v in g.values()))\n"
         "algo = m.online('kf', cell)\n"
         "st = algo.init(2)\n"
-        "st, loss, g = algo.step(p, st, xs[0], ys[0], algo.draw_signs(np.random.default_rng(0), 2, xp=np, dtype=np.float64))\n"
+        "st, loss, g = algo.step(p, st, xs[0], ys[0], signs=algo.draw_signs(np.random.default_rng(0), 2, xp=np, dtype=np.float64))\n"
         "e = expected_step(algo, p, st, xs[1], ys[1])\n"
         "ok.append(float(np.abs(e.influence['W1'] - e.exact['W1']).max()) < 1e-12)\n"
         "print(all(ok), len(ok), 'minirtrl' in sys.modules)"

@@ -41,7 +41,7 @@ def imported_modules(path):
 
 def test_import_leaves_optional_backends_unimported():
     code = (
-        "import sys, minirtrl, minirtrl.api, minirtrl.drivers.check\n"
+        "import sys, minirtrl, minirtrl.methods, minirtrl.drivers.check\n"
         "bad = [m for m in ('cupy', 'torch', 'matplotlib', 'array_api_strict') if m in sys.modules]\n"
         "print(','.join(bad))"
     )

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from minirtrl import METHODS, sequence_gradient
-from minirtrl.backends import to_numpy
+from minirtrl.drivers.backends import to_numpy
 from minirtrl.drivers.streams import eval_streams
 from minirtrl.drivers.ptb import main, parse
 from minirtrl.drivers.text import evaluate
@@ -134,7 +134,7 @@ def test_untrained_model_gives_log2_vocabulary_and_leaves_parameters_alone(backe
     xp, device = backend.xp, backend.device
     V, n, N = 7, 5, 301
     cell = RHN(V, n, V)
-    params = cell.init(1, xp=xp, dtype="float32", init_scale=1e-4, device=device)
+    params = cell.init(1, xp=xp, dtype=xp.float32, init_scale=1e-4, device=device)
     before = {k: to_numpy(p).copy() for k, p in params.items()}
     ids = np.random.default_rng(0).integers(0, V, size=N)
     bits, count = evaluate(cell, params, *device_streams(ids, 4, xp, device, xp.float32), xp=xp)
@@ -150,7 +150,7 @@ def test_evaluate_equals_a_per_position_loop(backend, S):
     xp, device = backend.xp, backend.device
     V, n, depth, N = 6, 4, 2, 38
     cell = RHN(V, n, V, depth=depth)
-    params = cell.init(3, xp=xp, dtype="float64", init_scale=0.7, gate_bias=-0.5, device=device)
+    params = cell.init(3, xp=xp, dtype=xp.float64, init_scale=0.7, gate_bias=-0.5, device=device)
     ids = np.random.default_rng(5).integers(0, V, size=N)
     bits, count = evaluate(cell, params, *device_streams(ids, S, xp, device, xp.float64), xp=xp)
     expect = oracle_bits(host_params(params), depth, n, ids, S)
@@ -260,7 +260,7 @@ def test_online_rtrl_gradient_is_bptt_over_each_reset_segment(tmp_path):
     text = ids[pos % N]
     inputs, targets = text[:-1], text[1:]  # (steps, B)
     cell = RHN(V, n, V)
-    params = cell.init(seed, xp="numpy", dtype="float64", init_scale=0.3, gate_bias=0.5)
+    params = cell.init(seed, xp=np, dtype=np.float64, init_scale=0.3, gate_bias=0.5)
     m = {k: np.zeros_like(p) for k, p in params.items()}
     v = {k: np.zeros_like(p) for k, p in params.items()}
     for t in range(steps):
@@ -297,7 +297,7 @@ def test_bptt_carries_the_state_across_windows_without_resets(tmp_path):
     V, ids = len(symbols), encode(TRAIN, symbols)
     pos = (np.arange(B) * len(ids) // B)[None, :] + np.arange(K * windows)[:, None]
     cell = RHN(V, n, V)
-    params = host_params(cell.init(seed, xp="numpy", dtype="float64", init_scale=0.3))
+    params = host_params(cell.init(seed, xp=np, dtype=np.float64, init_scale=0.3))
     saved = checkpoint(ck)
     assert int(saved["task/t"]) == K * windows
     expect = oracle_states(params, 1, n, V, ids[pos % len(ids)], starts={0})

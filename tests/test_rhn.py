@@ -7,13 +7,15 @@ from minirtrl import RHN, readout
 from minirtrl.cells import rhn
 from minirtrl.testing import assert_close, numerical_jacobian
 
+from estimator_helpers import jvp_state
+
 B = 2
 TOL = 1e-7  # relative; central differences with eps 1e-6 are good to ~1e-9 here
 
 
 def setup(depth, seed=0):
     cell = RHN(n_in=3, n_hidden=4, n_out=5, depth=depth)
-    params = cell.init(seed, xp="numpy", init_scale=0.6, gate_bias=-0.5)
+    params = cell.init(seed, xp=np, init_scale=0.6, gate_bias=-0.5)
     rng = np.random.default_rng(seed + 1)
     s_prev = rng.standard_normal((B, cell.n_hidden)) * 0.5
     x = rng.standard_normal((B, cell.n_in))
@@ -94,7 +96,7 @@ def test_jvp_and_vjp_match_H(depth):
     H, pds = cell.influence_pieces(params, layers, xp=np)
     rng = np.random.default_rng(5)
     v, g = rng.standard_normal((2, B, cell.n_hidden))
-    assert_close(rhn.jvp_state(cell, params, layers, v, xp=np), (H @ v[:, :, None])[:, :, 0], rtol=1e-12, atol=1e-14)
+    assert_close(jvp_state(cell, params, layers, v), (H @ v[:, :, None])[:, :, 0], rtol=1e-12, atol=1e-14)
     g_prev, dzs = cell.vjp(params, layers, g, xp=np)
     assert_close(g_prev, (g[:, None, :] @ H)[:, 0, :], rtol=1e-12, atol=1e-14)
     for dz, PD in zip(dzs, pds):  # dz_l = g^T P_l D_l
@@ -119,11 +121,11 @@ def test_readout_gradients():
 
 def test_init_layout_and_gate_bias():
     cell = RHN(n_in=3, n_hidden=4, n_out=5, depth=2)
-    p = cell.init(7, xp="numpy", init_scale=0.01, gate_bias=-2.0)
+    p = cell.init(7, xp=np, init_scale=0.01, gate_bias=-2.0)
     assert {k: v.shape for k, v in p.items()} == {"W1": (8, 8), "W2": (8, 5), "V": (5, 5)}
     for name in ("W1", "W2"):
         assert_close(p[name][4:, -1], -2.0, rtol=0)  # gate rows, bias column
         assert np.all(np.abs(p[name][:4, -1]) < 0.06)  # candidate biases stay random
-    q = cell.init(7, xp="numpy")
+    q = cell.init(7, xp=np)
     assert_close(p["V"], q["V"], rtol=0)
     assert 0.005 < np.std(np.concatenate([v.ravel() for v in q.values()])) < 0.015

@@ -19,7 +19,7 @@ N_SEEDS = 200
 
 def problem():
     cell = minirtrl.VanillaRNN(3, 4, 5, alpha=0.6)
-    params = cell.init(0, xp="numpy", init_scale=0.6)
+    params = cell.init(0, xp=np, init_scale=0.6)
     xs, ys, mask = random_problem(cell, 6, 2, seed=1)
     _, exact = minirtrl.sequence_gradient("rtrl", cell, params, xs, ys, mask)
     return cell, params, xs, ys, mask, exact
@@ -46,7 +46,7 @@ def with_sampler(method, prob_plus, rank=None):
         for t in range(xs.shape[0]):
             signs = {k: np.where(rng.random(shape) < prob_plus, 1.0, -1.0)
                      for k, shape in algo.sign_shapes(B).items()}
-            state, _, g = algo.step(params, state, xs[t], ys[t], signs, mask[t])
+            state, _, g = algo.step(params, state, xs[t], ys[t], mask[t], signs=signs)
             total = g if total is None else {k: total[k] + g[k] for k in g}
         return total
 
@@ -143,7 +143,7 @@ def test_expected_step_is_exact_rtrl_on_a_depth_two_rhn(method, rank):
     algo = minirtrl.online(method, cell, rank)
     state, rng = algo.init(2), np.random.default_rng(0)
     for t in range(3):
-        state, _, _ = algo.step(params, state, xs[t], ys[t], algo.draw_signs(rng, 2, xp=np, dtype=np.float64))
+        state, _, _ = algo.step(params, state, xs[t], ys[t], signs=algo.draw_signs(rng, 2, xp=np, dtype=np.float64))
     e = testing.expected_step(algo, params, state, xs[3], ys[3])
     _, layers = cell.step(params, state.s, xs[3], xp=np)
     target = exact_step(cell, params, algo.influence(state), layers)  # the tests' own exact step
@@ -188,9 +188,9 @@ def test_expected_step_on_every_backend(backend, to_xp, close):
     p = {k: to_xp(v) for k, v in p_np.items()}
     rng1, rng2 = np.random.default_rng(5), np.random.default_rng(5)
     for t in range(2):
-        ref_state, _, _ = algo.step(p_np, ref_state, xs[t], ys[t], algo.draw_signs(rng1, 2, xp=np, dtype=np.float64))
+        ref_state, _, _ = algo.step(p_np, ref_state, xs[t], ys[t], signs=algo.draw_signs(rng1, 2, xp=np, dtype=np.float64))
         state, _, _ = algo.step(p, state, to_xp(xs[t]), to_xp(ys[t]),
-                                algo.draw_signs(rng2, 2, xp=backend.xp, dtype=backend.xp.float64,
+                                signs=algo.draw_signs(rng2, 2, xp=backend.xp, dtype=backend.xp.float64,
                                                 device=backend.device))
     ref = testing.expected_step(algo, p_np, ref_state, xs[2], ys[2])
     got = testing.expected_step(algo, p, state, to_xp(xs[2]), to_xp(ys[2]))

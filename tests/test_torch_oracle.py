@@ -33,7 +33,7 @@ def torch_loss(cell, params, xs, ys, mask):
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_gradients_match_torch_autograd(depth):
     cell = minirtrl.RHN(n_in=3, n_hidden=6, n_out=4, depth=depth)
-    params = cell.init(3, xp="numpy", init_scale=0.5, gate_bias=-1.0)
+    params = cell.init(3, xp=np, init_scale=0.5, gate_bias=-1.0)
     xs, ys, mask = random_problem(cell, 8, 3, seed=9)
     tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     loss_t = torch_loss(cell, tp, torch.tensor(xs), torch.tensor(ys), torch.tensor(mask))

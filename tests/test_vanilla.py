@@ -11,7 +11,7 @@ import pytest
 import minirtrl
 from minirtrl import testing
 from minirtrl.cells import rhn, vanilla
-from minirtrl.backends import to_numpy
+from minirtrl.drivers.backends import to_numpy
 from minirtrl.methods import RANKED
 from minirtrl.testing import (assert_close, numerical_gradient, numerical_jacobian,
                               random_problem, relative_error, sequence_loss)
@@ -24,7 +24,7 @@ ESTIMATORS = ["uoro", "kf", pytest.param("ok", marks=pytest.mark.linalg), "kf-av
 
 def setup(alpha, seed=0, n_in=3, n=4, n_out=5):
     cell = minirtrl.VanillaRNN(n_in, n, n_out, alpha=alpha)
-    params = cell.init(seed, xp="numpy", init_scale=0.6)
+    params = cell.init(seed, xp=np, init_scale=0.6)
     rng = np.random.default_rng(seed + 1)
     return cell, params, rng.standard_normal((B, n)) * 0.5, rng.standard_normal((B, n_in))
 
@@ -125,7 +125,7 @@ def test_exact_influence_is_ds_T_dW(backend, to_xp):
 def test_gradients_match_torch_autograd():
     torch = pytest.importorskip("torch", reason="PyTorch not installed (optional oracle)")
     cell = minirtrl.VanillaRNN(3, 6, 4, alpha=0.4)
-    p = cell.init(3, xp="numpy", init_scale=0.5)
+    p = cell.init(3, xp=np, init_scale=0.5)
     xs, ys, mask = random_problem(cell, 8, 3, seed=9)
     tp = {k: torch.tensor(v, requires_grad=True) for k, v in p.items()}
     s = torch.zeros(3, 6, dtype=torch.float64)
@@ -164,7 +164,7 @@ def test_one_step_mean_by_sign_enumeration_is_exact_rtrl(method, alpha):
     algo = minirtrl.online(method, cell, rank_of(method))
     state, rng = algo.init(B), np.random.default_rng(2)
     for t in range(4):  # a random, nonzero past
-        state, _, _ = algo.step(p, state, xs[t], ys[t], algo.draw_signs(rng, B, xp=np, dtype=np.float64))
+        state, _, _ = algo.step(p, state, xs[t], ys[t], signs=algo.draw_signs(rng, B, xp=np, dtype=np.float64))
     G_prev = algo.influence(state)["W1"]
     assert np.abs(G_prev).max() > 1e-3
     target = numpy_rtrl_step(cell, p, state.s, xs[4], G_prev)
@@ -175,7 +175,7 @@ def test_one_step_mean_by_sign_enumeration_is_exact_rtrl(method, alpha):
     assert_close(e.exact["W1"], target, rtol=0, atol=1e-13 * scale)
     assert_close(e.grads["W1"], e.exact_grads["W1"], rtol=1e-12, atol=1e-14)
     # and one pattern is not exact: the step is genuinely random
-    one, _, _ = algo.step(p, state, xs[4], ys[4], algo.draw_signs(rng, B, xp=np, dtype=np.float64))
+    one, _, _ = algo.step(p, state, xs[4], ys[4], signs=algo.draw_signs(rng, B, xp=np, dtype=np.float64))
     assert np.abs(algo.influence(one)["W1"] - target).max() > 1e-3 * scale
 
 
@@ -242,7 +242,7 @@ def test_estimators_equal_rhn_at_alpha_one_with_the_same_seed(backend, to_xp, cl
 @pytest.mark.parametrize("method", ["bptt", "rtrl", *ESTIMATORS])
 def test_same_numbers_on_every_backend(backend, to_xp, close, method):
     cell = minirtrl.VanillaRNN(3, 4, 5, alpha=0.8)
-    p_np = cell.init(4, xp="numpy", init_scale=0.5)
+    p_np = cell.init(4, xp=np, init_scale=0.5)
     p = cell.init(4, xp=backend.xp, init_scale=0.5, device=backend.device)
     for k in p:  # host draws: the same parameters everywhere
         close(p[k], p_np[k], rtol=0)
@@ -259,7 +259,7 @@ def test_same_numbers_on_every_backend(backend, to_xp, close, method):
 # ---- construction -------------------------------------------------------------------------------
 def test_init_layout_and_draws():
     cell = minirtrl.VanillaRNN(3, 4, 5, alpha=0.5)
-    p = cell.init(7, xp="numpy", init_scale=0.1)
+    p = cell.init(7, xp=np, init_scale=0.1)
     assert {k: v.shape for k, v in p.items()} == {"W1": (4, 8), "V": (5, 5)} == cell.shapes()
     rng = np.random.default_rng(7)  # N(0, init_scale²), in the order W1, V
     assert_close(p["W1"], rng.standard_normal((4, 8)) * 0.1, rtol=0)

@@ -1,16 +1,16 @@
 """Cells: the recurrent networks every gradient method works on, behind one small interface.
 
-A cell is an object that knows its sizes and parameter layout and writes its own
-Jacobians by hand. ``bptt``, ``rtrl``, ``uoro``, ``kf``, ``kf-avg`` and ``ok`` (and
-``exact_influence``, ``minirtrl.online``) use nothing else of it, so adding a cell means
-writing one module with a class like ``RHN`` (``rhn.py``) or ``VanillaRNN``
-(``vanilla.py``) and exporting it here:
+A cell knows its sizes and parameter layout and writes its own Jacobians by hand; the
+methods (``bptt``, ``rtrl``, ``uoro``, ``kf``, ``kf-avg``, ``ok``) use nothing else of it.
+Adding a cell means writing one class with this interface; the equations it must satisfy
+are ``docs/algorithms.md`` §1 (eq. (8)) and §2:
 
     n_in, n_hidden, n_out     sizes (n = n_hidden)
     blocks                    names of the recurrent weight blocks, e.g. ("W1", ..., "WL")
     shapes()                  {name: shape} of every parameter: each block (m_l, k_l), then
-                              "V" (n_out, n+1)
-    init(seed, xp, dtype, ..., device) -> params      random parameters (host draws)
+                              "V" (n_out, n+1), the readout shared by all cells
+    init(seed, *, xp=None, dtype=None, device=None, ...) -> params
+                              random parameters, drawn on the host from ``seed``
 
     step(params, s, x, *, xp) -> (s_t, cache)
         one time step, s (B, n), x (B, n_in) -> s_t (B, n). ``cache`` is a tuple with one
@@ -28,10 +28,9 @@ writing one module with a class like ``RHN`` (``rhn.py``) or ``VanillaRNN``
         (B, n) and, per block, g^T M_l (B, m_l), whose outer product with a_l is the
         gradient of W_l.
 
-The two cells: ``RHN`` (m_l = 2n: candidate and gate rows; k_1 = n_in+n+1, k_l = n+1 for
-l >= 2) and ``VanillaRNN`` (one block, m = n, k = n_in+n+1). The readout ``V [s_t; 1]``
-is shared by all cells (``minirtrl.readout``). Equations of the cells and of the methods
-built on this interface: ``docs/algorithms.md``.
+``xp`` is the namespace of the arrays, passed down by the method that found it. The two
+cells: ``RHN`` (m_l = 2n: candidate and gate rows; k_1 = n_in+n+1, k_l = n+1 for l >= 2)
+and ``VanillaRNN`` (one block, m = n, k = n_in+n+1).
 """
 
 from typing import Protocol, runtime_checkable
@@ -51,7 +50,7 @@ class Cell(Protocol):
 
     def shapes(self) -> dict: ...
 
-    def init(self, seed, xp="numpy", dtype="float64", **kwargs) -> dict: ...
+    def init(self, seed, *, xp=None, dtype=None, device=None) -> dict: ...
 
     def step(self, params, s, x, *, xp): ...
 
@@ -62,4 +61,4 @@ class Cell(Protocol):
     def vjp(self, params, cache, g, *, xp): ...
 
 
-__all__ = ["Cell", "RHN", "VanillaRNN"]
+__all__ = ["RHN", "Cell", "VanillaRNN"]

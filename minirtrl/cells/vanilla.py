@@ -1,16 +1,7 @@
-"""The vanilla (leaky tanh) recurrent network, a cell of ``minirtrl.cells``.
-Equations (17)-(20) of ``docs/algorithms.md``.
-
-One time step (batch axis first; every row below is per sample)::
-
-    a   = [x_t ; s_{t-1} ; 1]                   # (B, k), k = n_in + n + 1
-    z   = a W1^T                                 # (B, n)
-    h   = tanh(z)
-    s_t = (1 - α) s_{t-1} + α h
-
-α = 1 is the plain tanh RNN ``s_t = tanh(W1 [x_t; s_{t-1}; 1])``; 0 < α < 1 a leaky
-integrator with time constant 1/α. It is the RHN of depth 1 with every gate row of ``W1``
-zero and the gate bias b = logit(α), so τ = sigmoid(b) = α (``docs/algorithms.md``, §8).
+"""The vanilla (leaky tanh) recurrent network, a cell of ``minirtrl.cells``:
+``docs/algorithms.md`` §8, eqs. (17)-(20). α = 1 is the plain tanh RNN; 0 < α < 1 a leaky
+integrator with time constant 1/α; it is the depth-1 RHN with zero gate rows and gate bias
+logit(α) (§8).
 
 Notation (code name -> symbol of ``docs/algorithms.md``):
 
@@ -30,9 +21,7 @@ Cost per step and sample: forward O(n (n_in + n)); H_t O(n²); a Jacobian-vector
 vector-Jacobian product through the step O(n²).
 """
 
-import math
 from dataclasses import dataclass
-from numbers import Real
 from typing import NamedTuple
 
 from .. import _checks
@@ -46,17 +35,6 @@ class Cache(NamedTuple):
     a: object  # (B, k)  input [x; s_{t-1}; 1]
     h: object  # (B, n)  tanh(z)
     s_prev: object  # (B, n)  s_{t-1}
-
-
-def check_alpha(alpha):
-    """``alpha`` as a float in (0, 1], or an error naming ``alpha``."""
-    if isinstance(alpha, bool) or not isinstance(alpha, Real):
-        raise TypeError(f"alpha must be a real number in (0, 1], "
-                        f"not {type(alpha).__name__} ({alpha!r})")
-    value = float(alpha)
-    if math.isnan(value) or not 0.0 < value <= 1.0:
-        raise ValueError(f"alpha must be a real number in (0, 1], not {alpha!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -79,7 +57,7 @@ class VanillaRNN:
     def __post_init__(self):
         for name in ("n_in", "n_hidden", "n_out"):
             object.__setattr__(self, name, _checks.size(name, getattr(self, name)))
-        object.__setattr__(self, "alpha", check_alpha(self.alpha))
+        object.__setattr__(self, "alpha", _checks.alpha(self.alpha))
 
     # ---- layout -------------------------------------------------------------------
     @property
@@ -96,14 +74,15 @@ class VanillaRNN:
         n = self.n_hidden
         return {"W1": (n, self.n_in + n + 1), "V": (self.n_out, n + 1)}
 
-    def init(self, seed, xp="numpy", dtype="float64", init_scale=0.01, device=None):
+    def init(self, seed, *, xp=None, dtype=None, device=None, init_scale=0.01):
         """Random parameters: every entry ~ N(0, init_scale²) (biases included).
 
-        ``xp`` is an array namespace or a backend name (see ``minirtrl.backends``);
-        draws are made on the host from ``numpy.random.default_rng(seed)`` in the order
-        W1, V, so a seed gives the same parameters on every backend.
+        ``xp``, ``dtype``, ``device`` as for ``RHN.init``; draws are made on the host from
+        ``numpy.random.default_rng(seed)`` in the order W1, V, so a seed gives the same
+        parameters on every backend.
         """
-        return normal_params(self.shapes(), seed, xp, dtype, init_scale, device)
+        return normal_params(self.shapes(), seed, xp=xp, dtype=dtype, device=device,
+                             init_scale=init_scale)
 
     # ---- the cell interface -------------------------------------------------------
     def step(self, params, s_prev, x, *, xp):

@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 
-from ..api import sequence_gradient
-from ..backends import to_numpy
+from ..methods import sequence_gradient
+from .backends import to_numpy
 from ..cells import RHN
 from ..methods import METHODS, RANKED
 from ..testing import numerical_gradient, random_problem, relative_error
@@ -53,7 +53,7 @@ def _main(argv):
     xp, device = open_backend(args)
 
     cell = RHN(n_in=3, n_hidden=args.hidden, n_out=4, depth=args.depth)
-    params = cell.init(args.seed, xp=xp, dtype="float64", init_scale=0.5, device=device)
+    params = cell.init(args.seed, xp=xp, dtype=xp.float64, init_scale=0.5, device=device)
     xs_np, ys_np, mask_np = random_problem(cell, args.length, args.batch, seed=args.seed)
     xs = xp.asarray(xs_np, dtype=xp.float64, device=device)
     ys = xp.asarray(ys_np, dtype=xp.int64, device=device)

@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..adam import AdamState
-from ..backends import to_numpy
-from ..influence import leaves, rebuild
+from .backends import to_numpy
+from ..methods import leaves, rebuild
 from .errors import Failure
 from .files import write_atomic
 

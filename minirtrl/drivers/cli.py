@@ -8,7 +8,7 @@ import math
 import os
 import sys
 
-from ..backends import NAMES, BackendError, load
+from .backends import NAMES, BackendError, load
 from ..cells import RHN, VanillaRNN
 from ..methods import METHODS, RANKED
 from .errors import Failure

@@ -54,10 +54,8 @@ import numpy as np
 
 from .. import bptt
 from ..adam import adam_init, adam_step, clip_by_norm
-from ..online import influence_step
-from ..backends import dtype_of, to_numpy
-from ..methods import influence_method
-from ..rng import host_signs
+from .backends import dtype_of, to_numpy
+from ..methods import INFLUENCE, host_signs, influence_step
 from . import checkpoint
 from .checkpoint import Run
 from .cli import CONFIG_KEYS, init_options, make_cell, open_backend, threads_of
@@ -76,7 +74,7 @@ class Setup(NamedTuple):
     device: object
     dtype: object
     module: object  # influence method module; None for bptt
-    noise_shapes: dict
+    sign_shapes: dict
     K: int  # characters per optimiser step
     B: int
     lr: float
@@ -143,9 +141,9 @@ def online_step(setup, now, packed, resets=True):
     cell, xp = setup.cell, setup.xp
     row = packed[0, ...]
     x, y, mask, keep = _unpack(row, cell.n_in, xp)
-    noise = _signs(row, cell.n_in, setup.noise_shapes, xp)
+    signs = _signs(row, cell.n_in, setup.sign_shapes, xp)
     s, est, loss, grads = influence_step(setup.module, cell, now.params, now.s, now.est, x, y,
-                                         mask, noise, xp=xp, keep=keep if resets else None)
+                                         mask, signs, xp=xp, keep=keep if resets else None)
     return loss, grads, est, s
 
 
@@ -162,7 +160,7 @@ def apply_step(setup, now, loss, grads, est, s):
     """Batch-mean gradient, clip, guard, Adam. Returns (new Run, batch-mean bits per char)."""
     xp, B = setup.xp, setup.B
     grads = {k: g / B for k, g in grads.items()}
-    grads, norm = clip_by_norm(grads, setup.clip, setup.cell.blocks, xp=xp)
+    grads, norm = clip_by_norm(grads, setup.clip, setup.cell.blocks)
     # the readout gradient is finite iff its sum is (up to an overflow of the sum, which
     # would stop a run that was about to diverge anyway)
     probe = xp.stack([xp.sum(loss) / B, norm, xp.sum(grads["V"])])
@@ -174,7 +172,7 @@ def apply_step(setup, now, loss, grads, est, s):
             f"norm {norm_w}, readout gradient sum {sum_v}); stopped without saving this state",
             step,
         )
-    params, adam = adam_step(now.params, grads, now.adam, lr=setup.lr, xp=xp)
+    params, adam = adam_step(now.params, grads, now.adam, lr=setup.lr)
     bits = mean_loss / math.log(2.0) / setup.K
     return Run(step, params, adam, est, s), bits
 
@@ -207,8 +205,8 @@ def _setup(args, task):
     cell = make_cell(args, task.n_in, task.n_out)
     module, shapes = None, {}
     if args.algo != "bptt":
-        module = influence_method(args.algo)
-        shapes = module.noise_shapes(cell, task.batch, args.rank or 1)
+        module = INFLUENCE[args.algo]
+        shapes = module.sign_shapes(cell, task.batch, args.rank or 1)
     K = args.truncation if args.algo == "bptt" else 1
     return Setup(cell, xp, device, dtype, module, shapes, K, task.batch, args.lr, args.clip)
 
@@ -220,12 +218,12 @@ def _fresh(setup, args):
     if setup.module is not None:
         est = setup.module.init(cell, setup.B, args.rank or 1, xp=xp, dtype=dtype, device=device)
     s = xp.zeros((setup.B, cell.n_hidden), dtype=dtype, device=device)
-    return Run(0, params, adam_init(params, xp=xp), est, s)
+    return Run(0, params, adam_init(params), est, s)
 
 
 def _rngs(seed):
-    data_seq, noise_seq = np.random.SeedSequence(seed).spawn(2)
-    return np.random.default_rng(data_seq), np.random.default_rng(noise_seq)
+    data_seq, sign_seq = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(data_seq), np.random.default_rng(sign_seq)
 
 
 def run_config(args, task):
@@ -275,7 +273,7 @@ class Session(NamedTuple):
     setup: Setup
     task: object
     config: dict  # what a checkpoint records and a resumed run must match
-    rngs: tuple  # (data, noise) numpy Generators
+    rngs: tuple  # (data, signs) numpy Generators
     reporter: Reporter
 
 
@@ -327,7 +325,7 @@ def _loop(session, now, seconds0):
                         task.state_dict())
             batches = [task.next_batch(rngs[0]) for _ in range(K)]
             resets = not all(np.all(b.keep == 1) for b in batches)  # known on the host
-            signs = host_signs(rngs[1], setup.noise_shapes)  # {} for rtrl and bptt
+            signs = host_signs(rngs[1], setup.sign_shapes)  # {} for rtrl and bptt
             packed = xp.asarray(pack(batches, signs), dtype=setup.dtype, device=setup.device)
             loss, grads, est, s = step_fn(setup, now, packed, resets)
             new, bits = apply_step(setup, now, loss, grads, est, s)

@@ -21,12 +21,10 @@ import time
 import numpy as np
 
 from .. import readout
-from ..backends import dtype_of, to_numpy
+from .backends import dtype_of, to_numpy
 from ..cells import RHN
-from ..cells.rhn import Layer
-from ..influence import select
-from ..methods import RANKED, influence_method
-from ..rng import draw_signs
+from ..cells.rhn import Cache
+from ..methods import INFLUENCE, RANKED, host_signs, map_state
 from . import plot
 from .cli import (Parser, add, add_backend_flags, nonnegative, open_backend, positive,
                   positive_float, threads_of)
@@ -61,11 +59,11 @@ def measure(algo, *, n, report, samples, rank=8, depth=1, n_sym=8, seed=0, init_
     stream = np.random.default_rng(seed + 1000)
     signs = np.random.default_rng(seed + 1)
     eye = np.eye(n_sym)
-    exact, est = influence_method("rtrl"), influence_method(algo)
+    exact, est = INFLUENCE["rtrl"], INFLUENCE[algo]
     r = rank if algo in RANKED else 1
     g_state = exact.init(cell, 1, xp=xp, dtype=dtype, device=device)
     e_state = est.init(cell, samples, r, xp=xp, dtype=dtype, device=device)
-    shapes = est.noise_shapes(cell, samples, r)
+    shapes = est.sign_shapes(cell, samples, r)
     s1 = xp.zeros((1, n), dtype=dtype, device=device)
     out = {}
     for t in range(1, max(report) + 1):
@@ -73,11 +71,12 @@ def measure(algo, *, n, report, samples, rank=8, depth=1, n_sym=8, seed=0, init_
         x1 = xp.asarray(eye[sym[:1]], dtype=dtype, device=device)  # (1, n_sym)
         s1, layers1 = cell.step(params, s1, x1, xp=xp)
         layersM = tuple(  # the same forward pass for every chain: (1, .) -> (M, .)
-            Layer(*(xp.broadcast_to(f, (samples, f.shape[1])) for f in layer)) for layer in layers1
+            Cache(*(xp.broadcast_to(f, (samples, f.shape[1])) for f in c)) for c in layers1
         )
         g_state = exact.update(cell, params, g_state, layers1, xp=xp)
-        noise = draw_signs(signs, shapes, xp=xp, dtype=dtype, device=device)
-        e_state = est.update(cell, params, e_state, layersM, noise, xp=xp)
+        signs_t = {k: xp.asarray(v, dtype=dtype, device=device)
+                   for k, v in host_signs(signs, shapes).items()}
+        e_state = est.update(cell, params, e_state, layersM, signs_t, xp=xp)
         if t in report:
             y = xp.asarray(sym[1:], dtype=xp.int64, device=device)
             ones = xp.ones((1,), dtype=dtype, device=device)
@@ -96,7 +95,7 @@ def _errors(cell, exact, est, g_state, e_state, c, samples, chunk, *, xp):
     g_norm = sum(np.sum(v * v) for v in g_np.values())
     inf_err, grad_err = [], []
     for lo in range(0, samples, chunk):
-        part = est.influence(cell, select(e_state, lo, min(lo + chunk, samples)), xp=xp)
+        part = est.influence(cell, map_state(lambda a: a[lo:lo + chunk, ...], e_state), xp=xp)
         part = {k: to_numpy(v) for k, v in part.items()}  # (chunk, n, 2n, k_l)
         d_inf = sum(np.sum((v - G_np[k]) ** 2, axis=(1, 2, 3)) for k, v in part.items())
         d_grad = sum(

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import readout
 from .._compat import get_device
-from ..backends import to_numpy
+from .backends import to_numpy
 from .streams import batch_at, eval_streams, stream_offsets
 from .task import Batch
 
