@@ -24,7 +24,7 @@ import numpy as np
 import minirtrl
 from minirtrl import bptt, readout
 from minirtrl.drivers.backends import BackendError, dtype_of, load
-from minirtrl.drivers.machine import machine_info  # noqa: F401  (the header of every table)
+from minirtrl.drivers.backends import machine_info  # noqa: F401  (the header of every table)
 from minirtrl.methods import INFLUENCE, METHODS, RANKED, host_signs, influence_step, leaves
 
 from array_api_compat import is_cupy_namespace, is_torch_namespace
@@ -101,12 +101,12 @@ def add_training_flags(p, *, runs, hidden, batch, rank, clip):
 
 # ---- outputs ----------------------------------------------------------------------------
 def checked_output(flag, path, *, image=False, directory=False, fresh=()):
-    """``path`` checked like the drivers' outputs (``minirtrl.drivers.files``) before any
+    """``path`` checked like the drivers' outputs (``minirtrl.drivers.safety``) before any
     work, or exit with one line and status 2. ``directory``: an output folder (made if
     missing); ``fresh``: names in that folder that must not exist yet (never overwritten).
     """
-    from minirtrl.drivers.errors import Failure
-    from minirtrl.drivers.files import check_output, check_output_dir
+    from minirtrl.drivers.safety import Failure
+    from minirtrl.drivers.safety import check_output, check_output_dir
 
     try:
         if directory:
@@ -125,7 +125,7 @@ def checked_output(flag, path, *, image=False, directory=False, fresh=()):
 
 def write_json(path, doc):
     """``doc`` as indented JSON at ``path``, atomically (a failure leaves no partial file)."""
-    from minirtrl.drivers.files import write_atomic
+    from minirtrl.drivers.safety import write_atomic
 
     text = json.dumps(doc, indent=1).encode("utf-8")
     write_atomic(path, lambda f: f.write(text))
@@ -162,7 +162,7 @@ def synchronizer(xp, device):
 def log_records(path):
     """The records of a driver's ``--log`` (header first); ``[]`` when it is missing or not a
     log. A last line cut off by a kill is dropped (``minirtrl.drivers.plot.read``)."""
-    from minirtrl.drivers.errors import Failure
+    from minirtrl.drivers.safety import Failure
     from minirtrl.drivers.plot import read
 
     try:

@@ -42,7 +42,7 @@ except ImportError:  # python bench/compare_torch.py
     import _common as C
 
 from minirtrl import bptt, sequence_gradient
-from minirtrl.drivers.backends import to_numpy
+from minirtrl.testing import to_numpy
 
 
 # ---- the PyTorch user's RHN ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from minirtrl.drivers.cli import MMAP_THRESHOLD, TRIM_THRESHOLD
+from minirtrl.drivers.backends import MMAP_THRESHOLD, TRIM_THRESHOLD
 
 try:  # python -m bench.driver_vs_step
     from . import _common as C

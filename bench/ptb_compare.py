@@ -46,9 +46,9 @@ from minirtrl import RHN
 from minirtrl.drivers.backends import load
 from minirtrl.drivers import plot
 from minirtrl.drivers.corpus import read_corpus
-from minirtrl.drivers.streams import eval_streams
+from minirtrl.drivers.ptb import eval_streams
 from minirtrl.drivers.ptb import main as ptb_main
-from minirtrl.drivers.text import evaluate
+from minirtrl.drivers.ptb import evaluate
 
 from _common import (add_training_flags, checked_output, draw_runs, machine_info, parser,
                      run_specs, synthetic_corpus, write_json)

@@ -1,4 +1,4 @@
-"""``python -m minirtrl.check``: every gradient method against finite differences (the command is ``minirtrl.drivers.check``)."""
+"""``python -m minirtrl.check``: every gradient method against finite differences."""
 
 import sys
 

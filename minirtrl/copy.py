@@ -1,5 +1,5 @@
 # Run only as `python -m minirtrl.copy`: run as a file it would shadow the stdlib `copy` module.
-"""``python -m minirtrl.copy``: the copy task with a curriculum (the command is ``minirtrl.drivers.copy``)."""
+"""``python -m minirtrl.copy``: the copy task with a curriculum."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""``python -m minirtrl.noise``: how noisy each estimator is, against exact RTRL (the command is ``minirtrl.drivers.noise``)."""
+"""``python -m minirtrl.noise``: how noisy each estimator is, against exact RTRL."""
 
 import sys
 

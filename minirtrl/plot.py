@@ -1,4 +1,4 @@
-"""``python -m minirtrl.plot``: draw the logs of minirtrl's commands (``minirtrl.drivers.plot``)."""
+"""``python -m minirtrl.plot``: draw the logs of minirtrl's commands."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""``python -m minirtrl.ptb``: a character-level language model (Penn TreeBank or any text) (the command is ``minirtrl.drivers.ptb``)."""
+"""``python -m minirtrl.ptb``: a character-level language model (Penn TreeBank or any text)."""
 
 import sys
 

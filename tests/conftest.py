@@ -24,7 +24,8 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from minirtrl.drivers.backends import BackendError, load, to_numpy
+from minirtrl.drivers.backends import BackendError, load
+from minirtrl.testing import to_numpy
 from minirtrl.testing import assert_close
 
 PLAIN = ["numpy", "array_api_strict", "torch", pytest.param("cupy", marks=pytest.mark.gpu)]

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import minirtrl
-from minirtrl.drivers.backends import BackendError, load, to_numpy
+from minirtrl.drivers.backends import BackendError, load
+from minirtrl.testing import to_numpy
 from minirtrl.methods import RANKED
 from minirtrl.testing import assert_close, random_problem
 

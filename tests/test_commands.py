@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from minirtrl.drivers import check, cli, noise, plot, ptb
+from minirtrl.drivers import backends, check, cli, noise, plot, ptb
 from minirtrl.drivers import copy as copy_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,8 +19,8 @@ SMALL = ["--hidden", "3", "--batch", "2", "--algo", "kf", "--steps", "4", "--pro
 
 
 def parsers():
-    return {"copy": copy_cmd.make_parser(), "ptb": ptb.make_parser(), "noise": noise._parser(),
-            "check": check._parser(), "plot": plot._parser()}
+    return {"copy": copy_cmd.make_parser(), "ptb": ptb.make_parser(), "noise": noise.make_parser(),
+            "check": check.make_parser(), "plot": plot.make_parser()}
 
 
 def options(parser):
@@ -118,7 +118,7 @@ def test_torch_devices_and_threads(tmp_path, capsys):
     try:
         log = tmp_path / "log.jsonl"
         assert copy_cmd.main([*SMALL, "--backend", "torch", "--log", str(log)]) == 0
-        assert read(log)[0]["threads"] == f"torch {cli.TORCH_THREADS}"  # the measured default
+        assert read(log)[0]["threads"] == f"torch {backends.TORCH_THREADS}"  # the measured default
         log2 = tmp_path / "log2.jsonl"
         assert copy_cmd.main([*SMALL, "--backend", "torch", "--threads", "2", "--log", str(log2)]) == 0
         assert read(log2)[0]["threads"] == "torch 2"
@@ -146,7 +146,7 @@ def test_the_header_holds_every_setting(tmp_path):
     log = tmp_path / "log.jsonl"
     assert copy_cmd.main([*SMALL, "--log", str(log)]) == 0
     head = read(log)[0]
-    args = cli.parse(copy_cmd.make_parser(), [*SMALL, "--log", str(log)])
+    args = cli.parse_training(copy_cmd.make_parser(), [*SMALL, "--log", str(log)])
     assert head["config"] == cli.settings_of(args)  # defaults included
     assert {"format", "minirtrl", "argv", "backend", "device", "dtype", "threads", "machine"} <= set(head)
     assert {"cpu", "cores", "numpy", "numpy_blas"} <= set(head["machine"])

@@ -10,7 +10,7 @@ from minirtrl import readout
 from minirtrl import METHODS, sequence_gradient
 from minirtrl.drivers.backends import BackendError
 from minirtrl.drivers.copy import main
-from minirtrl.drivers.copytask import CopyTask
+from minirtrl.drivers.copy import CopyTask
 from minirtrl import RHN
 from minirtrl.testing import assert_close
 from cli_helpers import one_error_line
@@ -63,7 +63,7 @@ def test_help(capsys):
 
 def test_defaults_follow_spec():
     from minirtrl.drivers.copy import make_parser
-    from minirtrl.drivers.cli import parse
+    from minirtrl.drivers.cli import parse_training as parse
 
     args = parse(make_parser(), [])
     assert (args.backend, args.dtype, args.algo, args.rank, args.hidden, args.depth) == (
@@ -396,7 +396,7 @@ def test_evaluate_hook_figures_go_into_an_eval_record_after_the_step(tmp_path):
         calls.append((final, sorted(params), ctx.cell.n_hidden))
         return {"test_bpc": 1.5} if final else {"valid_bpc": 2.5}
 
-    args = cli.parse(make_parser(), [*SMALL, "--algo", "rtrl", "--steps", "10",
+    args = cli.parse_training(make_parser(), [*SMALL, "--algo", "rtrl", "--steps", "10",
                                        "--report-every", "3", "--log", str(log)])
     assert loop.run(args, CopyTask(3), prog="t", evaluate=evaluate, eval_every=4) == 0
     lines = read_log(log)

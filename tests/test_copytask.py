@@ -5,7 +5,7 @@ import collections
 import numpy as np
 import pytest
 
-from minirtrl.drivers.copytask import CopyTask, draw_length, make_sequence
+from minirtrl.drivers.copy import CopyTask, draw_length
 from minirtrl.testing import assert_close
 
 
@@ -61,10 +61,10 @@ def test_streams_match_the_rule_position_by_position(level):
     assert task.level == level
 
 
-def test_make_sequence_layout():
-    inputs, targets = make_sequence([1, 0, 1])
-    assert inputs.tolist() == [2, 1, 0, 1, 3, 3, 3, 3]
-    assert targets.tolist() == [3, 3, 3, 3, 2, 1, 0, 1]
+def test_sequence_layout():
+    inputs, targets = expected_sequence(3, [1, 0, 1])  # the rule the streams are checked with
+    assert inputs == [2, 1, 0, 1, 3, 3, 3, 3]
+    assert targets == [3, 3, 3, 3, 2, 1, 0, 1]
 
 
 @pytest.mark.parametrize("level", [1, 2, 4, 5, 9])

@@ -22,7 +22,7 @@ from minirtrl.drivers.corpus import (
     read_text,
     split_files,
 )
-from minirtrl.drivers.streams import batch_at, eval_streams, stream_offsets, window_at
+from minirtrl.drivers.ptb import batch_at, eval_streams, stream_offsets, window_at
 from minirtrl.testing import assert_close
 
 PTB = Path(__file__).parents[1].parent / "shared" / "data" / "ptb"

@@ -11,8 +11,8 @@ import pytest
 from minirtrl import METHODS, VanillaRNN, sequence_gradient
 from minirtrl.drivers import copy as copy_driver
 from minirtrl.drivers import ptb as ptb_driver
-from minirtrl.drivers.cli import parse
-from minirtrl.drivers.copytask import CopyTask
+from minirtrl.drivers.cli import parse_training as parse
+from minirtrl.drivers.copy import CopyTask
 from minirtrl.testing import assert_close
 from cli_helpers import one_error_line
 

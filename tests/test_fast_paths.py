@@ -22,7 +22,8 @@ import pytest
 import minirtrl
 from minirtrl import kf, ok, opt, readout, rtrl
 from minirtrl.cells import rhn
-from minirtrl.drivers.backends import load, to_numpy
+from minirtrl.drivers.backends import load
+from minirtrl.testing import to_numpy
 from minirtrl.testing import assert_close
 
 from estimator_helpers import draw_signs, exact_step, jvp_state, reset

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from minirtrl import METHODS, sequence_gradient
-from minirtrl.drivers.backends import to_numpy
-from minirtrl.drivers.streams import eval_streams
+from minirtrl.testing import to_numpy
+from minirtrl.drivers.ptb import eval_streams
 from minirtrl.drivers.ptb import main, parse
-from minirtrl.drivers.text import evaluate
+from minirtrl.drivers.ptb import evaluate
 from minirtrl import RHN
 from minirtrl.testing import assert_close
 from cli_helpers import one_error_line

@@ -350,7 +350,7 @@ def test_signal_during_a_checkpoint_write_leaves_a_valid_checkpoint(signame, sta
 def test_sigint_ignored_at_start_stays_ignored(tmp_path):
     """A background job of a non-interactive shell: Ctrl-C is not for it."""
     code = ("import signal, os; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-            "from minirtrl.drivers.errors import handled_signals\n"
+            "from minirtrl.drivers.safety import handled_signals\n"
             "with handled_signals():\n"
             "    os.kill(os.getpid(), signal.SIGINT)\n"
             "print('still here')")

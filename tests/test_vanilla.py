@@ -11,7 +11,7 @@ import pytest
 import minirtrl
 from minirtrl import testing
 from minirtrl.cells import rhn, vanilla
-from minirtrl.drivers.backends import to_numpy
+from minirtrl.testing import to_numpy
 from minirtrl.methods import RANKED
 from minirtrl.testing import (assert_close, numerical_gradient, numerical_jacobian,
                               random_problem, relative_error, sequence_loss)

@@ -1,16 +1,16 @@
-"""The drivers: command-line tools and the online training loop around the core.
+"""The command-line tools around the core; the core never imports this package (a project
+that vendors minirtrl may leave it out). Every command is ``main(argv) -> exit status``:
 
-    cli         one-line errors, number types, the flags common to the training drivers
-    task        the task interface of the loop (Batch, Task, Context)
+    backends    array libraries by name, devices, threads, the machine header
+    cli         the parser factory, flag types and vocabulary, the training flags
+    safety      one-line failures, signals, outputs checked, locked and written atomically
     checkpoint  write, read and validate checkpoints
-    report      progress lines and ``--log`` JSON lines
-    loop        the online training loop (``run``)
-    copytask    the copy task and its curriculum       -> ``python -m minirtrl.copy``
+    report      progress lines and ``--log`` records
+    loop        the online training loop and the task interface
+    copy        the copy task and its curriculum          python -m minirtrl.copy
     corpus      reading and encoding character corpora
-    text        the text task and bpc evaluation       -> ``python -m minirtrl.ptb``
-    noise       estimator noise against exact RTRL     -> ``python -m minirtrl.noise``
-    check       every method against finite differences -> ``python -m minirtrl.check``
-
-The core (the rest of ``minirtrl``) never imports this package: a project that vendors
-minirtrl may leave it out.
+    ptb         text streams, bpc evaluation              python -m minirtrl.ptb
+    noise       estimator noise against exact RTRL        python -m minirtrl.noise
+    check       every method against finite differences   python -m minirtrl.check
+    plot        draw the logs of the commands             python -m minirtrl.plot
 """

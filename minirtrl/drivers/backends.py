@@ -1,22 +1,80 @@
-"""Backends by name, for the drivers, the benchmarks and the tests.
+"""Array libraries by name, for the commands, the benchmarks and the tests: where a name
+("numpy", "cupy", "torch", "array_api_strict") becomes a namespace and a device, with its
+threads, and what a log or a table of timings says about the machine it ran on.
 
-The library core never imports a backend: it works on whatever arrays it is given.
-This module is where a *name* ("numpy", "cupy", "torch", "array_api_strict") becomes an
-array namespace and a device, and where results are copied back to NumPy for printing
-and saving. Nothing here is imported at ``import minirtrl`` time except this module's
-own code; each backend module is imported only when asked for.
+The core never imports this module: it takes namespace modules. Each library is imported
+only when asked for.
 """
+
+import ctypes
+import os
+import platform
 
 import numpy as np
 
-from .._compat import array_namespace, get_device, to_numpy  # noqa: F401 (to_numpy: for callers)
+from .._compat import array_namespace, get_device
 
 NAMES = ("numpy", "cupy", "torch", "array_api_strict")
 EXTRA = {"numpy": None, "cupy": "cupy", "torch": "torch", "array_api_strict": "test"}
+#: the device names each library takes (``load(name, device)``, the commands' ``--device``)
+DEVICES = {
+    "numpy": "cpu",
+    "torch": "cpu, cuda, cuda:N (the N-th GPU), mps (Apple GPUs)",
+    "cupy": "N, the index of a GPU (0 is the first)",
+    "array_api_strict": "CPU_DEVICE, device1, device2",
+}
+#: torch's CPU threads when --threads is not given (measured: bench/README.md, "torch threads")
+TORCH_THREADS = 1
+# glibc's trim and mmap thresholds the commands set (keep_freed_memory): 1 GiB, 32 MiB
+TRIM_THRESHOLD, MMAP_THRESHOLD = 1 << 30, 32 << 20
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class BackendError(ValueError):
-    """A backend that was asked for cannot be used here (the message says why)."""
+    """A library that was asked for cannot be used here (the message says why)."""
+
+
+def load(name, device=None):
+    """``(xp, device)`` for a library name and, optionally, a device name (``DEVICES``).
+
+    ``xp`` is the array-API namespace (array-api-compat's wrapper where needed), ``device``
+    the library's default or the one named. ``BackendError`` with a one-line reason if the
+    library is unknown, not installed (naming the extra), has no usable GPU or no such device.
+    """
+    if name not in NAMES:
+        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
+    try:
+        mod = _import(name)
+    except ImportError:
+        raise BackendError(f"backend {name!r} is not installed; install it with: "
+                           f"pip install 'minirtrl[{EXTRA[name]}]'") from None
+    if name == "cupy":
+        _probe_cupy(mod)
+    x = mod.empty(0)
+    return array_namespace(x), get_device(x) if device is None else _device(name, mod, str(device))
+
+
+def dtype_of(xp, name):
+    """The ``xp`` dtype object for ``"float32"`` or ``"float64"``."""
+    if name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', not {name!r}")
+    return getattr(xp, name)
+
+
+def _import(name):
+    if name == "numpy":
+        return np
+    if name == "cupy":
+        import cupy
+
+        return cupy
+    if name == "torch":
+        import torch
+
+        return torch
+    import array_api_strict
+
+    return array_api_strict
 
 
 def _probe_cupy(mod):
@@ -33,42 +91,8 @@ def _probe_cupy(mod):
         raise BackendError(f"backend 'cupy': CUDA device unusable ({exc})") from None
 
 
-def load(name, device=None):
-    """Return ``(xp, device)`` for a backend name and, optionally, a device name.
-
-    ``xp`` is the array-API-compatible namespace (wrapped by array-api-compat where the
-    library needs it) and ``device`` the device new arrays are created on: the backend's
-    default, or the one named by ``device`` (see ``DEVICES``). Raises ``BackendError`` with
-    a one-line reason if the backend is unknown, not installed (naming the extra to
-    install), has no usable GPU (CuPy), or has no such device.
-    """
-    if name not in NAMES:
-        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
-    try:
-        mod = _import(name)
-    except ImportError:
-        extra = EXTRA[name]
-        raise BackendError(
-            f"backend {name!r} is not installed; install it with: pip install 'minirtrl[{extra}]'"
-        ) from None
-    if name == "cupy":
-        _probe_cupy(mod)
-    x = mod.empty(0)
-    xp = array_namespace(x)
-    return xp, (get_device(x) if device is None else _device(name, mod, str(device)))
-
-
-#: the device names each backend takes (``load(name, device)``, the drivers' ``--device``)
-DEVICES = {
-    "numpy": "cpu",
-    "torch": "cpu, cuda, cuda:N (the N-th GPU), mps (Apple GPUs)",
-    "cupy": "N, the index of a GPU (0 is the first)",
-    "array_api_strict": "CPU_DEVICE, device1, device2",
-}
-
-
 def _device(name, mod, text):
-    """The device object ``text`` names for backend ``name``, or ``BackendError``."""
+    """The device object ``text`` names for library ``name``, or ``BackendError``."""
     def missing(why):
         return BackendError(f"backend {name!r} has no device {text!r} ({why}); devices: "
                             f"{DEVICES[name]}")
@@ -104,25 +128,108 @@ def _device(name, mod, text):
     return device
 
 
-def _import(name):
-    """The module of backend ``name`` (imported only now, when it is asked for)."""
-    if name == "numpy":
-        return np
-    if name == "cupy":
-        import cupy
-
-        return cupy
+# ---- threads and memory -------------------------------------------------------------------
+def set_threads(name, threads):
+    """torch's CPU threads (``TORCH_THREADS`` when ``threads`` is None); ``BackendError`` if
+    ``threads`` is given for another library (NumPy's BLAS reads its environment at start)."""
     if name == "torch":
         import torch
 
-        return torch
-    import array_api_strict
+        torch.set_num_threads(TORCH_THREADS if threads is None else threads)
+    elif threads is not None:
+        raise BackendError(f"--threads applies to --backend torch, not {name}; NumPy's BLAS "
+                           "threads are set by OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before "
+                           "the command starts")
 
-    return array_api_strict
+
+def threads_of(name):
+    """The threads library ``name`` computes with, as a short text for headers and lines."""
+    if name == "torch":
+        import torch
+
+        return f"torch {torch.get_num_threads()}"
+    if name == "cupy":
+        return "GPU"
+    blas = [f"{k}={os.environ[k]}" for k in THREAD_VARS if k in os.environ]
+    return "BLAS " + (" ".join(blas) if blas else f"default (up to {os.cpu_count()} cores)")
 
 
-def dtype_of(xp, name):
-    """The ``xp`` dtype object for ``"float32"`` or ``"float64"``."""
-    if name not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', not {name!r}")
-    return getattr(xp, name)
+def keep_freed_memory():
+    """Ask glibc to keep freed memory in the process: True if it took the settings.
+
+    A step frees and allocates the same large temporaries again and again; by default glibc
+    returns them to the kernel and the next step faults them in again, which can make a step
+    several times slower. Only the commands call this, at their start.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return (bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+            and bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)))
+
+
+# ---- the machine header ---------------------------------------------------------------------
+def machine_info(name, device):
+    """What a log or a table of timings must name: the machine, the libraries, the load."""
+    from .. import __version__
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "cores_usable": usable,
+            "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "python": platform.python_version(), "numpy": np.__version__,
+            "minirtrl": __version__, "backend": name, "device": str(device),
+            "thread_env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
+            **_blas_info()}
+    if name == "torch":
+        import torch
+
+        info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    elif name == "cupy":
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        gpu = props.get("name", b"?")
+        info.update(cupy=cupy.__version__, cuda_runtime=cupy.cuda.runtime.runtimeGetVersion(),
+                    gpu=gpu.decode() if isinstance(gpu, bytes) else str(gpu))
+    elif name == "array_api_strict":
+        import array_api_strict
+
+        info["array_api_strict"] = array_api_strict.__version__
+    return info
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _blas_info():
+    """NumPy's BLAS as NumPy reports it (and threadpoolctl's view if installed)."""
+    info = {}
+    try:
+        blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+        info["numpy_blas"] = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+        if blas.get("openblas configuration"):
+            info["numpy_blas_config"] = blas["openblas configuration"]
+    except Exception as exc:  # noqa: BLE001 - old NumPy: show_config has no mode
+        info["numpy_blas"] = f"unknown ({type(exc).__name__})"
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return info
+    keys = ("internal_api", "version", "num_threads", "architecture")
+    info["threadpools"] = [{k: p.get(k) for k in keys} for p in threadpool_info()]
+    return info

@@ -1,6 +1,6 @@
 """``python -m minirtrl.check``: check an installation or a backend against finite differences.
 
-Builds a small random RHN on the chosen backend (float64), computes the gradient of a
+Builds a small random cell (``--cell``) on the chosen backend (float64), computes the gradient of a
 random masked sequence with every available method, and prints for each the largest
 relative difference from central finite differences of the summed loss. Exact methods
 (``bptt``, ``rtrl``) must agree to ``--tol``; the exit status is 1 if one does not.
@@ -8,29 +8,25 @@ The estimators are unbiased but random: one estimate differs from the exact grad
 its noise, so their line also shows the error of the mean of ``--samples`` estimates.
 """
 
-import sys
-
 import numpy as np
 
-from ..methods import sequence_gradient
-from .backends import to_numpy
-from ..cells import RHN
-from ..methods import METHODS, RANKED
+from .._compat import to_numpy
+from ..methods import METHODS, RANKED, sequence_gradient
 from ..testing import numerical_gradient, random_problem, relative_error
-from .cli import Parser, add, add_backend_flags, nonnegative, open_backend, positive, positive_float
-from .errors import command
+from . import cli
+from .cli import add, nonnegative, positive, positive_float
+from .safety import command
 
+PROG = "minirtrl.check"
 EXACT = ("bptt", "rtrl")
 
 
-def _parser():
-    p = Parser(
-        prog="python -m minirtrl.check",
-        description="Compare every gradient method with central finite differences (float64).",
-    )
+def make_parser():
+    p = cli.parser(PROG, "Compare every gradient method with central finite differences "
+                         "(float64).")
     a = p.add_argument
-    add_backend_flags(p, dtype=None)
-    add(p, "--depth", 2, type=positive)
+    cli.add_backend_flags(p, dtype=None)
+    cli.add_cell_flags(p, depth=2)
     add(p, "--hidden", 5, type=positive)
     a("--length", type=positive, default=6, metavar="T", help="sequence length T (default 6)")
     add(p, "--batch", 2, type=positive)
@@ -44,15 +40,16 @@ def _parser():
 
 def main(argv=None):
     """Run the check with the command-line arguments ``argv``; returns the exit status."""
-    return command("minirtrl.check", lambda: _main(argv))
+    return command(PROG, lambda: _main(argv))
 
 
 def _main(argv):
-    parser = _parser()
-    args = parser.parse_args(argv)
-    xp, device = open_backend(args)
-
-    cell = RHN(n_in=3, n_hidden=args.hidden, n_out=4, depth=args.depth)
+    p = make_parser()
+    args = cli.parse_args(p, argv, lambda args: cli.check_cell_flags(p, args))
+    if isinstance(args, int):
+        return args
+    xp, device = cli.open_backend(args)
+    cell = cli.make_cell(args, 3, 4)
     params = cell.init(args.seed, xp=xp, dtype=xp.float64, init_scale=0.5, device=device)
     xs_np, ys_np, mask_np = random_problem(cell, args.length, args.batch, seed=args.seed)
     xs = xp.asarray(xs_np, dtype=xp.float64, device=device)
@@ -60,7 +57,9 @@ def _main(argv):
     mask = xp.asarray(mask_np, dtype=xp.float64, device=device)
     fd = numerical_gradient(cell, params, xs, ys, mask)
 
-    print(f"backend {args.backend} on {device}, depth {args.depth}, n {args.hidden}, T {args.length}, B {args.batch}")
+    model = f"alpha {args.alpha:g}" if args.cell == "vanilla" else f"depth {args.depth}"
+    print(f"backend {args.backend} on {device}, {args.cell} {model}, n {args.hidden}, "
+          f"T {args.length}, B {args.batch}")
     print(f"{'method':8s} {'max rel. error':>15s}  {'mean of %d':>12s}  verdict" % args.samples)
     failed = False
     for method in METHODS:
@@ -80,6 +79,3 @@ def _main(argv):
         print(f"{method:8s} {err:15.3e}  {err_mean:12.3e}  estimate (unbiased, not exact)")
     return 1 if failed else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@ used, read in bounded time and memory.
 
 Layout (``.npz``, written with ``numpy.savez``): ``W1``..``WL``, ``V``; ``adam/m/<name>``,
 ``adam/v/<name>``, ``adam/step``; ``est/<i>`` the arrays of the method's state in order
-(``influence.leaves``); ``s``; ``step``, ``seconds``; ``rng/data``, ``rng/noise`` and
+(``methods.leaves``); ``s``; ``step``, ``seconds``; ``rng/data``, ``rng/noise`` and
 ``config`` as JSON text; ``task/<key>`` the task's ``state_dict``; ``format``. A resumed
 run must have the same ``config`` (everything but backend, device, steps, time limit,
 paths and reporting); it may run on another backend.
@@ -22,11 +22,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._compat import to_numpy
 from ..adam import AdamState
-from .backends import to_numpy
 from ..methods import leaves, rebuild
-from .errors import Failure
-from .files import write_atomic
+from .safety import Failure, write_atomic
 
 FORMAT = "minirtrl-checkpoint-1"
 TEXT_LIMIT = 1 << 16  # characters of a JSON member

@@ -1,38 +1,46 @@
-"""What every command line of minirtrl shares: one-line errors (exit status 2), the number
-types of its flags, and the flags common to the training drivers.
+"""What every command line of minirtrl shares: one parser factory whose errors are one line
+(exit status 2), the number types of its flags, one vocabulary of flags, and the flags and the
+model of the training commands.
 """
 
 import argparse
-import ctypes
 import math
-import os
 import sys
 
-from .backends import NAMES, BackendError, load
 from ..cells import RHN, VanillaRNN
 from ..methods import METHODS, RANKED
-from .errors import Failure
-
+from .backends import NAMES, BackendError, keep_freed_memory, load, set_threads
+from .safety import Failure
 
 ALLOCATOR_NOTE = (
     "On Linux with glibc the command keeps the memory it frees for reuse (mallopt: trim "
     "threshold 1 GiB, mmap threshold 32 MiB), instead of returning it to the system after "
-    "every step; the library itself never changes the allocator (see README, Performance).")
+    "every step; the library itself never changes the allocator (see bench/README.md).")
 
 
 class Parser(argparse.ArgumentParser):
     """``argparse`` parser whose errors are one line on stderr (exit status 2), no usage dump."""
 
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("epilog", ALLOCATOR_NOTE)
-        super().__init__(*args, **kwargs)
-
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
-    def fail(self, message):
-        """Stop with a one-line error about something other than the syntax (exit 2)."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
+
+def parser(prog, description):
+    """The parser of command ``prog`` (``python -m minirtrl.NAME``): every command's factory."""
+    return Parser(prog=f"python -m {prog}", description=description, epilog=ALLOCATOR_NOTE)
+
+
+def parse_args(p, argv, check=None):
+    """``p.parse_args(argv)``, then ``check(args)`` (which may call ``p.error``), or the exit
+    status argparse chose (0 after ``--help``, 2 after an error)."""
+    try:
+        args = p.parse_args(argv)
+        if check is not None:
+            check(args)
+    except SystemExit as exc:  # argparse's way to finish --help or to report an error
+        return exc.code if isinstance(exc.code, int) else 0
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    return args
 
 
 def _number(kind, low, strict, name):
@@ -77,6 +85,8 @@ HELP = {
     "--algo": "gradient algorithm",
     "--rank": "r, the Kronecker products per block of ok and kf-avg (refused for the others)",
     "--hidden": "hidden units n",
+    "--cell": "rhn (recurrent highway network) or vanilla (leaky tanh RNN)",
+    "--alpha": "leak rate of --cell vanilla, 0 < alpha <= 1",
     "--depth": "RHN recurrence depth L",
     "--batch": "parallel streams B",
     "--seed": "seeds the parameters, the data and the random signs",
@@ -86,49 +96,85 @@ HELP = {
     "--log": "JSON lines, a header record then one record per report (a new file; continued "
              "with --resume)",
 }
-
-
-def add(parser, flag, default=None, *, shown=None, **kwargs):
-    """``parser.add_argument(flag, ...)`` with the vocabulary's help and its default shown."""
-    text = shown if shown is not None else ("none" if default is None else f"{default}")
-    parser.add_argument(flag, default=default, help=f"{HELP[flag]} (default {text})", **kwargs)
-
-
-def add_backend_flags(parser, *, dtype="float32"):
-    """``--backend``, ``--device``, ``--threads`` and (unless ``dtype`` is None) ``--dtype``."""
-    add(parser, "--backend", "numpy", choices=NAMES)
-    add(parser, "--device", None, shown="the backend's default device")
-    add(parser, "--threads", None, type=positive, shown="1 for torch on the CPU, see bench/README.md")
-    if dtype is not None:
-        add(parser, "--dtype", dtype, choices=("float32", "float64"))
-
-
-# ---- the flags of the training drivers ------------------------------------------------
-#: run settings a resumed run must share with its checkpoint (besides the task's own)
-CONFIG_KEYS = ("algo", "rank", "truncation", "hidden", "depth", "batch", "lr", "clip", "seed",
-               "dtype", "init_scale", "gate_bias", "cell", "alpha")
-#: the cells a driver can train
+#: the cells a command can build
 CELLS = ("rhn", "vanilla")
 
 
-def make_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, steps, truncation=50):
-    """An argument parser with every flag common to the training drivers.
+def add(p, flag, default=None, *, shown=None, **kwargs):
+    """``p.add_argument(flag, ...)`` with the vocabulary's help and its default shown."""
+    text = shown if shown is not None else ("none" if default is None else f"{default}")
+    p.add_argument(flag, default=default, help=f"{HELP[flag]} (default {text})", **kwargs)
 
-    The keyword arguments are the driver's defaults; ``rank`` applies to ``ok`` and
-    ``kf-avg`` and ``truncation`` to ``bptt`` only (giving either with another algorithm is
-    an error). Drivers add their own flags to the returned parser.
+
+def add_backend_flags(p, *, dtype="float32"):
+    """``--backend``, ``--device``, ``--threads`` and (unless ``dtype`` is None) ``--dtype``."""
+    add(p, "--backend", "numpy", choices=NAMES)
+    add(p, "--device", None, shown="the backend's default device")
+    add(p, "--threads", None, type=positive, shown="1 for torch on the CPU, see bench/README.md")
+    if dtype is not None:
+        add(p, "--dtype", dtype, choices=("float32", "float64"))
+
+
+def add_cell_flags(p, *, depth=1):
+    """``--cell``, ``--alpha`` (vanilla) and ``--depth`` (rhn)."""
+    add(p, "--cell", "rhn", choices=CELLS)
+    add(p, "--alpha", None, type=leak_rate, shown="1.0: no leak")
+    add(p, "--depth", depth, type=positive)
+
+
+def check_cell_flags(p, args):
+    """``--alpha`` only with vanilla, ``--depth`` other than 1 only with rhn; fills defaults."""
+    if args.alpha is not None and args.cell != "vanilla":
+        p.error(f"--alpha applies only to --cell vanilla, not {args.cell}")
+    if args.depth != 1 and args.cell != "rhn":
+        p.error(f"--depth applies only to --cell rhn ({args.cell} has depth 1)")
+    args.alpha = (1.0 if args.alpha is None else args.alpha) if args.cell == "vanilla" else None
+
+
+def make_cell(args, n_in, n_out):
+    """The cell the parsed flags ask for: ``RHN`` (``--depth``) or ``VanillaRNN`` (``--alpha``)."""
+    if args.cell == "vanilla":
+        return VanillaRNN(n_in, args.hidden, n_out, alpha=args.alpha)
+    return RHN(n_in, args.hidden, n_out, depth=args.depth)
+
+
+def open_backend(args):
+    """``(xp, device)`` for ``--backend`` and ``--device``, ``--threads`` applied; a library
+    that is not installed or a device that does not exist is a ``Failure`` (exit 2)."""
+    try:
+        xp, device = load(args.backend, args.device)
+        set_threads(args.backend, getattr(args, "threads", None))
+    except BackendError as exc:
+        raise Failure(str(exc)) from None
+    keep_freed_memory()
+    return xp, device
+
+
+def settings_of(args):
+    """Every setting of a parsed command line, defaults included (for headers)."""
+    return {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "argv"}
+
+
+# ---- the training commands -------------------------------------------------------------------
+#: run settings a resumed run must share with its checkpoint (besides the task's own)
+CONFIG_KEYS = ("algo", "rank", "truncation", "hidden", "depth", "batch", "lr", "clip", "seed",
+               "dtype", "init_scale", "gate_bias", "cell", "alpha")
+
+
+def training_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, steps,
+                    truncation=50):
+    """A parser with every flag of the training commands; the keywords are the defaults.
+
+    ``rank`` applies to ``ok`` and ``kf-avg`` and ``truncation`` to ``bptt`` only (either with
+    another algorithm is an error, ``parse_training``). Commands add their own flags.
     """
-    p = Parser(prog=prog, description=description)
+    p = parser(prog, description)
     a = p.add_argument
     add_backend_flags(p)
     add(p, "--algo", algo, choices=METHODS)
     add(p, "--rank", None, type=positive, shown=rank)
     add(p, "--hidden", hidden, type=positive)
-    a("--cell", default="rhn", choices=CELLS,
-      help="rhn (recurrent highway network) or vanilla (leaky tanh RNN) (default rhn)")
-    a("--alpha", type=leak_rate, default=None,
-      help="leak rate of --cell vanilla, 0 < alpha <= 1 (default 1.0: no leak)")
-    add(p, "--depth", 1, type=positive)
+    add_cell_flags(p)
     add(p, "--batch", batch, type=positive)
     a("--lr", type=positive_float, default=lr, help=f"Adam learning rate (default {lr:.4g})")
     a("--clip", type=positive_float, default=clip,
@@ -156,38 +202,27 @@ def make_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, steps
     return p
 
 
-def parse(parser, argv):
-    """``parser.parse_args(argv)`` checked across flags, or the exit status (error, --help)."""
-    try:
-        args = parser.parse_args(argv)
+def parse_training(p, argv, check=None):
+    """``parse_args`` with the checks across the training flags, then ``check(args)``."""
+    def checks(args):
         if args.rank is not None and args.algo not in RANKED:
-            parser.error(f"--rank applies only to --algo {' or '.join(RANKED)}, not {args.algo}")
+            p.error(f"--rank applies only to --algo {' or '.join(RANKED)}, not {args.algo}")
         if args.truncation is not None and args.algo != "bptt":
-            parser.error(f"--truncation applies only to --algo bptt, not {args.algo}")
+            p.error(f"--truncation applies only to --algo bptt, not {args.algo}")
         if args.resume and not args.checkpoint:
-            parser.error("--resume needs --checkpoint FILE")
-        if args.alpha is not None and args.cell != "vanilla":
-            parser.error(f"--alpha applies only to --cell vanilla, not {args.cell}")
+            p.error("--resume needs --checkpoint FILE")
         if args.gate_bias is not None and args.cell != "rhn":
-            parser.error(f"--gate-bias applies only to --cell rhn, not {args.cell}")
-        if args.depth != 1 and args.cell != "rhn":
-            parser.error(f"--depth applies only to --cell rhn ({args.cell} has depth 1)")
-    except SystemExit as exc:  # argparse's way to finish --help or to report an error
-        return exc.code if isinstance(exc.code, int) else 0
-    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
-    args.rank = (args.rank or args._rank_default) if args.algo in RANKED else None
-    args.truncation = (args.truncation or args._truncation_default) if args.algo == "bptt" else None
-    args.alpha = (1.0 if args.alpha is None else args.alpha) if args.cell == "vanilla" else None
-    bias = 0.0 if args.gate_bias is None else args.gate_bias
-    args.gate_bias = bias if args.cell == "rhn" else None
-    return args
+            p.error(f"--gate-bias applies only to --cell rhn, not {args.cell}")
+        check_cell_flags(p, args)
+        args.rank = (args.rank or args._rank_default) if args.algo in RANKED else None
+        bptt = args.algo == "bptt"
+        args.truncation = (args.truncation or args._truncation_default) if bptt else None
+        bias = 0.0 if args.gate_bias is None else args.gate_bias
+        args.gate_bias = bias if args.cell == "rhn" else None
+        if check is not None:
+            check(args)
 
-
-def make_cell(args, n_in, n_out):
-    """The cell the parsed flags ask for: ``RHN`` (``--depth``) or ``VanillaRNN`` (``--alpha``)."""
-    if args.cell == "vanilla":
-        return VanillaRNN(n_in, args.hidden, n_out, alpha=args.alpha)
-    return RHN(n_in, args.hidden, n_out, depth=args.depth)
+    return parse_args(p, argv, checks)
 
 
 def init_options(args):
@@ -196,69 +231,3 @@ def init_options(args):
     if args.cell == "rhn":
         options["gate_bias"] = args.gate_bias
     return options
-
-
-# ---- backend, device and threads ----------------------------------------------------------
-#: torch's CPU threads when --threads is not given (measured: bench/README.md, "torch threads")
-TORCH_THREADS = 1
-# glibc's trim and mmap thresholds the drivers set (keep_freed_memory): 1 GiB, 32 MiB
-TRIM_THRESHOLD, MMAP_THRESHOLD = 1 << 30, 32 << 20
-
-
-def keep_freed_memory():
-    """Ask glibc to keep freed memory in the process: True if it took the settings.
-
-    A step frees and allocates the same large temporaries again and again; by default
-    glibc returns them to the kernel (trim, munmap) and the next step faults them in
-    again, which can make a step several times slower. Only the drivers call this, at
-    their start (the library never changes process-wide settings).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    return (bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-            and bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)))
-
-
-def open_backend(args):
-    """``(xp, device)`` for ``--backend`` and ``--device``, with ``--threads`` applied.
-
-    A backend that is not installed or a device that does not exist is a ``Failure``
-    (one line, exit status 2), as is ``--threads`` for a backend it does not apply to.
-    """
-    try:
-        xp, device = load(args.backend, args.device)
-    except BackendError as exc:
-        raise Failure(str(exc)) from None
-    keep_freed_memory()
-    threads = getattr(args, "threads", None)
-    if args.backend == "torch":
-        import torch
-
-        torch.set_num_threads(TORCH_THREADS if threads is None else threads)
-    elif threads is not None:
-        raise Failure(f"--threads applies to --backend torch, not {args.backend}; NumPy's "
-                      "BLAS threads are set by OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before "
-                      "the command starts")
-    return xp, device
-
-
-def threads_of(backend):
-    """The threads the backend computes with, as a short text for headers and start lines."""
-    if backend == "torch":
-        import torch
-
-        return f"torch {torch.get_num_threads()}"
-    if backend == "cupy":
-        return "GPU"
-    blas = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                               "MKL_NUM_THREADS") if k in os.environ]
-    return "BLAS " + (" ".join(blas) if blas else f"default (up to {os.cpu_count()} cores)")
-
-
-def settings_of(args):
-    """Every setting of a parsed command line, defaults included (for headers)."""
-    return {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "argv"}

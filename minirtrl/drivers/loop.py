@@ -1,46 +1,18 @@
-"""The online training loop shared by the drivers (``python -m minirtrl.copy``, ``... .ptb``).
+"""The online training loop of ``python -m minirtrl.copy`` and ``python -m minirtrl.ptb``.
 
-One optimiser step of the RTRL family (``rtrl``, ``uoro``, ``kf``, ``ok``, ``kf-avg``) reads
-one character of every stream (``docs/algorithms.md``, "Online training")::
+One optimiser step of the RTRL family reads one character of every stream
+(``docs/algorithms.md``, "Online training"): ``methods.influence_step`` (streams that start a new sequence are
+reset inside it), the gradient of the batch-mean loss, the recurrent gradient (all W_l, not V)
+clipped to ``--clip``, one Adam step; the influence estimate is carried across updates.
+``bptt`` reads windows of ``--truncation`` characters (``bptt.window_gradient``), carries the
+state across windows and takes one Adam step per window. ``step`` counts optimiser steps;
+``data`` the characters read by all streams (steps × K × B).
 
-    s, G     ← s ⊙ keep, G ⊙ keep            reset the streams that start a new sequence
-    s, cache ← cell.step(s, x_t)
-    loss_t, ∂V, c_t ← readout                 c_t = ∂loss_t/∂s_t
-    G        ← method.update(G, cache, signs)   (signs drawn on the host)
-    g        ← (method.grads(G, c_t), ∂V) / B    gradient of the batch-mean loss
-    g_W      ← clip(g_W, --clip)                 all W_l jointly, not V
-    θ        ← Adam(θ, g)                        β = 0.9, 0.999, ε = 1e-8
-
-and the influence estimate G is carried across parameter updates. ``bptt`` instead reads
-windows of ``--truncation`` characters, back-propagates each to its start
-(``bptt.window_gradient``, resets inside the window through ``keep``), carries the state
-across windows and takes one Adam step per window on the window's summed batch-mean loss.
-``step`` counts optimiser steps (windows for ``bptt``); ``data`` counts characters read
-by all streams (steps × K × B).
-
-A task (``task.Task``: the copy curriculum, a text corpus) makes the batches and owns its
-figures; ``checkpoint`` writes and validates checkpoints; the common flags are in ``cli``.
-Everything else is here: backend and dtype resolution with one-line errors, progress
-lines, the ``--log`` JSON lines, Ctrl-C and SIGTERM, ``--max-seconds``, and the guard that
-stops on a non-finite loss or gradient. A driver is three lines (see ``drivers.copy``)::
-
-    args = cli.parse(cli.make_parser(prog, text, algo=..., hidden=..., ...), argv)
-    if isinstance(args, int): return args            # --help or a bad flag
-    return loop.run(args, MyTask(args.batch, ...), prog=prog, evaluate=..., eval_every=...)
-
-Seeds: the parameters come from ``cell.init(seed)``; the data and the random signs from
-two children of ``numpy.random.SeedSequence(seed)``, so every algorithm sees the same data
-stream for one seed. For ``bptt`` the task is told the window's mean loss once for its K
-characters (``observe(bits, steps=K)``), after the whole window was drawn.
-
-Host and device: a step's batch is built in NumPy and moved with one ``xp.asarray`` (inputs,
-targets, mask, keep and the step's random signs packed in one array: the only host-to-device
-copy of a step); the only host read per step is one 3-element stack (loss, gradient norms)
-that the curriculum and the non-finite guard need.
-
-Notation: ``s`` s_t (B, n); ``est`` the influence method's state (its estimate of G_t);
-``c`` c_t; ``K`` characters per optimiser step (1 online, ``--truncation`` for bptt);
-``B`` streams. Cost per step: that of the method (see ``minirtrl``) plus O(B n_in) host work.
+A task (the copy curriculum, a text corpus) makes host batches and owns its figures and its
+checkpointed state (``Task``). Seeds: the parameters from ``cell.init(seed)``; the data and the
+signs from two children of ``numpy.random.SeedSequence(seed)``. Host and device: a step's
+batch and signs go to the device in one packed array; the one host read per step is a
+3-element stack (loss, gradient norms) for the curriculum and the non-finite guard.
 """
 
 import contextlib
@@ -48,24 +20,77 @@ import math
 import os
 import sys
 import time
-from typing import Callable, NamedTuple, Optional, TextIO
+from collections.abc import Callable
+from typing import NamedTuple, Protocol, TextIO
 
 import numpy as np
 
 from .. import bptt
+from .._compat import to_numpy
 from ..adam import adam_init, adam_step, clip_by_norm
-from .backends import dtype_of, to_numpy
 from ..methods import INFLUENCE, host_signs, influence_step
 from . import checkpoint
+from .backends import dtype_of, threads_of
 from .checkpoint import Run
-from .cli import CONFIG_KEYS, init_options, make_cell, open_backend, threads_of
-from .errors import Diverged, WriteFailed, deferred
-from .files import io_failure
-from .outputs import Outputs
+from .cli import CONFIG_KEYS, init_options, make_cell, open_backend
 from .report import RESUMED, Reporter, fmt, header, settings_line
-from .task import Context
+from .safety import Diverged, Outputs, WriteFailed, deferred, io_failure
 
 
+# ---- what a task provides ------------------------------------------------------------------
+class Batch(NamedTuple):
+    """One character of every stream, on the host: ``x`` (B, n_in) one-hot inputs, ``y`` (B,)
+    targets, ``mask`` (B,) 0/1 loss weights, ``keep`` (B,) 0 where a stream starts a new
+    sequence (its state and influence are zeroed before this character)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    mask: np.ndarray
+    keep: np.ndarray
+
+
+class Task(Protocol):
+    """What ``run`` needs of a task (host-side; ``copy.CopyTask``, ``ptb.TextTask``).
+
+    ``next_batch`` is called once per character (K times per ``bptt`` window), then
+    ``observe`` once per optimiser step with the batch-mean loss in bits per character.
+    ``figures`` go into progress and log lines; ``state_dict`` (NumPy arrays) into checkpoints,
+    restored exactly by ``load_state_dict`` (``ValueError`` for a state it cannot take);
+    ``state_spec`` gives every array's dtype and shape (None: any width up to ``MAX_WIDTH``),
+    checked before a checkpoint is read; ``config`` the settings a resumed run must share.
+    """
+
+    name: str
+    n_in: int
+    n_out: int
+    batch: int
+    MAX_WIDTH: int
+
+    def next_batch(self, rng: np.random.Generator) -> Batch: ...
+
+    def observe(self, bits: float, steps: int = 1) -> None: ...
+
+    def figures(self) -> dict: ...
+
+    def config(self) -> dict: ...
+
+    def state_dict(self) -> dict: ...
+
+    def state_spec(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class Context(NamedTuple):
+    """What an ``evaluate(ctx, params, final)`` hook gets: the model and where it lives."""
+
+    cell: object
+    xp: object
+    device: object
+    dtype: object
+
+
+# ---- one optimiser step -------------------------------------------------------------------
 class Setup(NamedTuple):
     """What does not change during a run: the model, where it lives, the method."""
 
@@ -81,29 +106,9 @@ class Setup(NamedTuple):
     clip: float
 
 
-class Settings(NamedTuple):
-    """How a run is driven and reported (the loop's settings, from the parsed flags)."""
-
-    prog: str
-    steps: int  # stop at this total of optimiser steps
-    max_seconds: Optional[float]  # or after this long (this invocation)
-    progress_seconds: float  # report by time ...
-    report_every: int  # ... or every this many steps (0: by time)
-    checkpoint: Optional[str]
-    checkpoint_every: int
-    evaluate: Optional[Callable]  # evaluate(ctx, params, final) -> figures
-    eval_every: int
-    out: TextIO
-
-
-# ---- one optimiser step -------------------------------------------------------------------
 def pack(batches, signs=None):
-    """Host batches of K characters and a step's signs -> one (K, B, width) float64 array.
-
-    Each row is ``[x | y | mask | keep | signs]``: the signs of the step (``rng.host_signs``,
-    each (B, ...), flattened per stream) ride in the same transfer as the data, so a step
-    moves one array to the device.
-    """
+    """Host batches of K characters and a step's signs -> one (K, B, width) float64 array,
+    rows ``[x | y | mask | keep | signs]`` (the step's one transfer to the device)."""
     rows = np.stack([
         np.concatenate([b.x, b.y[:, None], b.mask[:, None], b.keep[:, None]], axis=1)
         for b in batches
@@ -111,7 +116,7 @@ def pack(batches, signs=None):
     if signs:
         B = rows.shape[1]
         flat = np.concatenate([v.reshape(B, -1) for v in signs.values()], axis=1)
-        rows = np.concatenate([rows, np.broadcast_to(flat, (rows.shape[0],) + flat.shape)],
+        rows = np.concatenate([rows, np.broadcast_to(flat, (rows.shape[0], *flat.shape))],
                               axis=2)
     return rows
 
@@ -133,10 +138,9 @@ def _signs(packed, n_in, shapes, xp):
 
 
 def online_step(setup, now, packed, resets=True):
-    """One character of the RTRL family; returns (loss (B,), grads, est, s) -- not yet applied.
+    """One character of the RTRL family: ``(loss (B,), grads, est, s)``, not yet applied.
 
-    ``resets`` is False when the host knows that no stream starts a sequence here, which
-    saves a pass over the influence state.
+    ``resets`` is False when the host knows no stream starts a sequence here (one pass less).
     """
     cell, xp = setup.cell, setup.xp
     row = packed[0, ...]
@@ -148,7 +152,7 @@ def online_step(setup, now, packed, resets=True):
 
 
 def window_step(setup, now, packed, resets=True):
-    """One bptt window of K characters; returns (loss (B,), grads, None, s)."""
+    """One bptt window of K characters: ``(loss (B,), grads, None, s)``."""
     cell, xp = setup.cell, setup.xp
     x, y, mask, keep = _unpack(packed, cell.n_in, xp)
     keep = keep if resets else None
@@ -157,7 +161,7 @@ def window_step(setup, now, packed, resets=True):
 
 
 def apply_step(setup, now, loss, grads, est, s):
-    """Batch-mean gradient, clip, guard, Adam. Returns (new Run, batch-mean bits per char)."""
+    """Batch-mean gradient, clip, guard, Adam: ``(new Run, batch-mean bits per character)``."""
     xp, B = setup.xp, setup.B
     grads = {k: g / B for k, g in grads.items()}
     grads, norm = clip_by_norm(grads, setup.clip, setup.cell.blocks)
@@ -173,21 +177,43 @@ def apply_step(setup, now, loss, grads, est, s):
             step,
         )
     params, adam = adam_step(now.params, grads, now.adam, lr=setup.lr)
-    bits = mean_loss / math.log(2.0) / setup.K
-    return Run(step, params, adam, est, s), bits
+    return Run(step, params, adam, est, s), mean_loss / math.log(2.0) / setup.K
 
 
 # ---- the run ----------------------------------------------------------------------------
-def run(args, task, *, prog, evaluate=None, eval_every=0, outputs=None):
-    """Train on ``task`` with the parsed common flags ``args``; returns 0 when done.
+class Settings(NamedTuple):
+    """How a run is driven and reported (from the parsed flags)."""
 
-    ``evaluate(ctx, params, final) -> dict`` (optional) is called every ``eval_every``
-    steps and once at the end; its figures go into the log line that follows.
-    ``outputs``: the run's ``outputs.Outputs`` if the driver prepared them already (to
-    refuse bad paths before loading its data), else they are prepared here. A non-finite
-    loss or gradient, a write that failed during the run, bad input and SIGINT / SIGTERM
-    (checkpoint written if configured) raise ``Failure`` or ``Interrupted``, which the
-    driver's ``errors.command`` turns into one line and exit status 1, 2, 130 or 143.
+    prog: str
+    steps: int  # stop at this total of optimiser steps
+    max_seconds: float | None  # or after this long (this invocation)
+    progress_seconds: float  # report by time ...
+    report_every: int  # ... or every this many steps (0: by time)
+    checkpoint: str | None
+    checkpoint_every: int
+    evaluate: Callable | None  # evaluate(ctx, params, final) -> figures
+    eval_every: int
+    out: TextIO
+
+
+class Session(NamedTuple):
+    """One run's fixed parts: how it is driven, the model, the task, the RNGs, the log."""
+
+    settings: Settings
+    setup: Setup
+    task: object
+    config: dict  # what a checkpoint records and a resumed run must match
+    rngs: tuple  # (data, signs) numpy Generators
+    reporter: Reporter
+
+
+def run(args, task, *, prog, evaluate=None, eval_every=0, outputs=None):
+    """Train on ``task`` with the parsed training flags ``args``; returns 0 when done.
+
+    ``evaluate(ctx, params, final) -> dict`` (optional) runs every ``eval_every`` steps and at
+    the end; its figures go into the log. ``outputs``: the run's ``Outputs`` if the command
+    prepared them already. Divergence, a failed write, bad input and SIGINT / SIGTERM
+    (checkpoint written if configured) raise ``Failure`` or ``Interrupted``.
     """
     settings = Settings(prog, args.steps, args.max_seconds, args.progress_seconds,
                         args.report_every, args.checkpoint, args.checkpoint_every, evaluate,
@@ -201,14 +227,14 @@ def run(args, task, *, prog, evaluate=None, eval_every=0, outputs=None):
 
 def _setup(args, task):
     xp, device = open_backend(args)
-    dtype = dtype_of(xp, args.dtype)
     cell = make_cell(args, task.n_in, task.n_out)
     module, shapes = None, {}
     if args.algo != "bptt":
         module = INFLUENCE[args.algo]
         shapes = module.sign_shapes(cell, task.batch, args.rank or 1)
     K = args.truncation if args.algo == "bptt" else 1
-    return Setup(cell, xp, device, dtype, module, shapes, K, task.batch, args.lr, args.clip)
+    return Setup(cell, xp, device, dtype_of(xp, args.dtype), module, shapes, K, task.batch,
+                 args.lr, args.clip)
 
 
 def _fresh(setup, args):
@@ -221,25 +247,18 @@ def _fresh(setup, args):
     return Run(0, params, adam_init(params), est, s)
 
 
-def _rngs(seed):
-    data_seq, sign_seq = np.random.SeedSequence(seed).spawn(2)
-    return np.random.default_rng(data_seq), np.random.default_rng(sign_seq)
-
-
 def run_config(args, task):
     """The settings a checkpoint records and a resumed run must match."""
-    config = {key: getattr(args, key) for key in CONFIG_KEYS}
-    config.update(task.config())
-    return config
+    return {**{key: getattr(args, key) for key in CONFIG_KEYS}, **task.config()}
 
 
 def _run(args, task, settings, outputs):
     setup = _setup(args, task)
     config = run_config(args, task)
-    rngs = _rngs(args.seed)
-    now = _fresh(setup, args)
-    seconds0 = 0.0
-    if outputs.checkpoint and args.resume:
+    rngs = tuple(np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(2))
+    now, seconds0 = _fresh(setup, args), 0.0
+    resumed = bool(outputs.checkpoint and args.resume)
+    if resumed:
         spec = checkpoint.expected(now, task, args.dtype)
         arrays = checkpoint.load(outputs.checkpoint, spec, task.MAX_WIDTH, config)
         now, seconds0 = checkpoint.restore(args.checkpoint, arrays, now, rngs, task,
@@ -248,7 +267,6 @@ def _run(args, task, settings, outputs):
     log = outputs.open_log(now.step)
     threads = threads_of(args.backend)
     reporter = Reporter(settings, log, outputs.log_path)
-    resumed = outputs.checkpoint and args.resume
     try:
         info = header(settings.prog, args, device=setup.device, threads=threads)
         if log is not None and log.tell() == 0:
@@ -266,17 +284,6 @@ def _run(args, task, settings, outputs):
                 log.close()
 
 
-class Session(NamedTuple):
-    """One run's fixed parts: how it is driven, the model, the task, the RNGs, the log."""
-
-    settings: Settings
-    setup: Setup
-    task: object
-    config: dict  # what a checkpoint records and a resumed run must match
-    rngs: tuple  # (data, signs) numpy Generators
-    reporter: Reporter
-
-
 def _loop(session, now, seconds0):
     """Train from ``now`` (a ``Run``) until the steps or the time are used up."""
     settings, setup, task, config, rngs, reporter = session
@@ -284,14 +291,12 @@ def _loop(session, now, seconds0):
     step_fn = window_step if setup.module is None else online_step
     evaluate, eval_every = settings.evaluate, settings.eval_every
     ctx = Context(setup.cell, xp, setup.device, setup.dtype)
-    t0 = time.perf_counter()
+    t0 = last_report = time.perf_counter()
     step0 = now.step
-    last_report = t0
 
     def clock():
         elapsed = time.perf_counter() - t0
-        rate = (now.step - step0) / elapsed if elapsed > 0 else 0.0
-        return elapsed, rate
+        return elapsed, (now.step - step0) / elapsed if elapsed > 0 else 0.0
 
     def save():
         if settings.checkpoint:
@@ -305,11 +310,6 @@ def _loop(session, now, seconds0):
     def record(kind, **extra):
         return reporter.record(kind, now.step, now.step * K * B,
                                seconds0 + time.perf_counter() - t0, task.figures(), **extra)
-
-    def progress():
-        elapsed, rate = clock()
-        record("progress")
-        reporter.progress(now.step, now.step * K * B, task.figures(), rate=rate, elapsed=elapsed)
 
     def evaluation(final):
         start = time.perf_counter()
@@ -327,8 +327,7 @@ def _loop(session, now, seconds0):
             resets = not all(np.all(b.keep == 1) for b in batches)  # known on the host
             signs = host_signs(rngs[1], setup.sign_shapes)  # {} for rtrl and bptt
             packed = xp.asarray(pack(batches, signs), dtype=setup.dtype, device=setup.device)
-            loss, grads, est, s = step_fn(setup, now, packed, resets)
-            new, bits = apply_step(setup, now, loss, grads, est, s)
+            new, bits = apply_step(setup, now, *step_fn(setup, now, packed, resets))
             task.observe(bits, steps=K)
             now = new  # commit: from here host state and device state agree again
             evaluating = evaluate is not None and eval_every and now.step % eval_every == 0
@@ -336,7 +335,10 @@ def _loop(session, now, seconds0):
                 not settings.report_every
                 and time.perf_counter() - last_report >= settings.progress_seconds
             ):
-                progress()
+                elapsed, rate = clock()
+                record("progress")
+                reporter.progress(now.step, now.step * K * B, task.figures(), rate=rate,
+                                  elapsed=elapsed)
                 if evaluating:  # its line comes after the step line it belongs to
                     record("eval", **evaluation(False))
                 last_report = time.perf_counter()

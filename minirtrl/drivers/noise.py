@@ -1,16 +1,15 @@
 """``python -m minirtrl.noise``: how noisy each unbiased estimator is, against exact RTRL.
 
-Protocol: a fixed random RHN and a fixed random one-hot input
-and target stream; exact RTRL runs alongside. Each estimator runs as M independent chains
-that see the same stream and differ only in their random signs (the chains are the batch
-axis, so the M runs cost one batched run). At chosen steps t it reports, over the chains,
+A fixed random cell (RHN or vanilla, ``--cell``) reads a fixed random one-hot stream; exact
+RTRL runs alongside. Each estimator runs as M independent chains that see the same stream and
+differ only in their signs (the chains are the batch axis: one batched run). At chosen steps t
+it reports, over the chains, with the standard error of each mean (std / sqrt(M)),
 
-    influence:  E ‖Ĝ_t − G_t‖² / ‖G_t‖²          (all blocks W_1..W_L together)
+    influence:  E ‖Ĝ_t − G_t‖² / ‖G_t‖²          (all blocks together)
     gradient:   E ‖ĝ_t − g_t‖² / ‖g_t‖²,   g_t = c_t · G_t,  c_t = ∂loss_t/∂s_t
 
-with the standard error of each mean (std over chains / sqrt(M)); and the same at one step
-against the number of hidden units n. Cost: the estimators' own cost with B = M, plus exact
-RTRL with B = 1 (O(n⁴) per step) and, at report steps, the dense estimates in chunks.
+and the same at one step against the number of hidden units n. Cost: the estimators' own with
+B = M, plus exact RTRL with B = 1 (O(n⁴) per step) and, at report steps, the dense estimates.
 """
 
 import json
@@ -21,16 +20,14 @@ import time
 import numpy as np
 
 from .. import readout
-from .backends import dtype_of, to_numpy
-from ..cells import RHN
-from ..cells.rhn import Cache
+from .._compat import to_numpy
+from ..cells import RHN, VanillaRNN
 from ..methods import INFLUENCE, RANKED, host_signs, map_state
-from . import plot
-from .cli import (Parser, add, add_backend_flags, nonnegative, open_backend, positive,
-                  positive_float, threads_of)
-from .errors import command, deferred
-from .files import check_output, io_failure, write_atomic
+from . import cli, plot
+from .backends import dtype_of, threads_of
+from .cli import add, nonnegative, positive, positive_float
 from .report import header
+from .safety import check_output, command, deferred, io_failure, write_atomic
 
 PROG = "minirtrl.noise"
 DEFAULT_RANK = 8
@@ -42,19 +39,23 @@ def label(algo, rank):
     return f"{rank}-{algo}" if algo in RANKED else algo
 
 
-def measure(algo, *, n, report, samples, rank=8, depth=1, n_sym=8, seed=0, init_scale=None,
-            xp, device=None, dtype=None, chunk=16):
+def measure(algo, *, n, report, samples, rank=8, depth=1, cell="rhn", alpha=1.0, n_sym=8,
+            seed=0, init_scale=None, xp, device=None, dtype=None, chunk=16):
     """Relative squared errors of one estimator at the steps in ``report``.
 
     Returns ``{t: {"influence": (mean, se), "gradient": (mean, se)}}`` over ``samples``
-    chains, running up to the last step in ``report``. The network (``n`` units, depth,
-    ``init_scale`` default ``1/sqrt(n)``) is drawn from ``seed``, the stream from
-    ``seed + 1000`` and the signs from ``seed + 1``. All chains see the same stream and
-    parameters, so they share one forward pass (broadcast over the M chains).
+    chains, running up to the last step in ``report``. The network (``cell`` "rhn" of
+    ``depth`` or "vanilla" of leak ``alpha``, ``n`` units, ``init_scale`` default
+    ``1/sqrt(n)``) is drawn from ``seed``, the stream from ``seed + 1000`` and the signs from
+    ``seed + 1``. All chains see the same stream and parameters, so they share one forward
+    pass (broadcast over the M chains).
     """
     dtype = xp.float64 if dtype is None else dtype
     scale = 1.0 / math.sqrt(n) if init_scale is None else init_scale
-    cell = RHN(n_in=n_sym, n_hidden=n, n_out=n_sym, depth=depth)
+    if cell == "vanilla":
+        cell = VanillaRNN(n_in=n_sym, n_hidden=n, n_out=n_sym, alpha=alpha)
+    else:
+        cell = RHN(n_in=n_sym, n_hidden=n, n_out=n_sym, depth=depth)
     params = cell.init(seed, xp=xp, dtype=dtype, init_scale=scale, device=device)
     stream = np.random.default_rng(seed + 1000)
     signs = np.random.default_rng(seed + 1)
@@ -69,14 +70,14 @@ def measure(algo, *, n, report, samples, rank=8, depth=1, n_sym=8, seed=0, init_
     for t in range(1, max(report) + 1):
         sym = stream.integers(0, n_sym, size=2)
         x1 = xp.asarray(eye[sym[:1]], dtype=dtype, device=device)  # (1, n_sym)
-        s1, layers1 = cell.step(params, s1, x1, xp=xp)
-        layersM = tuple(  # the same forward pass for every chain: (1, .) -> (M, .)
-            Cache(*(xp.broadcast_to(f, (samples, f.shape[1])) for f in c)) for c in layers1
+        s1, cache1 = cell.step(params, s1, x1, xp=xp)
+        cacheM = tuple(  # the same forward pass for every chain: (1, .) -> (M, .)
+            type(c)(*(xp.broadcast_to(f, (samples, f.shape[1])) for f in c)) for c in cache1
         )
-        g_state = exact.update(cell, params, g_state, layers1, xp=xp)
+        g_state = exact.update(cell, params, g_state, cache1, xp=xp)
         signs_t = {k: xp.asarray(v, dtype=dtype, device=device)
                    for k, v in host_signs(signs, shapes).items()}
-        e_state = est.update(cell, params, e_state, layersM, signs_t, xp=xp)
+        e_state = est.update(cell, params, e_state, cacheM, signs_t, xp=xp)
         if t in report:
             y = xp.asarray(sym[1:], dtype=xp.int64, device=device)
             ones = xp.ones((1,), dtype=dtype, device=device)
@@ -104,27 +105,25 @@ def _errors(cell, exact, est, g_state, e_state, c, samples, chunk, *, xp):
         )
         inf_err.append(d_inf / G_norm)
         grad_err.append(d_grad / g_norm)
-    return {name: _mean_se(np.concatenate(v)) for name, v in (("influence", inf_err), ("gradient", grad_err))}
+    pairs = (("influence", inf_err), ("gradient", grad_err))
+    return {name: _mean_se(np.concatenate(v)) for name, v in pairs}
 
 
 def _mean_se(values):
     return float(np.mean(values)), float(np.std(values, ddof=1) / math.sqrt(len(values)))
 
 
-# ---- command line ----------------------------------------------------------------------
-def _parser():
-    p = Parser(
-        prog=f"python -m {PROG}",
-        description="Relative squared error of UORO, KF-RTRL, r-OK and r-KF-avg against exact "
-        "RTRL, over time and against the number of hidden units.",
-    )
+# ---- the command --------------------------------------------------------------------------
+def make_parser():
+    p = cli.parser(PROG, "Relative squared error of UORO, KF-RTRL, r-OK and r-KF-avg against "
+                         "exact RTRL, over time and against the number of hidden units.")
     a = p.add_argument
-    add_backend_flags(p, dtype="float64")
+    cli.add_backend_flags(p, dtype="float64")
     a("--algo", nargs="+", default=list(ESTIMATORS), choices=ESTIMATORS,
       help=f"gradient algorithm: the estimators to measure (default {' '.join(ESTIMATORS)})")
     add(p, "--rank", None, type=positive, shown=DEFAULT_RANK)
     add(p, "--hidden", 32, type=positive, shown="32, for the table over time")
-    add(p, "--depth", 1, type=positive)
+    cli.add_cell_flags(p)
     a("--at", type=positive, nargs="+", default=[10, 100, 1000], metavar="T",
       help="steps t at which the table over time is reported (default 10 100 1000)")
     a("--sizes", type=positive, nargs="*", default=[8, 16, 32, 64], metavar="N",
@@ -142,6 +141,22 @@ def _parser():
     return p
 
 
+def parse(argv):
+    """Parsed and checked arguments, or the exit status (``--help``, a bad flag)."""
+    p = make_parser()
+
+    def check(args):
+        if args.samples < 2:
+            p.error("argument --samples: needs at least 2 chains for a standard error")
+        if args.rank is not None and not set(args.algo) & set(RANKED):
+            p.error(f"--rank applies only to --algo {' or '.join(RANKED)}, not "
+                    f"{' '.join(args.algo)}")
+        cli.check_cell_flags(p, args)
+        args.rank = DEFAULT_RANK if args.rank is None else args.rank
+
+    return cli.parse_args(p, argv, check)
+
+
 def _row(name, t, n, res):
     (mi, si), (mg, sg) = res["influence"], res["gradient"]
     return f"{name:>9s} {n:5d} {t:6d}   {mi:10.4g} ± {si:<9.2g}  {mg:10.4g} ± {sg:<9.2g}"
@@ -157,22 +172,17 @@ def main(argv=None):
 
 
 def _main(argv):
-    parser = _parser()
-    args = parser.parse_args(argv)
-    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
-    if args.samples < 2:
-        parser.error("argument --samples: needs at least 2 chains for a standard error")
-    if args.rank is not None and not set(args.algo) & set(RANKED):
-        parser.error(f"--rank applies only to --algo {' or '.join(RANKED)}, not "
-                     f"{' '.join(args.algo)}")
-    args.rank = DEFAULT_RANK if args.rank is None else args.rank
+    args = parse(argv)
+    if isinstance(args, int):
+        return args
     json_path = check_output("--json", args.json) if args.json else None
     plot_path = check_output("--plot", args.plot, image=True) if args.plot else None
-    xp, device = open_backend(args)
+    xp, device = cli.open_backend(args)
     dtype = dtype_of(xp, args.dtype)
     head = header(PROG, args, device=device, threads=threads_of(args.backend))
-    common = dict(samples=args.samples, rank=args.rank, depth=args.depth, seed=args.seed,
-                  init_scale=args.init_scale, xp=xp, device=device, dtype=dtype)
+    common = dict(samples=args.samples, rank=args.rank, depth=args.depth, cell=args.cell,
+                  alpha=args.alpha, seed=args.seed, init_scale=args.init_scale, xp=xp,
+                  device=device, dtype=dtype)
     rows = []
     start = time.time()
     stopped = None
@@ -211,23 +221,21 @@ def _measure_all(args, common, rows):
         print(_row(name, t, n, res), flush=True)
         rows.append({"kind": "noise", "table": table, "algo": name, "method": algo,
                      "rank": args.rank if algo in RANKED else None, "n": n, "t": t,
-                     "depth": args.depth, "samples": args.samples,
+                     "cell": args.cell, "depth": args.depth, "samples": args.samples,
                      "influence": list(res["influence"]), "gradient": list(res["gradient"])})
 
-    print(f"# over time: n = {args.hidden}, depth {args.depth}, M = {args.samples} chains", flush=True)
+    model = f"{args.cell} alpha {args.alpha:g}" if args.cell == "vanilla" else f"depth {args.depth}"
+    print(f"# over time: n = {args.hidden}, {model}, M = {args.samples} chains", flush=True)
     print(header)
     for algo in args.algo:
         res = measure(algo, n=args.hidden, report=set(args.at), **common)
         for t in sorted(res):
             row("over_time", algo, args.hidden, t, res[t])
     if args.sizes:
-        print(f"\n# over n: t = {args.size_at}, depth {args.depth}, M = {args.samples} chains")
+        print(f"\n# over n: t = {args.size_at}, {model}, M = {args.samples} chains")
         print(header)
         for algo in args.algo:
             for n in args.sizes:
                 row("over_n", algo, n, args.size_at, measure(algo, n=n, report={args.size_at},
                                                               **common)[args.size_at])
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,9 +20,8 @@ import os
 import sys
 from typing import NamedTuple
 
-from .cli import Parser
-from .errors import Failure, command
-from .files import check_output, io_failure
+from . import cli
+from .safety import Failure, check_output, command, io_failure
 
 PROG = "minirtrl.plot"
 KINDS = {"minirtrl.copy": "copy", "minirtrl.ptb": "ptb", "minirtrl.noise": "noise"}
@@ -200,8 +199,8 @@ def save(fig, path):
         plt.close(fig)
 
 
-def _parser():
-    p = Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0].split(": ", 1)[1])
+def make_parser():
+    p = cli.parser(PROG, __doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("logs", nargs="+", metavar="LOG",
                    help="--log files of minirtrl.copy or minirtrl.ptb, --json files of "
                         "minirtrl.noise (any mix)")
@@ -213,7 +212,9 @@ def _parser():
 def main(argv=None):
     """Draw the logs named in ``argv``; returns the exit status."""
     def body():
-        args = _parser().parse_args(argv)
+        args = cli.parse_args(make_parser(), argv)
+        if isinstance(args, int):
+            return args
         out = check_output("--out", args.out, image=True)
         logs = [read(path) for path in args.logs]
         fig = figure(logs)

@@ -1,58 +1,255 @@
 """``python -m minirtrl.ptb --data DIR``: a character-level language model trained online.
 
-Trains a depth-L RHN on a character corpus (Mikolov's char-PTB, or any UTF-8 text with
-``--format raw``; reader: ``minirtrl.corpus``) and reports bits per character (bpc).
+Training (the OK authors' protocol, Benzing et al. 2019): ``B`` streams read the training text
+at evenly spaced offsets ``b·N // B``, as a circle. The RTRL family takes one Adam step per
+character of every stream and resets the state and influence of all streams before characters
+``t = 0, R, 2R, …`` (``R = --reset-every``, default 100; 0 never); ``bptt`` reads windows of
+``--truncation`` characters and carries its state across windows, never reset.
 
-Training: ``B = --batch`` streams read the training text at evenly spaced offsets
-``b·N // B`` (a circle: after the last symbol comes the first). The RTRL family (``rtrl``,
-``uoro``, ``kf``, ``ok``, ``kf-avg``) takes one Adam step per character of every stream and
-resets the state *and* the influence estimate of all streams together before characters
-``t = 0, R, 2R, …`` of each stream (``R = --reset-every``, default 100; 0 = never), so each
-gradient reaches back at most to the last multiple of R. ``bptt`` reads windows of
-``K = --truncation`` characters, back-propagates each window to its start and carries the
-state across windows with no resets at all (the ``--reset-every`` schedule does not apply
-to it). The loop itself (clipping, Adam, logs, checkpoints, Ctrl-C, the non-finite guard)
-is ``drivers.loop``; the task and the evaluation are ``drivers.text``.
+Evaluation: every ``--eval-every`` steps the validation split, and at the end validation and
+test, run with the current parameters as ``S = --eval-streams`` contiguous streams from a zero
+state, the state carried through; each of the N - 1 next-symbol predictions of a split is
+counted once (``eval_streams``) and bpc is the summed loss in bits over N - 1.
 
-Evaluation: every ``--eval-every`` optimiser steps the whole validation split, and at the
-end the validation and the test split, are run with the current parameters (no updates)
-as ``S = --eval-streams`` contiguous streams from a zero state, the state carried through
-with no resets; ``evaluate`` returns the summed loss in bits over all N - 1 next-symbol
-predictions of the split (each counted once, ``corpus.eval_streams``) and bpc is that over
-N - 1. More streams are fewer sequential steps (faster on a batched backend) and equal in
-expectation; each stream starts cold, so the figure rises by a few warm-up characters per
-stream out of N/S (the OK authors' test script used 2 streams).
+Figures: ``train_bpc`` a bias-corrected moving average of the batch-mean training loss, decay
+0.999 per character of a stream (``m ← d^k m + (1 - d^k) bits``, ``w ← d^k w + (1 - d^k)``,
+``train_bpc = m / w``); ``valid_bpc`` after an evaluation; ``test_bpc`` at the end. The OK
+authors report 1.74-1.75 validation bpc for n=256, ``ok`` rank 8, batch 32, lr 10^-3.5, reset
+every 100, 1M steps. Reading corpora: ``corpus``; the loop: ``loop``.
 
-Reported figures (progress lines, ``--log`` JSON lines, the final summary):
-``train_bpc`` a bias-corrected exponential moving average of the batch-mean training loss
-in bits per character with decay 0.999 per character of a stream, i.e. a time constant of
-about 1000 characters per stream (``m ← d^k m + (1 - d^k) bits``, ``w ← d^k w + (1 - d^k)``,
-``train_bpc = m / w`` after a step of k characters); ``valid_bpc`` on the line following an
-evaluation (and on the final line); ``test_bpc`` on the final line. An evaluation also
-prints its own progress line with its duration.
-
-Reference (the five sample runs shipped with the OK authors' code, Benzing et al. 2019):
-n=256, ``ok`` rank 8, batch 32, lr 10^-3.5, reset every 100, 1M steps: validation
-1.74–1.75 bpc.
-
-    python -m minirtrl.ptb --data /path/to/ptb --algo kf --hidden 128 --log ptb.jsonl
-
-Notation: ``N`` symbols of a split, ``V`` vocabulary size (n_in = n_out = V; 50 for PTB),
-``B`` training streams, ``t`` position of the training streams (characters per stream
-read so far), ``R`` reset interval, ``S`` evaluation streams, ``T`` their length
-(``ceil((N - 1)/S)``), ``s`` the state s_t (S, n). Cost of an evaluation: T sequential
-steps of O(S n (n + V)) each (one forward step and the readout), one host read at the end.
+Notation: ``N`` symbols of a split, ``V`` vocabulary size (n_in = n_out = V), ``B`` training
+streams, ``t`` their position, ``R`` the reset interval, ``S`` evaluation streams, ``T`` their
+length ``ceil((N - 1)/S)``, ``s`` the state (S, n).
 """
 
+import hashlib
+import math
 import sys
+import time
 
+import numpy as np
+
+from .. import readout
+from .._compat import get_device, to_numpy
 from . import cli, loop
 from .corpus import CorpusError, read_corpus
-from .errors import Failure, command
-from .outputs import Outputs
-from .text import Evaluator, TextTask
+from .safety import Failure, Outputs, command
 
 PROG = "minirtrl.ptb"
+
+
+# ---- streams of an encoded text ------------------------------------------------------------
+def stream_offsets(n_symbols, n_streams):
+    """(B,) int64 start positions ``b·N // B`` of ``B = n_streams`` training streams."""
+    if n_symbols < 2 or n_streams < 1:
+        raise ValueError(f"need n_symbols >= 2 and n_streams >= 1; got {n_symbols}, {n_streams}")
+    return (np.arange(n_streams, dtype=np.int64) * n_symbols) // n_streams
+
+
+def window_at(ids, offsets, t, length):
+    """Inputs and targets of steps ``t .. t+length-1``, each (length, B) like ``ids``.
+
+    ``inputs[j, b] = ids[(offsets[b] + t + j) % N]`` and ``targets[j, b]`` is the symbol after
+    it, ``ids[(offsets[b] + t + j + 1) % N]``: the text is read as a circle, so after its last
+    symbol comes its first again. Cost O(length·B).
+    """
+    n = ids.shape[0]
+    steps = int(t) + np.arange(length + 1, dtype=np.int64)  # (length+1,)
+    pos = (np.asarray(offsets, dtype=np.int64)[None, :] + steps[:, None]) % n  # (length+1, B)
+    window = ids[pos]
+    return window[:-1, :], window[1:, :]
+
+
+def batch_at(ids, offsets, t):
+    """(B,) input ids and (B,) target ids of step ``t`` (see :func:`window_at`)."""
+    inputs, targets = window_at(ids, offsets, t, 1)
+    return inputs[0, :], targets[0, :]
+
+
+def eval_streams(ids, n_streams):
+    """A split as ``S = n_streams`` contiguous streams: (T, S) inputs, targets and mask.
+
+    The N - 1 predictions ``ids[i] -> ids[i+1]`` (i = 0..N-2) are cut into S consecutive
+    chunks, chunk s holding i in ``[s(N-1)//S, (s+1)(N-1)//S)``; so lengths differ by at most
+    one, T = ceil((N-1)/S), and a stream shorter than T is padded by one step at its end.
+    ``inputs[j, s] = ids[i]``, ``targets[j, s] = ids[i+1]`` for the j-th prediction i of chunk
+    s; padding holds ids 0 (valid symbols) with ``mask`` 0.0, elsewhere ``mask`` is 1.0
+    (float64). Run each stream from a zero state and carry the state through all T steps:
+    ``sum(mask · loss) / sum(mask)`` is then the mean over every prediction of the split,
+    each counted once (``sum(mask) == N - 1``).
+    """
+    m = ids.shape[0] - 1  # predictions
+    if not 1 <= n_streams <= m:
+        raise ValueError(f"n_streams must be between 1 and len(ids) - 1 = {m}; got {n_streams}")
+    bounds = (np.arange(n_streams + 1, dtype=np.int64) * m) // n_streams  # (S+1,)
+    lengths = np.diff(bounds)  # (S,)
+    steps = np.arange(int(lengths.max()), dtype=np.int64)[:, None]  # (T, 1)
+    mask = steps < lengths[None, :]  # (T, S)
+    pos = np.where(mask, bounds[None, :-1] + steps, 0)  # (T, S) index of the input symbol
+    inputs = np.where(mask, ids[pos], 0).astype(ids.dtype)
+    targets = np.where(mask, ids[pos + 1], 0).astype(ids.dtype)
+    return inputs, targets, mask.astype(np.float64)
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+TRAIN_DECAY = 0.999  # per character of a stream, for the train_bpc moving average
+LN2 = math.log(2.0)
+
+
+def evaluate(cell, params, inputs, targets, mask, *, xp):
+    """Summed loss in bits of a split run as S streams, and the number of predictions.
+
+    ``inputs``, ``targets`` (T, S) integer ids and ``mask`` (T, S) 0/1 in the dtype of the
+    parameters, all on the parameters' device (as made by ``eval_streams``). Each
+    stream starts from the zero state; the state is carried through all T steps, never
+    reset, and the parameters are only read. Returns ``(bits, count)`` as Python floats:
+    ``bits = Σ mask · loss / ln 2`` and ``count = Σ mask``. The per-step losses stay on the
+    device until one host read at the end, where they are summed in float64.
+    Cost: T steps of O(S n (n + V)), sequential in T, batched over S.
+    """
+    T, S = inputs.shape
+    V = params["V"]
+    s = xp.zeros((S, cell.n_hidden), dtype=V.dtype, device=get_device(V))  # (S, n)
+    losses = []
+    for t in range(T):
+        x = readout.one_hot(inputs[t, :], cell.n_in, xp=xp, dtype=V.dtype)  # (S, V)
+        s, _ = cell.step(params, s, x, xp=xp)
+        losses.append(readout.loss(V, s, targets[t, :], mask[t, :], xp=xp))  # (S,) nats
+    host = to_numpy(xp.stack([xp.stack(losses), mask]))  # (2, T, S): the one host read
+    nats, count = np.sum(host, axis=(1, 2), dtype=np.float64)
+    return float(nats) / LN2, float(count)
+
+
+class Evaluator:
+    """The ``evaluate(ctx, params, final)`` hook of ``loop.run`` for one corpus.
+
+    Cuts the validation and test splits into ``streams`` evaluation streams once, moves them
+    to the device on first use and returns ``{"valid_bpc": …}`` (and ``"test_bpc"`` when
+    ``final``). The final validation pass is skipped when the same parameters were just
+    evaluated (the run ended on an evaluation step).
+    """
+
+    def __init__(self, corpus, streams):
+        self.host = {}
+        for split in ("valid", "test"):
+            ids = getattr(corpus, split)
+            self.host[split] = eval_streams(ids, min(streams, ids.shape[0] - 1))
+        self.device = {}
+        self.last = None  # (params, valid_bpc) of the last validation pass
+
+    def _arrays(self, split, ctx):
+        if split not in self.device:
+            xp, dev = ctx.xp, ctx.device
+            inputs, targets, mask = self.host[split]
+            self.device[split] = (xp.asarray(inputs, dtype=xp.int64, device=dev),
+                                  xp.asarray(targets, dtype=xp.int64, device=dev),
+                                  xp.asarray(mask, dtype=ctx.dtype, device=dev))
+        return self.device[split]
+
+    def bpc(self, split, ctx, params):
+        """Bits per character of ``split`` with ``params``; prints a progress line."""
+        start = time.perf_counter()
+        bits, count = evaluate(ctx.cell, params, *self._arrays(split, ctx), xp=ctx.xp)
+        value = bits / count
+        S = self.host[split][0].shape[1]
+        print(f"{split}_bpc {value:.4f}  ({int(count):,} characters, {S} streams, "
+              f"{time.perf_counter() - start:.1f} s)", flush=True)
+        return value
+
+    def __call__(self, ctx, params, final):
+        if self.last is not None and self.last[0] is params:
+            figures = {"valid_bpc": self.last[1]}
+        else:
+            figures = {"valid_bpc": self.bpc("valid", ctx, params)}
+            self.last = (params, figures["valid_bpc"])
+        if final:
+            figures["test_bpc"] = self.bpc("test", ctx, params)
+        return figures
+
+
+# ---- the training task ----------------------------------------------------------------------
+def fingerprint(corpus):
+    """First 16 hex digits of SHA-256 over the vocabulary and the three encoded splits."""
+    h = hashlib.sha256("\x00".join(corpus.vocab.symbols).encode("utf-8"))
+    for split in ("train", "valid", "test"):
+        ids = np.ascontiguousarray(getattr(corpus, split), dtype="<i4")
+        h.update(split.encode() + np.asarray(ids.shape[0], dtype="<i8").tobytes())
+        h.update(ids.tobytes())
+    return h.hexdigest()[:16]
+
+
+class TextTask:
+    """B streams of a training text at evenly spaced offsets (a ``loop.Task``).
+
+    ``next_batch`` gives character ``t`` of every stream (one-hot input, next symbol as
+    target) with ``keep`` 0 for all streams when ``reset_every`` divides ``t`` (0 = never).
+    The batch is a pure function of ``t``, so ``t`` and the ``train_bpc`` average are the
+    whole state a resumed run needs.
+    """
+
+    name = "ptb"
+
+    def __init__(self, corpus, batch, reset_every, *, data_format="mikolov"):
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, not {batch}")
+        self.ids = corpus.train  # (N,)
+        self.batch = batch
+        self.n_in = self.n_out = len(corpus.vocab)
+        self.reset_every = int(reset_every)
+        self.offsets = stream_offsets(self.ids.shape[0], batch)  # (B,)
+        self.t = 0
+        self.m, self.w = 0.0, 0.0  # train_bpc = m / w
+        self._eye = np.eye(self.n_in)
+        self._config = {"task": self.name, "format": data_format, "vocab": self.n_in,
+                        "data": fingerprint(corpus), "reset_every": self.reset_every}
+
+    def next_batch(self, rng=None):
+        """Character ``t`` of every stream (``rng`` unused: the data are deterministic)."""
+        x, y = batch_at(self.ids, self.offsets, self.t)
+        reset = self.reset_every > 0 and self.t % self.reset_every == 0
+        self.t += 1
+        B = self.batch
+        keep = np.full(B, 0.0 if reset else 1.0)
+        return loop.Batch(self._eye[x], y.astype(np.int64), np.ones(B), keep)
+
+    def observe(self, bits, steps=1):
+        """Feed back the batch-mean loss (bits per character) of the last ``steps`` characters."""
+        decay = TRAIN_DECAY**steps
+        self.m = decay * self.m + (1.0 - decay) * float(bits)
+        self.w = decay * self.w + (1.0 - decay)
+
+    def figures(self):
+        """``{"train_bpc": …}``; None (JSON null) before the first step."""
+        return {"train_bpc": self.m / self.w if self.w > 0 else None}
+
+    def config(self):
+        """Settings a resumed run must share: the data (vocabulary and content) and resets."""
+        return dict(self._config)
+
+    MAX_WIDTH = 0  # no variable-width state
+
+    def state_dict(self):
+        return {"t": np.asarray(self.t, dtype=np.int64),
+                "train_bpc": np.asarray([self.m, self.w], dtype=np.float64)}
+
+    def state_spec(self):
+        """``{key: (dtype, shape)}`` of ``state_dict``."""
+        return {"t": ("int64", ()), "train_bpc": ("float64", (2,))}
+
+    def load_state_dict(self, state):
+        """Restore ``state_dict``; ``ValueError`` naming what is out of range."""
+        t = np.asarray(state["t"])
+        ema = np.asarray(state["train_bpc"], dtype=np.float64)
+        if t.shape != () or int(t) < 0 or ema.shape != (2,):
+            raise ValueError("text-task state is inconsistent")
+        m, w = float(ema[0]), float(ema[1])
+        if not (math.isfinite(m) and m >= 0 and 0 <= w <= 1):
+            raise ValueError(f"text-task train_bpc average ({m}, {w}) is out of range")
+        self.t = int(t)
+        self.m, self.w = m, w
+
+
+# ---- the command -----------------------------------------------------------------------------
 DESCRIPTION = (
     "Character-level language model: an RHN trained online on B streams of the "
     "training text, evaluated in bits per character over the whole validation split every "
@@ -60,10 +257,9 @@ DESCRIPTION = (
 )
 
 
-# ---- command line -----------------------------------------------------------------------------
 def make_parser():
-    p = cli.make_parser(
-        "python -m minirtrl.ptb", DESCRIPTION, algo="ok", hidden=256, batch=32, lr=10**-3.5,
+    p = cli.training_parser(
+        PROG, DESCRIPTION, algo="ok", hidden=256, batch=32, lr=10**-3.5,
         rank=8, clip=32.0, steps=1_000_000, truncation=25,
     )
     a = p.add_argument
@@ -91,21 +287,18 @@ def make_parser():
 
 def parse(argv):
     """Parsed and checked arguments, or the exit status (``--help``, a bad flag)."""
-    parser = make_parser()
-    args = cli.parse(parser, argv)
-    if isinstance(args, int):
-        return args
-    if args.algo == "bptt":
-        if args.reset_every is not None:
-            try:
-                parser.error("--reset-every applies only to the RTRL family; bptt carries its "
-                             "state across windows (see --truncation)")
-            except SystemExit as exc:
-                return exc.code
-        args.reset_every = 0
-    elif args.reset_every is None:
-        args.reset_every = 100
-    return args
+    p = make_parser()
+
+    def check(args):
+        if args.algo == "bptt":
+            if args.reset_every is not None:
+                p.error("--reset-every applies only to the RTRL family; bptt carries its "
+                        "state across windows (see --truncation)")
+            args.reset_every = 0
+        elif args.reset_every is None:
+            args.reset_every = 100
+
+    return cli.parse_training(p, argv, check)
 
 
 def main(argv=None):
@@ -135,6 +328,3 @@ def _read(args):
         message = str(exc).replace("allow unknown symbols", "pass --unknown")
         raise Failure(message.replace("use format ", "use --format ")) from None
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,31 +1,15 @@
-"""What a training run shows: lines on the terminal and records in ``--log``.
+"""What a run shows: lines on the terminal and JSON records in ``--log``.
 
-The log is JSON lines. Its first line is a ``header`` record (``header``); every later
-record has a ``kind`` and at least ``step`` (optimiser steps so far), ``data``
-(characters read by all streams), ``seconds`` (wall time of training, over all
-invocations) and the task's figures:
-
-    kind       when                                   adds
-    header     first line of a new log                format, minirtrl, command, argv, config,
-                                                      backend, device, dtype, threads, machine
-    resume     a run continues from a checkpoint      argv, backend, device, threads, machine
-    progress   every --progress-seconds or
-               --report-every steps
-    eval       after an evaluation (ptb)              valid_bpc, eval_seconds
-    final      the end of an invocation               final: true, stopped (steps, time,
-                                                      interrupted, diverged, write failed), and
-                                                      the last evaluation (valid_bpc, test_bpc)
-
-On the terminal: one line with the settings before the first progress line (and
-"resumed from step N" on ``--resume``), a progress line per report, the evaluation's
-own line after the step line it belongs to, and a summary at the end.
+A log is JSON lines: a ``header`` record first, then records with a ``kind`` (``resume``,
+``progress``, ``eval``, ``final``), ``step``, ``data``, ``seconds`` and the task's figures;
+``docs/commands.md`` gives the schema field by field.
 """
 
 import contextlib
 import json
 import math
 
-from .files import io_failure
+from .safety import io_failure
 
 LOG_FORMAT = "minirtrl-log-1"
 DAY = 86400.0
@@ -79,8 +63,8 @@ class Reporter:
 def header(prog, args, *, device, threads):
     """The ``header`` record of a new log: what produced it, with what, and where."""
     from .. import __version__
+    from .backends import machine_info
     from .cli import settings_of
-    from .machine import machine_info
 
     return {"kind": "header", "format": LOG_FORMAT, "minirtrl": __version__, "command": prog,
             "argv": [prog, *getattr(args, "argv", [])], "config": settings_of(args),
