@@ -132,7 +132,8 @@ def creation(xp, dtype, device):
 
 
 def namespace(name, arrays, xp=None):
-    """The namespace of ``arrays``; ``TypeError`` naming ``name`` if missing, mixed or not ``xp``."""
+    """The namespace of ``arrays``; ``TypeError`` naming ``name`` if missing, mixed or not
+    ``xp``."""
     if any(a is None for a in arrays):
         raise TypeError(f"{name} is required (an array), not None")
     try:

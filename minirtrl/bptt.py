@@ -58,7 +58,8 @@ def gradient(cell, params, xs, ys, mask, *, xp, truncation=None):
     """
     T = xs.shape[0]
     K = T if truncation is None else truncation
-    s = xp.zeros((xs.shape[1], cell.n_hidden), dtype=params["V"].dtype, device=get_device(params["V"]))
+    V = params["V"]
+    s = xp.zeros((xs.shape[1], cell.n_hidden), dtype=V.dtype, device=get_device(V))
     loss, grads = None, None
     for start in range(0, T, K):
         stop = min(start + K, T)

@@ -33,7 +33,7 @@ def init(cell, batch, rank=1, *, xp, dtype, device=None):
 
 def sign_shapes(cell, batch, rank=1):
     """``{"W1": (B, r, 2), ...}``: the signs (c1, c2) of every sample, chain and block (§9)."""
-    return {name: (batch, rank, 2) for name in cell.blocks}
+    return dict.fromkeys(cell.blocks, (batch, rank, 2))
 
 
 def update(cell, params, state, cache, signs, *, xp, keep=None):

@@ -17,10 +17,10 @@ class State(NamedTuple):
 
 def zero_factors(cell, batch, rank, *, xp, dtype, device=None):
     """``State`` of zero factors: ``u^l`` (B, r, k_l), ``A^l`` (B, r, n, m_l) per block."""
-    n, shapes = cell.n_hidden, cell.shapes()
+    n, shapes, blocks = cell.n_hidden, cell.shapes(), cell.blocks
     return State(
-        tuple(xp.zeros((batch, rank, shapes[b][1]), dtype=dtype, device=device) for b in cell.blocks),
-        tuple(xp.zeros((batch, rank, n, shapes[b][0]), dtype=dtype, device=device) for b in cell.blocks),
+        tuple(xp.zeros((batch, rank, shapes[b][1]), dtype=dtype, device=device) for b in blocks),
+        tuple(xp.zeros((batch, rank, n, shapes[b][0]), dtype=dtype, device=device) for b in blocks),
     )
 
 

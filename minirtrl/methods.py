@@ -187,7 +187,7 @@ def advance(algo, params, state, x, y, mask, signs, *, xp):
     return OnlineState(s, est), loss, grads
 
 
-# ---- whole sequences ------------------------------------------------------------------------------
+# ---- whole sequences ----------------------------------------------------------------------------
 #: steps whose signs are drawn and moved to the device at once
 SIGN_BLOCK = 256
 

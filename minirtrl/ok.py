@@ -48,7 +48,7 @@ def init(cell, batch, rank=1, *, xp, dtype, device=None):
 def sign_shapes(cell, batch, rank=1):
     """One ±1 sign per singular direction (r+1), sample and block: ``{"W1": (B, r+1), ...}``
     (§9: in ascending order of the singular values, on the canonical pair)."""
-    return {name: (batch, rank + 1) for name in cell.blocks}
+    return dict.fromkeys(cell.blocks, (batch, rank + 1))
 
 
 def update(cell, params, state, cache, signs, *, xp, form="gram", keep=None):
@@ -120,7 +120,7 @@ def basis_qr(X, *, xp):
     """
     B, m, N = X.shape
     Xt = xp.matrix_transpose(X)  # (B, N, m)
-    if N < m:  # too few columns for m orthonormal rows: pad with zeros
+    if m > N:  # too few columns for m orthonormal rows: pad with zeros
         pad = xp.zeros((B, m - N, m), dtype=X.dtype, device=get_device(X))
         Xt = xp.concat([Xt, pad], axis=1)
     Q, R = xp.linalg.qr(Xt)  # (B, N', m), (B, m, m)
@@ -246,7 +246,7 @@ def bases_from_grams(*grams, xp):
 FORMS = {"gram": step_gram, "qr": step_qr}
 
 
-# ---- decompositions that fail soft ----------------------------------------------------------------
+# ---- decompositions that fail soft --------------------------------------------------------------
 def eigh_or_nan(M, *, xp):
     """``xp.linalg.eigh`` of a batch (B, m, m), NaN for the samples with non-finite entries.
 

@@ -34,7 +34,8 @@ def init(cell, batch, rank=1, *, xp, dtype, device=None):
     shapes = cell.shapes()
     return State(
         xp.zeros((batch, cell.n_hidden), dtype=dtype, device=device),
-        tuple(xp.zeros((batch,) + shapes[name], dtype=dtype, device=device) for name in cell.blocks),
+        tuple(xp.zeros((batch, *shapes[name]), dtype=dtype, device=device)
+              for name in cell.blocks),
     )
 
 
@@ -56,7 +57,7 @@ def update(cell, params, state, cache, signs, *, xp, keep=None):
     if keep is not None:
         sq_theta = sq_theta * keep
     sq_dtheta = sum(  # ‖δθ‖² = Σ_l ‖dz_l‖² ‖a_l‖²
-        xp.vecdot(dz, dz) * xp.vecdot(cache_l.a, cache_l.a) for dz, cache_l in zip(dzs, cache, strict=True)
+        xp.vecdot(dz, dz) * xp.vecdot(c.a, c.a) for dz, c in zip(dzs, cache, strict=True)
     )
     rho0 = norm_ratio(sq_theta, xp.vecdot(s_f, s_f), xp=xp)  # (B,)
     rho1 = norm_ratio(sq_dtheta, xp.vecdot(nu, nu), xp=xp)  # (B,)

@@ -19,13 +19,31 @@ from minirtrl.drivers.corpus import (
     CorpusError,
     Vocabulary,
     read_corpus,
-    read_text,
     split_files,
+    symbol_blocks,
 )
 from minirtrl.drivers.ptb import batch_at, eval_streams, stream_offsets, window_at
 from minirtrl.testing import assert_close
 
 PTB = Path(__file__).parents[1].parent / "shared" / "data" / "ptb"
+
+def decode(vocab, ids):
+    """The symbols of ``ids`` joined into one string (``UNK`` spelled out)."""
+    return "".join(vocab.symbols[int(i)] for i in np.asarray(ids).reshape(-1))
+
+
+def name(vocab, i):
+    """Printable name of id ``i``: ``<eol>``, ``<unk>``, the character, or its repr."""
+    s = vocab.symbols[i]
+    if s == EOL:
+        return "<eol>"
+    return s if s == UNK or (s.isprintable() and not s.isspace()) else repr(s)
+
+
+def read_text(file, format):
+    """The symbols of one split file as a string (end of line = EOL)."""
+    return "".join(symbol_blocks(Path(file), format))
+
 
 TRAIN = [["the", "cat", "sat"], ["a", "dog's", "$", "N"], ["<unk>", "ran"]]
 VALID = [["the", "dog"], ["a", "cat", "ran"]]
@@ -78,7 +96,7 @@ def test_mikolov_plain_and_gz(tmp_path):
         assert ids.ndim == 1 and ids.dtype.kind == "i" and ids.dtype.itemsize <= 8
         expected = np.array([chars.index(ch) for ch in texts[split]], dtype=ids.dtype)
         assert_close(ids, expected, rtol=0)
-        assert c.vocab.decode(ids) == texts[split]
+        assert decode(c.vocab, ids) == texts[split]
     assert c.train.shape[0] == sum(len("_".join(w)) + 1 for w in TRAIN)
 
 
@@ -111,10 +129,10 @@ def test_raw_plain_and_gz(tmp_path):
     for split, text in texts.items():
         ids = getattr(c, split)
         assert ids.shape == (len(text),)
-        assert c.vocab.decode(ids) == text
+        assert decode(c.vocab, ids) == text
         assert [c.vocab.symbols[i] for i in ids] == list(text)
-    assert c.vocab.name(c.vocab.eol) == "<eol>"
-    assert c.vocab.name(c.vocab.index(" ")) == "' '"
+    assert name(c.vocab, c.vocab.eol) == "<eol>"
+    assert name(c.vocab, c.vocab.symbols.index(" ")) == "' '"
 
 
 def test_plain_file_preferred_to_gz(tmp_path):
@@ -151,7 +169,7 @@ def test_symbol_missing_from_train(tmp_path, fmt):
     assert v.symbols[-1] == UNK and v.unk == len(v) - 1
     assert v.symbols[:-1] == tuple(sorted(set(spaced(TRAIN)[1])))
     text = spaced(valid)[1]
-    expected = [v.unk if ch in "zb" else v.index(ch) for ch in text]
+    expected = [v.unk if ch in "zb" else v.symbols.index(ch) for ch in text]
     assert_close(c.valid, np.array(expected, dtype=c.valid.dtype), rtol=0)
     assert int(np.sum(c.valid == v.unk)) == 2
     assert not np.any(c.train == v.unk)
@@ -172,10 +190,11 @@ def test_vocabulary_checks():
         Vocabulary(("a", "a"))
     with pytest.raises(ValueError):
         Vocabulary(("a", UNK, "b"))
-    v = Vocabulary.from_text("b\na", unknown=True)
-    assert v.symbols == ("\n", "a", "b", UNK)
-    with pytest.raises(KeyError):
-        v.index("c")
+    v = Vocabulary(("\n", "a", "b", UNK))
+    assert v.symbols == ("\n", "a", "b", UNK) and v.eol == 0 and v.unk == 3
+    assert v.encode("c").tolist() == [3]  # not a symbol: UNK
+    with pytest.raises(CorpusError, match="'c'"):
+        Vocabulary(("\n", "a", "b")).encode("c")
 
 
 # ----------------------------------------------------------------------------- errors
@@ -292,7 +311,7 @@ def test_real_ptb():
         assert np.all(raw[1::2] == ord(" "))
         codes = np.array([ord(s) for s in v.symbols], dtype=np.uint8)
         assert_close(codes[ids], raw[0::2], rtol=0)
-    assert v.decode(c.valid[:9]) == "consumers"
+    assert decode(v, c.valid[:9]) == "consumers"
 
 
 # ----------------------------------------------------------------------------- streams

@@ -213,7 +213,7 @@ def layer_jacobian(cell, params, l, cache_l, *, xp):
     )
 
 
-# ---- fast form ------------------------------------------------------------------------------------
+# ---- fast form ----------------------------------------------------------------------------------
 def state_jacobian(cell, params, l, cache_l, *, xp):
     """``layer_jacobian`` as one product batched over the rows of K_l (the default).
 

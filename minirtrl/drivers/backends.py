@@ -81,13 +81,13 @@ def _probe_cupy(mod):
     # ``import cupy`` succeeds without a GPU; only a device count and an allocation tell.
     try:
         count = mod.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # noqa: BLE001 - any CUDA failure means "no usable GPU"
+    except Exception as exc:
         raise BackendError(f"backend 'cupy': no usable CUDA device ({exc})") from None
     if count < 1:
         raise BackendError("backend 'cupy': no CUDA device found")
     try:
         float(mod.ones(1).sum())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise BackendError(f"backend 'cupy': CUDA device unusable ({exc})") from None
 
 
@@ -224,7 +224,7 @@ def _blas_info():
         info["numpy_blas"] = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
         if blas.get("openblas configuration"):
             info["numpy_blas_config"] = blas["openblas configuration"]
-    except Exception as exc:  # noqa: BLE001 - old NumPy: show_config has no mode
+    except Exception as exc:
         info["numpy_blas"] = f"unknown ({type(exc).__name__})"
     try:
         from threadpoolctl import threadpool_info

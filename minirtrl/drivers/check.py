@@ -69,7 +69,8 @@ def _main(argv):
         if method in EXACT:
             ok = err <= args.tol
             failed |= not ok
-            print(f"{method:8s} {err:15.3e}  {'':>12s}  {'ok' if ok else 'FAILED'} (exact, tol {args.tol:g})")
+            verdict = f"{'ok' if ok else 'FAILED'} (exact, tol {args.tol:g})"
+            print(f"{method:8s} {err:15.3e}  {'':>12s}  {verdict}")
             continue
         total = {k: np.zeros_like(v) for k, v in fd.items()}
         for seed in range(args.samples):

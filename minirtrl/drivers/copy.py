@@ -21,7 +21,6 @@ it reads next, ``inputs`` / ``targets`` (B, capacity) every stream's sequence, b
 """
 
 import math
-import sys
 
 import numpy as np
 
@@ -88,7 +87,7 @@ class CopyTask:
         T = draw_length(rng, self.level)
         bits = rng.integers(0, 2, size=T)
         cap = self.inputs.shape[1]
-        if 2 * T + 2 > cap:
+        if cap < 2 * T + 2:
             pad = np.full((self.batch, max(2 * T + 2, 2 * cap) - cap), BLANK, dtype=np.int64)
             self.inputs = np.concatenate([self.inputs, pad], axis=1)
             self.targets = np.concatenate([self.targets, pad], axis=1)

@@ -1,53 +1,24 @@
-"""Character corpora for the PTB driver: read a split directory and encode it.
+"""Character corpora for ``python -m minirtrl.ptb``: read a split directory and encode it.
 
-Host-side I/O (NumPy and the standard library only); nothing here touches an array backend.
-The streams cut from the encoded splits are ``drivers.streams``.
+``read_corpus`` reads the ``train``/``valid``/``test`` splits of a directory, builds the
+``Vocabulary`` from the training split and encodes every split as a 1-D array of the smallest
+signed integer type that holds every id (int8 for PTB's 50 symbols). It streams: each file is
+read twice in blocks of ``BLOCK`` bytes (its symbols and their count, then the ids into an
+array allocated once), so its memory is the encoded splits plus a few blocks. Host-side
+(NumPy and the standard library); a bad corpus is one ``CorpusError`` line naming the path.
 
-:func:`read_corpus` reads the ``train``/``valid``/``test`` splits of a directory, builds the
-:class:`Vocabulary` from the training split and encodes every split as a 1-D array of the
-smallest signed integer type that holds every id (int8 for up to 127 symbols, as PTB).
-It streams: each file is read twice in blocks of :data:`BLOCK` bytes (once for its
-symbols and their count, once to encode them into an array allocated once), so the memory
-it needs is the encoded splits plus a few blocks, about 1 byte per symbol of a PTB-sized
-vocabulary, whatever the size of the text. Cost: O(file size), vectorised in NumPy except
-one Python pass over the lines of a Mikolov file.
+Formats (each file optionally ``.gz``; the plain file wins when both exist):
 
-Protocol: char-PTB of Mikolov et al. (2012) as the OK authors use it (Benzing et al. 2019:
-50 symbols, 32 streams at evenly spaced offsets, evaluation as a few long streams); the
-driver is ``python -m minirtrl.ptb``.
+``"mikolov"``: ``ptb.char.{train,valid,test}.txt``, characters separated by spaces, ``_``
+    between words, one sentence a line; each line gives its characters then one end-of-line
+    symbol ``EOL``. Whitespace around characters (``\r`` included) is ignored; a
+    whitespace-only piece after the last newline is not a line, a whitespace-only line that
+    ends in a newline is an empty sentence; a token of more than one character is an error.
+    PTB: 49 characters + end-of-line = 50 symbols.
+``"raw"``: ``{train,valid,test}.txt`` of any UTF-8 text; every character is a symbol, the
+    newline included; nothing is added, stripped or translated.
 
-Formats (``format=``):
-
-``"mikolov"`` (default): ``ptb.char.train.txt``, ``ptb.char.valid.txt``, ``ptb.char.test.txt``,
-    each optionally gzip-compressed (``.gz``; the plain file wins when both exist, as after
-    ``gunzip -k``). Characters separated by spaces, ``_`` between words, one sentence a line.
-    A file is read as lines ending in ``\\n``; each line gives its whitespace-separated
-    characters followed by one end-of-line symbol :data:`EOL`. Quirks of the real files, handled:
-
-    - every line ends with ``" \\n"`` and every line after the first starts with a space
-      (whitespace split ignores both; ``\\r`` of CRLF files is whitespace too);
-    - the file ends with ``"\\n "``: the piece after the last newline is a lone space, which is
-      *not* a line (no end-of-line symbol). Any whitespace-only piece there is dropped; a final
-      piece holding characters but no newline is a last sentence and gets its end-of-line;
-    - a whitespace-only line that *does* end in ``\\n`` is an empty sentence (one end-of-line
-      symbol): this is the exact inverse of the rule that generated the files (text with its
-      newlines, every character followed by one space). The PTB files have no such line.
-    - a token of more than one character is an error (the file is not in this format).
-
-    PTB: 49 characters + end-of-line = 50 symbols; 5,017,482 / 393,042 / 442,423 symbols
-    (train / valid / test) including one end-of-line per line.
-
-``"raw"``: ``train.txt``, ``valid.txt``, ``test.txt`` (optionally ``.gz``) of any UTF-8 text;
-    every character is a symbol, the newline included (it plays the end-of-line role). No
-    newline translation (a ``\\r`` is a symbol) and nothing is added or stripped.
-
-Errors: a missing or non-directory path, missing files, undecodable bytes, an empty split and
-a validation/test symbol absent from the training split raise :class:`CorpusError` (a
-``ValueError``) with one line naming the path and what was expected, for the driver to print
-before exiting with status 2.
-
-Notation (shapes in docstrings): ``N`` number of symbols of a split (``len(ids)``), ``V``
-vocabulary size (``len(vocab)``, 50 for PTB).
+Notation: ``N`` symbols of a split, ``V`` vocabulary size.
 """
 
 import gzip
@@ -68,17 +39,13 @@ class CorpusError(ValueError):
     """A corpus cannot be read; the message is one line naming the path and what was expected."""
 
 
-# ----------------------------------------------------------------------------- vocabulary
-
-
 @dataclass(frozen=True)
 class Vocabulary:
     """Symbols of a corpus; id ``i`` is ``symbols[i]``.
 
     ``symbols`` are single characters in increasing code-point order (so the order depends only
-    on the set of characters), followed by :data:`UNK` when unknown symbols are allowed. The
-    end-of-line symbol is the character :data:`EOL` (``"\\n"``; id 0 for PTB); :meth:`name`
-    prints it as ``<eol>``.
+    on the set of characters), followed by ``UNK`` when unknown symbols are allowed. The
+    end-of-line symbol is the character ``EOL`` (id 0 for PTB).
     """
 
     symbols: tuple
@@ -94,44 +61,24 @@ class Vocabulary:
             raise ValueError("symbols must be distinct and in increasing code-point order")
         object.__setattr__(self, "_codes", codes)
 
-    @classmethod
-    def from_text(cls, text, *, unknown=False):
-        """The characters of ``text``, sorted, plus :data:`UNK` if ``unknown``."""
-        chars = tuple(chr(c) for c in np.unique(_code_points(text)))
-        return cls(chars + ((UNK,) if unknown else ()))
-
     def __len__(self):
         return len(self.symbols)
 
     @property
     def eol(self):
         """Id of the end-of-line symbol, or None if the text had no newline."""
-        return self.index(EOL) if EOL in self.symbols else None
+        return self.symbols.index(EOL) if EOL in self.symbols else None
 
     @property
     def unk(self):
-        """Id of :data:`UNK`, or None when unknown symbols are not allowed."""
+        """Id of ``UNK``, or None when unknown symbols are not allowed."""
         return len(self.symbols) - 1 if self.symbols[-1:] == (UNK,) else None
-
-    def index(self, symbol):
-        """Id of ``symbol`` (KeyError if absent)."""
-        try:
-            return self.symbols.index(symbol)
-        except ValueError:
-            raise KeyError(symbol) from None
-
-    def name(self, i):
-        """Printable name of id ``i``: ``<eol>``, ``<unk>``, the character, or its repr."""
-        s = self.symbols[i]
-        if s == EOL:
-            return "<eol>"
-        return s if s == UNK or (s.isprintable() and not s.isspace()) else repr(s)
 
     def encode(self, text, *, where="text", first_line=1):
         """``text`` as a (len(text),) array of ids, of the dtype ``id_dtype(len(self))``.
 
-        A character not in the vocabulary maps to :data:`UNK` when present, else raises
-        :class:`CorpusError` naming the character, ``where`` and the line it is on (``text``
+        A character not in the vocabulary maps to ``UNK`` when present, else raises
+        ``CorpusError`` naming the character, ``where`` and the line it is on (``text``
         starting at line ``first_line``). Cost O(len(text) log V); about 16 bytes of
         temporaries per character.
         """
@@ -150,11 +97,6 @@ class Vocabulary:
             pos = np.where(known, pos, self.unk)
         return pos.astype(id_dtype(len(self)))
 
-    def decode(self, ids):
-        """The symbols of ``ids`` joined into one string (:data:`UNK` spelled out)."""
-        return "".join(self.symbols[int(i)] for i in np.asarray(ids).reshape(-1))
-
-
 @dataclass(frozen=True)
 class Corpus:
     """A vocabulary and the three encoded splits, each a (N,) array of ids < len(vocab)
@@ -172,13 +114,10 @@ class Corpus:
         return f"{counts} symbols; vocabulary {len(self.vocab)}"
 
 
-# ----------------------------------------------------------------------------- reading
-
-
 def split_files(path, format="mikolov"):
     """``{split: Path}`` of the files of ``path`` for ``format`` (plain file preferred to .gz).
 
-    Raises :class:`CorpusError` if ``path`` is not a directory or a split is missing; the
+    Raises ``CorpusError`` if ``path`` is not a directory or a split is missing; the
     message lists the accepted file names.
     """
     if format not in FORMATS:
@@ -202,9 +141,9 @@ def split_files(path, format="mikolov"):
 def read_corpus(path, format="mikolov", *, unknown=False):
     """Read the directory ``path`` (see the module docstring for the formats) into a Corpus.
 
-    The vocabulary is the sorted set of training symbols (plus :data:`UNK`, last, when
-    ``unknown``). A validation/test symbol not in it raises :class:`CorpusError` naming the
-    symbol, the file and the line, unless ``unknown`` maps it to :data:`UNK`.
+    The vocabulary is the sorted set of training symbols (plus ``UNK``, last, when
+    ``unknown``). A validation/test symbol not in it raises ``CorpusError`` naming the
+    symbol, the file and the line, unless ``unknown`` maps it to ``UNK``.
     """
     files = split_files(path, format)
     chars, counts = {}, {}
@@ -213,13 +152,6 @@ def read_corpus(path, format="mikolov", *, unknown=False):
     vocab = Vocabulary(tuple(chr(c) for c in sorted(chars["train"])) + ((UNK,) if unknown else ()))
     ids = {s: _encode_file(files[s], format, vocab, counts[s]) for s in SPLITS}  # pass 2
     return Corpus(vocab, ids["train"], ids["valid"], ids["test"], files)
-
-
-def read_text(file, format="mikolov"):
-    """The symbols of one split file as a string (end of line = ``"\\n"``), at least 2 long."""
-    file = Path(file)
-    _scan(file, format)  # the checks: decodable, at least 2 symbols
-    return "".join(_symbol_blocks(file, format))
 
 
 def id_dtype(size):
@@ -233,7 +165,7 @@ def id_dtype(size):
 def _scan(file, format):
     """The set of code points in ``file`` and its number of symbols (>= 2, else an error)."""
     chars, count = set(), 0
-    for block in _symbol_blocks(file, format):
+    for block in symbol_blocks(file, format):
         chars.update(np.unique(_code_points(block)).tolist())
         count += len(block)
     if count < 2:
@@ -246,7 +178,7 @@ def _encode_file(file, format, vocab, count):
     """The ``count`` symbols of ``file`` as one (count,) array of ids, filled block by block."""
     out = np.empty(count, dtype=id_dtype(len(vocab)))
     start, lines = 0, 0
-    for block in _symbol_blocks(file, format):
+    for block in symbol_blocks(file, format):
         ids = vocab.encode(block, where=str(file), first_line=lines + 1)
         out[start:start + ids.shape[0]] = ids
         start += ids.shape[0]
@@ -284,7 +216,7 @@ BLOCK = 1 << 18
 
 
 def _byte_blocks(file):
-    """The bytes of ``file`` (gunzipped if ``.gz``) in blocks of about :data:`BLOCK`, each
+    """The bytes of ``file`` (gunzipped if ``.gz``) in blocks of about ``BLOCK``, each
     ending at a UTF-8 character boundary, so every block decodes on its own."""
     opener = gzip.open if file.name.endswith(".gz") else open
     carry = b""
@@ -326,8 +258,9 @@ def _text_blocks(file):
         lines += raw.count(b"\n")
 
 
-def _symbol_blocks(file, format):
-    """The symbols of ``file`` in blocks of text (end of line = :data:`EOL`)."""
+def symbol_blocks(file, format):
+    """The symbols of ``file`` in blocks of text (end of line = ``EOL``), as the module
+    docstring's format rules say."""
     if format == "raw":
         yield from _text_blocks(file)
         return

@@ -1,18 +1,25 @@
 """The online training loop of ``python -m minirtrl.copy`` and ``python -m minirtrl.ptb``.
 
 One optimiser step of the RTRL family reads one character of every stream
-(``docs/algorithms.md``, "Online training"): ``methods.influence_step`` (streams that start a new sequence are
-reset inside it), the gradient of the batch-mean loss, the recurrent gradient (all W_l, not V)
-clipped to ``--clip``, one Adam step; the influence estimate is carried across updates.
-``bptt`` reads windows of ``--truncation`` characters (``bptt.window_gradient``), carries the
-state across windows and takes one Adam step per window. ``step`` counts optimiser steps;
-``data`` the characters read by all streams (steps × K × B).
+(``docs/algorithms.md``, "Online training"): ``methods.influence_step`` (streams that start
+a new sequence are reset inside it), the gradient of the batch-mean loss, the recurrent
+gradient (all W_l, not V) clipped to ``--clip``, one Adam step; the influence estimate is
+carried across updates. ``bptt`` reads windows of ``--truncation`` characters
+(``bptt.window_gradient``), carries the state across windows and takes one Adam step per
+window. ``step`` counts optimiser steps; ``data`` the characters read by all streams.
 
-A task (the copy curriculum, a text corpus) makes host batches and owns its figures and its
-checkpointed state (``Task``). Seeds: the parameters from ``cell.init(seed)``; the data and the
-signs from two children of ``numpy.random.SeedSequence(seed)``. Host and device: a step's
-batch and signs go to the device in one packed array; the one host read per step is a
-3-element stack (loss, gradient norms) for the curriculum and the non-finite guard.
+A task (``copy.CopyTask``, ``ptb.TextTask``) is host-side and provides ``name``, ``n_in``,
+``n_out``, ``batch``; ``next_batch(rng) -> Batch`` once per character (K times per bptt
+window), then ``observe(bits, steps=K)`` once per step with the batch-mean loss in bits per
+character; ``figures()`` for progress and log lines; ``config()`` the settings a resumed run
+must share; ``state_dict()`` (NumPy arrays) for checkpoints, restored by ``load_state_dict``
+(``ValueError`` for a state it cannot take), and ``state_spec()``, every array's dtype and
+shape (None: any width up to ``MAX_WIDTH``), checked before a checkpoint is read. An
+``evaluate(setup, params, final) -> figures`` hook (ptb) runs every ``eval_every`` steps and
+at the end. Seeds: the parameters from ``cell.init(seed)``; the data and the signs from two
+children of ``numpy.random.SeedSequence(seed)``. Host and device: a step's batch and signs go
+to the device in one packed array; the one host read per step is a 3-element stack (loss,
+gradient norms) for the curriculum and the non-finite guard.
 """
 
 import contextlib
@@ -21,7 +28,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import NamedTuple, Protocol, TextIO
+from typing import NamedTuple, TextIO
 
 import numpy as np
 
@@ -47,47 +54,6 @@ class Batch(NamedTuple):
     y: np.ndarray
     mask: np.ndarray
     keep: np.ndarray
-
-
-class Task(Protocol):
-    """What ``run`` needs of a task (host-side; ``copy.CopyTask``, ``ptb.TextTask``).
-
-    ``next_batch`` is called once per character (K times per ``bptt`` window), then
-    ``observe`` once per optimiser step with the batch-mean loss in bits per character.
-    ``figures`` go into progress and log lines; ``state_dict`` (NumPy arrays) into checkpoints,
-    restored exactly by ``load_state_dict`` (``ValueError`` for a state it cannot take);
-    ``state_spec`` gives every array's dtype and shape (None: any width up to ``MAX_WIDTH``),
-    checked before a checkpoint is read; ``config`` the settings a resumed run must share.
-    """
-
-    name: str
-    n_in: int
-    n_out: int
-    batch: int
-    MAX_WIDTH: int
-
-    def next_batch(self, rng: np.random.Generator) -> Batch: ...
-
-    def observe(self, bits: float, steps: int = 1) -> None: ...
-
-    def figures(self) -> dict: ...
-
-    def config(self) -> dict: ...
-
-    def state_dict(self) -> dict: ...
-
-    def state_spec(self) -> dict: ...
-
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-class Context(NamedTuple):
-    """What an ``evaluate(ctx, params, final)`` hook gets: the model and where it lives."""
-
-    cell: object
-    xp: object
-    device: object
-    dtype: object
 
 
 # ---- one optimiser step -------------------------------------------------------------------
@@ -191,7 +157,7 @@ class Settings(NamedTuple):
     report_every: int  # ... or every this many steps (0: by time)
     checkpoint: str | None
     checkpoint_every: int
-    evaluate: Callable | None  # evaluate(ctx, params, final) -> figures
+    evaluate: Callable | None  # evaluate(setup, params, final) -> figures
     eval_every: int
     out: TextIO
 
@@ -210,8 +176,8 @@ class Session(NamedTuple):
 def run(args, task, *, prog, evaluate=None, eval_every=0, outputs=None):
     """Train on ``task`` with the parsed training flags ``args``; returns 0 when done.
 
-    ``evaluate(ctx, params, final) -> dict`` (optional) runs every ``eval_every`` steps and at
-    the end; its figures go into the log. ``outputs``: the run's ``Outputs`` if the command
+    ``evaluate(setup, params, final) -> dict`` (optional) runs every ``eval_every`` steps and
+    at the end; its figures go into the log. ``outputs``: the run's ``Outputs`` if the command
     prepared them already. Divergence, a failed write, bad input and SIGINT / SIGTERM
     (checkpoint written if configured) raise ``Failure`` or ``Interrupted``.
     """
@@ -290,7 +256,6 @@ def _loop(session, now, seconds0):
     xp, K, B = setup.xp, setup.K, setup.B
     step_fn = window_step if setup.module is None else online_step
     evaluate, eval_every = settings.evaluate, settings.eval_every
-    ctx = Context(setup.cell, xp, setup.device, setup.dtype)
     t0 = last_report = time.perf_counter()
     step0 = now.step
 
@@ -313,13 +278,14 @@ def _loop(session, now, seconds0):
 
     def evaluation(final):
         start = time.perf_counter()
-        figures = evaluate(ctx, now.params, final)
+        figures = evaluate(setup, now.params, final)
         return {**figures, "eval_seconds": round(time.perf_counter() - start, 3)}
 
     snapshot = None
     try:
         while now.step < settings.steps:
-            if settings.max_seconds is not None and time.perf_counter() - t0 >= settings.max_seconds:
+            limit = settings.max_seconds
+            if limit is not None and time.perf_counter() - t0 >= limit:
                 break
             snapshot = (now.step, rngs[0].bit_generator.state, rngs[1].bit_generator.state,
                         task.state_dict())
@@ -375,5 +341,6 @@ def _loop(session, now, seconds0):
                       if k not in ("kind", "step", "data", "seconds", "final", "stopped",
                                    "eval_seconds"))
     reporter.say(f"{settings.prog}: {'steps done' if why == 'steps' else 'time limit'} at step "
-                 f"{now.step}  data {final['data']}  {shown}  ({elapsed:.1f} s, {rate:.1f} steps/s)")
+                 f"{now.step}  data {final['data']}  {shown}  "
+                 f"({elapsed:.1f} s, {rate:.1f} steps/s)")
     return 0

@@ -96,7 +96,8 @@ def _errors(cell, exact, est, g_state, e_state, c, samples, chunk, *, xp):
     g_norm = sum(np.sum(v * v) for v in g_np.values())
     inf_err, grad_err = [], []
     for lo in range(0, samples, chunk):
-        part = est.influence(cell, map_state(lambda a: a[lo:lo + chunk, ...], e_state), xp=xp)
+        part = est.influence(cell, map_state(lambda a, lo=lo: a[lo:lo + chunk, ...], e_state),
+                             xp=xp)
         part = {k: to_numpy(v) for k, v in part.items()}  # (chunk, n, 2n, k_l)
         d_inf = sum(np.sum((v - G_np[k]) ** 2, axis=(1, 2, 3)) for k, v in part.items())
         d_grad = sum(

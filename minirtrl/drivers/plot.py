@@ -142,8 +142,9 @@ def _draw_runs(axes, logs, labels, panels):
 
 
 def _draw_noise(axes, logs):
-    for (table, x, what), ax in zip((("over_time", "t", "influence"), ("over_time", "t", "gradient"),
-                                     ("over_n", "n", "influence"), ("over_n", "n", "gradient")), axes):
+    panels = (("over_time", "t", "influence"), ("over_time", "t", "gradient"),
+              ("over_n", "n", "influence"), ("over_n", "n", "gradient"))
+    for (table, x, what), ax in zip(panels, axes):
         for log in logs:
             rows = [r for r in log.of("noise") if r["table"] == table]
             for algo in dict.fromkeys(r["algo"] for r in rows):

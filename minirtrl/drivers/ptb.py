@@ -24,7 +24,6 @@ length ``ceil((N - 1)/S)``, ``s`` the state (S, n).
 
 import hashlib
 import math
-import sys
 import time
 
 import numpy as np
@@ -121,7 +120,7 @@ def evaluate(cell, params, inputs, targets, mask, *, xp):
 
 
 class Evaluator:
-    """The ``evaluate(ctx, params, final)`` hook of ``loop.run`` for one corpus.
+    """The ``evaluate(setup, params, final)`` hook of ``loop.run`` for one corpus.
 
     Cuts the validation and test splits into ``streams`` evaluation streams once, moves them
     to the device on first use and returns ``{"valid_bpc": …}`` (and ``"test_bpc"`` when
@@ -137,33 +136,33 @@ class Evaluator:
         self.device = {}
         self.last = None  # (params, valid_bpc) of the last validation pass
 
-    def _arrays(self, split, ctx):
+    def _arrays(self, split, setup):
         if split not in self.device:
-            xp, dev = ctx.xp, ctx.device
+            xp, dev = setup.xp, setup.device
             inputs, targets, mask = self.host[split]
             self.device[split] = (xp.asarray(inputs, dtype=xp.int64, device=dev),
                                   xp.asarray(targets, dtype=xp.int64, device=dev),
-                                  xp.asarray(mask, dtype=ctx.dtype, device=dev))
+                                  xp.asarray(mask, dtype=setup.dtype, device=dev))
         return self.device[split]
 
-    def bpc(self, split, ctx, params):
+    def bpc(self, split, setup, params):
         """Bits per character of ``split`` with ``params``; prints a progress line."""
         start = time.perf_counter()
-        bits, count = evaluate(ctx.cell, params, *self._arrays(split, ctx), xp=ctx.xp)
+        bits, count = evaluate(setup.cell, params, *self._arrays(split, setup), xp=setup.xp)
         value = bits / count
         S = self.host[split][0].shape[1]
         print(f"{split}_bpc {value:.4f}  ({int(count):,} characters, {S} streams, "
               f"{time.perf_counter() - start:.1f} s)", flush=True)
         return value
 
-    def __call__(self, ctx, params, final):
+    def __call__(self, setup, params, final):
         if self.last is not None and self.last[0] is params:
             figures = {"valid_bpc": self.last[1]}
         else:
-            figures = {"valid_bpc": self.bpc("valid", ctx, params)}
+            figures = {"valid_bpc": self.bpc("valid", setup, params)}
             self.last = (params, figures["valid_bpc"])
         if final:
-            figures["test_bpc"] = self.bpc("test", ctx, params)
+            figures["test_bpc"] = self.bpc("test", setup, params)
         return figures
 
 

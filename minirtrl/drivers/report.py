@@ -96,7 +96,7 @@ def fmt(value):
 def duration(seconds):
     if not math.isfinite(seconds):
         return "?"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     d, h, m, s = seconds // 86400, seconds // 3600 % 24, seconds // 60 % 60, seconds % 60
     if d:
         return f"{d}d{h:02d}h"
