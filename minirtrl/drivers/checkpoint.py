@@ -68,7 +68,7 @@ def arrays_of(run, rngs, task, config, seconds):
 
 
 def save(path, arrays):
-    """Write ``arrays`` (name -> NumPy array) to ``path`` atomically (``files.write_atomic``)."""
+    """Write ``arrays`` (name -> NumPy array) to ``path`` atomically (``safety.write_atomic``)."""
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 

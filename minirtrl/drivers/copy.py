@@ -55,7 +55,7 @@ def advance_level(level, error):
 
 
 class CopyTask:
-    """B streams of copy sequences plus the curriculum (a ``loop.Task``).
+    """B streams of copy sequences plus the curriculum (the task interface of ``loop.run``).
 
     ``next_batch(rng)`` returns the next character of every stream; ``observe(bits)``
     feeds back the batch-mean loss in bits of a step. All state is host NumPy and is

@@ -178,7 +178,7 @@ def fingerprint(corpus):
 
 
 class TextTask:
-    """B streams of a training text at evenly spaced offsets (a ``loop.Task``).
+    """B streams of a training text at evenly spaced offsets (the task interface of ``loop.run``).
 
     ``next_batch`` gives character ``t`` of every stream (one-hot input, next symbol as
     target) with ``keep`` 0 for all streams when ``reset_every`` divides ``t`` (0 = never).
