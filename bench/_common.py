@@ -16,6 +16,7 @@ import os
 import statistics
 import sys
 import time
+from argparse import ArgumentTypeError
 from dataclasses import asdict, dataclass
 from typing import NamedTuple, Optional
 
@@ -23,8 +24,10 @@ import numpy as np
 
 import minirtrl
 from minirtrl import bptt, readout
-from minirtrl.drivers.backends import BackendError, dtype_of, load
+from minirtrl.drivers.backends import NAMES, BackendError, dtype_of, load
 from minirtrl.drivers.backends import machine_info  # noqa: F401  (the header of every table)
+from minirtrl.drivers.cli import (Parser, leak_rate, nonnegative,  # noqa: F401  (flag types)
+                                  nonnegative_float, positive, positive_float, real)
 from minirtrl.methods import INFLUENCE, METHODS, RANKED, host_signs, influence_step, leaves
 
 from array_api_compat import is_cupy_namespace, is_torch_namespace
@@ -77,26 +80,118 @@ def run_specs(tokens, *, ranks, truncations):
 
 
 # ---- command lines ------------------------------------------------------------------------
+#: the float types a bench script can time or train in
+DTYPES = ("float32", "float64")
+
+
 def parser(description):
-    """An argparse parser for a bench script: every flag's help ends with its default."""
+    """An argparse parser for a bench script: every flag's help ends with its default, and a
+    bad flag is one line on stderr (``prog: error: ... (see --help)``, exit status 2), no
+    usage dump, as in minirtrl's own commands (``minirtrl.drivers.cli.Parser``)."""
     import argparse
 
-    return argparse.ArgumentParser(description=description,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def dtype_name(text):
+    """``float32`` or ``float64`` (an item of a list of float types)."""
+    if text not in DTYPES:
+        raise ArgumentTypeError(f"expected {' or '.join(DTYPES)}, not {text!r}")
+    return text
+
+
+def listed(kind):
+    """A flag type for ``32,64`` (and, with ``nargs="+"``, ``32 64``): the text split on commas,
+    each item checked by ``kind`` (``positive``, ``dtype_name``, ...); a list of the values.
+    ``parse_list`` flattens the lists of every word (and splits a default given as text)."""
+
+    def parse(text):
+        items = [x.strip() for x in str(text).split(",") if x.strip()]
+        if not items:
+            raise ArgumentTypeError(f"expected a comma-separated list, not {text!r}")
+        out = []
+        for item in items:
+            try:
+                out.append(kind(item))
+            except (ArgumentTypeError, ValueError) as exc:
+                where = f" (in {text!r})" if item != text else ""
+                raise ArgumentTypeError(f"{exc}{where}") from None
+        return out
+
+    parse.__name__ = f"list of {getattr(kind, '__name__', 'values')}"
+    return parse
+
+
+def int_at_least(low):
+    """A flag type: an integer >= ``low``."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise ArgumentTypeError(f"expected an integer >= {low}, not {text!r}")
+        return value
+
+    return parse
+
+
+def run_tokens(text):
+    """A flag type for ``--runs`` / ``--algo``: algorithm names, comma-separated, ``name:v``
+    as ``run_specs`` reads them; the text itself, checked (it is expanded after parsing,
+    with the ranks and windows of the other flags)."""
+    tokens = [t for t in str(text).split(",") if t.strip()]
+    if not tokens:
+        raise ArgumentTypeError(f"expected algorithm names, not {text!r}")
+    try:
+        run_specs(tokens, ranks=[2], truncations=[1])
+    except ValueError as exc:
+        raise ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def specs_or_exit(p, flag, tokens, *, ranks, truncations):
+    """``run_specs(tokens, ...)``, or ``p.error`` (one line, exit 2) for a bad token or for
+    nothing to run."""
+    try:
+        specs = run_specs(tokens, ranks=ranks, truncations=truncations)
+    except ValueError as exc:
+        p.error(f"{flag}: {exc}")
+    if not specs:
+        p.error(f"{flag}: nothing to run (kf-avg runs only at ranks > 1)")
+    return specs
 
 
 def add_training_flags(p, *, runs, hidden, batch, rank, clip):
     """The flags a bench script passes on to every training run; the defaults are the task's."""
-    p.add_argument("--runs", default=runs,
+    p.add_argument("--runs", type=run_tokens, default=runs,
                    help="algorithms, comma-separated; bptt:K picks a window, ok:r a rank")
-    p.add_argument("--hidden", type=int, default=hidden, help="hidden units n")
-    p.add_argument("--batch", type=int, default=batch, help="parallel streams B")
-    p.add_argument("--rank", type=int, default=rank, help="r of ok and kf-avg without ':r'")
-    p.add_argument("--lr", type=float, default=10**-3.5, help="Adam learning rate")
-    p.add_argument("--clip", type=float, default=clip, help="max norm of the recurrent gradient")
-    p.add_argument("--seed", type=int, default=0, help="seeds parameters, data and signs")
-    p.add_argument("--backend", default="numpy", help="array library")
-    p.add_argument("--dtype", default="float32", help="float type")
+    p.add_argument("--hidden", type=positive, default=hidden, help="hidden units n")
+    p.add_argument("--batch", type=positive, default=batch, help="parallel streams B")
+    p.add_argument("--rank", type=positive, default=rank, help="r of ok and kf-avg without ':r'")
+    p.add_argument("--lr", type=positive_float, default=10**-3.5, help="Adam learning rate")
+    p.add_argument("--clip", type=positive_float, default=clip,
+                   help="max norm of the recurrent gradient")
+    p.add_argument("--seed", type=nonnegative, default=0,
+                   help="seeds parameters, data and signs")
+    p.add_argument("--backend", default="numpy", choices=NAMES, help="array library")
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="float type")
+
+
+def add_timer_flags(p, *, min_seconds, warmup_seconds):
+    """The timer's flags (``TimerSettings``): at least ``--repeats`` timed calls and until
+    they total ``--min-seconds`` (0: the count alone), at most ``--max-repeats``; untimed,
+    at least ``--warmup`` calls and until ``--warmup-seconds`` (either may be 0)."""
+    p.add_argument("--repeats", type=positive, default=5, help="at least this many timed calls")
+    p.add_argument("--min-seconds", type=nonnegative_float, default=min_seconds,
+                   help="time calls until their total reaches this")
+    p.add_argument("--max-repeats", type=positive, default=5000,
+                   help="at most this many timed calls")
+    p.add_argument("--warmup", type=nonnegative, default=2,
+                   help="at least this many untimed calls")
+    p.add_argument("--warmup-seconds", type=nonnegative_float, default=warmup_seconds,
+                   help="warm up until this much time has passed")
 
 
 # ---- outputs ----------------------------------------------------------------------------
@@ -141,7 +236,7 @@ def open_backend(name):
             array_api_strict.set_array_api_strict_flags(api_version="2024.12")
         return load(name)
     except (BackendError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{os.path.basename(sys.argv[0]) or 'bench'}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -417,10 +512,14 @@ def rtrl_theory_bytes(cell, B, xp, dtype):
 
 
 def parse_list(values, kind=str):
-    """Flags accept ``--sizes 32 64`` and ``--sizes 32,64`` alike."""
+    """Flags accept ``--sizes 32 64`` and ``--sizes 32,64`` alike: one flat list of the values,
+    from the lists a ``listed`` type made of the words given and from a default's text."""
     out = []
     for v in values:
-        out.extend(kind(x) for x in str(v).split(",") if x != "")
+        if isinstance(v, (list, tuple)):
+            out.extend(v)
+        else:
+            out.extend(kind(x) for x in str(v).split(",") if x.strip() != "")
     return out
 
 

@@ -249,22 +249,21 @@ def make_parser():
         description="Time exact RTRL (torch.func jacrev/vmap) and TBPTT (autograd) written the "
         "way a PyTorch user would, against minirtrl on NumPy and on the torch backend (CPU).",
     )
-    p.add_argument("--sizes", nargs="+", default=["32,64"], help="hidden sizes n")
-    p.add_argument("--batch", nargs="+", default=["1,16"], help="batch sizes B")
-    p.add_argument("--dtype", nargs="+", default=["float32,float64"], help="float types")
-    p.add_argument("--depth", type=int, default=1, help="recurrence depth L")
-    p.add_argument("--truncation", type=int, default=25, help="TBPTT window K")
-    p.add_argument("--n-in", type=int, default=50, help="input size (one-hot)")
-    p.add_argument("--n-out", type=int, default=50, help="output classes")
-    p.add_argument("--repeats", type=int, default=5, help="at least this many timed calls")
-    p.add_argument("--min-seconds", type=float, default=0.3,
-                   help="time calls until their total reaches this")
-    p.add_argument("--max-repeats", type=int, default=5000, help="at most this many timed calls")
-    p.add_argument("--warmup", type=int, default=2, help="at least this many untimed calls")
-    p.add_argument("--warmup-seconds", type=float, default=0.1,
-                   help="warm up until this much time has passed")
-    p.add_argument("--init-scale", type=float, default=0.01, help="std of the random weights")
-    p.add_argument("--seed", type=int, default=0, help="seeds the parameters and the inputs")
+    p.add_argument("--sizes", nargs="+", type=C.listed(C.positive), default=["32,64"],
+                   help="hidden sizes n")
+    p.add_argument("--batch", nargs="+", type=C.listed(C.positive), default=["1,16"],
+                   help="batch sizes B")
+    p.add_argument("--dtype", nargs="+", type=C.listed(C.dtype_name), default=["float32,float64"],
+                   help="float types")
+    p.add_argument("--depth", type=C.positive, default=1, help="recurrence depth L")
+    p.add_argument("--truncation", type=C.positive, default=25, help="TBPTT window K")
+    p.add_argument("--n-in", type=C.positive, default=50, help="input size (one-hot)")
+    p.add_argument("--n-out", type=C.positive, default=50, help="output classes")
+    C.add_timer_flags(p, min_seconds=0.3, warmup_seconds=0.1)
+    p.add_argument("--init-scale", type=C.positive_float, default=0.01,
+                   help="std of the random weights")
+    p.add_argument("--seed", type=C.nonnegative, default=0,
+                   help="seeds the parameters and the inputs")
     p.add_argument("--json", metavar="FILE", help="write every row and the machine as JSON")
     return p
 
@@ -275,11 +274,6 @@ def parse_args(argv=None):
     args.sizes = C.parse_list(args.sizes, int)
     args.batch = C.parse_list(args.batch, int)
     args.dtype = C.parse_list(args.dtype)
-    for d in args.dtype:
-        if d not in ("float32", "float64"):
-            p.error(f"--dtype: {d!r} is not float32 or float64")
-    if min(args.sizes + args.batch + [args.depth, args.truncation]) < 1:
-        p.error("sizes, batches, depth and truncation must be >= 1")
     args.timer = C.TimerSettings(args.warmup, args.warmup_seconds, args.repeats, args.min_seconds,
                                  args.max_repeats)
     return args

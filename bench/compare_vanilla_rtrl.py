@@ -46,20 +46,22 @@ PEER_CLASSES = {"rtrl": "RTRL", "kf": "KF_RTRL", "uoro": "UORO"}
 def make_parser():
     p = C.parser(__doc__.splitlines()[0])
     p.add_argument("--peer", required=True, help="a checkout of omarschall/vanilla-rtrl")
-    p.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128], help="hidden units n")
+    p.add_argument("--sizes", type=C.positive, nargs="+", default=[32, 64, 128],
+                   help="hidden units n")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
                    help="the methods to time")
-    p.add_argument("--n-in", type=int, default=8, help="input size (one-hot)")
-    p.add_argument("--n-out", type=int, default=8, help="output classes")
-    p.add_argument("--alpha", type=float, default=1.0, help="the leak rate α of both RNNs")
-    p.add_argument("--length", type=int, default=50,
+    p.add_argument("--n-in", type=C.positive, default=8, help="input size (one-hot)")
+    p.add_argument("--n-out", type=C.positive, default=8, help="output classes")
+    p.add_argument("--alpha", type=C.leak_rate, default=1.0, help="the leak rate α of both RNNs")
+    p.add_argument("--length", type=C.positive, default=50,
                    help="steps of each sequence_gradient call (its time is divided by them)")
-    p.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds")
-    p.add_argument("--min-seconds", type=float, default=0.3,
+    p.add_argument("--rounds", type=C.positive, default=7, help="interleaved timed rounds")
+    p.add_argument("--min-seconds", type=C.positive_float, default=0.3,
                    help="CPU seconds of each contestant per round, about")
     p.add_argument("--cells", nargs="+", default=["vanilla", "rhn"], choices=["vanilla", "rhn"],
                    help="minirtrl's cells to time")
-    p.add_argument("--seed", type=int, default=0, help="seeds the weights and the inputs")
+    p.add_argument("--seed", type=C.nonnegative, default=0,
+                   help="seeds the weights and the inputs")
     p.add_argument("--json", metavar="FILE", help="write every timing and the machine as JSON")
     return p
 
@@ -69,15 +71,24 @@ def import_peer(folder):
     """The peer's RNN class, functions and learning algorithms, from its checkout."""
     folder = os.path.abspath(folder)
     if not os.path.isdir(os.path.join(folder, "learning_algorithms")):
-        raise SystemExit(f"compare_vanilla_rtrl.py: error: --peer {folder}: not a checkout of "
-                         "omarschall/vanilla-rtrl (no learning_algorithms/)")
+        peer_error(f"--peer {folder}: not a checkout of omarschall/vanilla-rtrl (no "
+                   "learning_algorithms/)")
     sys.path.insert(0, folder)
-    from core.RNN import RNN  # noqa: E402  (the peer's modules, from its checkout)
-    from functions import softmax, softmax_cross_entropy, tanh
-    import learning_algorithms
+    try:
+        from core.RNN import RNN  # noqa: E402  (the peer's modules, from its checkout)
+        from functions import softmax, softmax_cross_entropy, tanh
+        import learning_algorithms
+    except ImportError as exc:  # e.g. the peer needs scipy, which is not installed
+        peer_error(f"--peer {folder}: cannot import the peer ({type(exc).__name__}: {exc})")
 
     return {"RNN": RNN, "tanh": tanh, "softmax": softmax, "loss": softmax_cross_entropy,
             "algorithms": learning_algorithms}
+
+
+def peer_error(message):
+    """A ``--peer`` that cannot be used: one line on stderr, exit status 2."""
+    print(f"compare_vanilla_rtrl.py: error: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def peer_network(peer, weights, alpha):
@@ -146,7 +157,7 @@ def contestants(peer, n, method, args):
     """``{name: (step function, steps per call, recurrent parameters)}`` for one n, method."""
     rng = np.random.default_rng(args.seed + n)
     ws = weights(n, args.n_in, args.n_out, rng)
-    stream = 64
+    stream = max(64, args.length)  # every sequence_gradient call gets its --length steps
     xs = np.eye(args.n_in)[rng.integers(0, args.n_in, size=stream)]
     ys = rng.integers(0, args.n_out, size=stream)
     onehots = np.eye(args.n_out)[ys]

@@ -21,7 +21,8 @@ import sys
 from minirtrl.drivers import plot
 from minirtrl.drivers.copy import main as copy_main
 
-from _common import add_training_flags, checked_output, draw_runs, parser, run_specs, write_json
+from _common import (add_training_flags, checked_output, draw_runs, open_backend, parser,
+                     positive, positive_float, specs_or_exit, write_json)
 
 DEFAULT_RUNS = "bptt:10,bptt:50,uoro,kf,kf-avg,ok"
 
@@ -87,11 +88,11 @@ def from_log(label, log):
 def make_parser():
     p = parser(__doc__.splitlines()[0])
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--seconds", type=float, default=60.0, help="seconds per run")
-    budget.add_argument("--data", type=int, help="characters seen per run, all streams "
+    budget.add_argument("--seconds", type=positive_float, default=60.0, help="seconds per run")
+    budget.add_argument("--data", type=positive, help="characters seen per run, all streams "
                         "(instead of --seconds)")
     add_training_flags(p, runs=DEFAULT_RUNS, hidden=32, batch=16, rank=16, clip=16.0)
-    p.add_argument("--points", type=int, default=100, help="log lines per run")
+    p.add_argument("--points", type=positive, default=100, help="log lines per run")
     p.add_argument("--out", default="copy-curriculum", help="output directory")
     p.add_argument("--summarize", action="store_true",
                    help="do not run: summarise every <label>.jsonl already in --out (runs made "
@@ -100,10 +101,14 @@ def make_parser():
 
 
 def main(argv=None):
-    args = make_parser().parse_args(argv)
-    specs = [] if args.summarize else run_specs(args.runs, ranks=[args.rank], truncations=[50])
+    p = make_parser()
+    args = p.parse_args(argv)
+    specs = [] if args.summarize else specs_or_exit(p, "--runs", args.runs, ranks=[args.rank],
+                                                     truncations=[50])
     checked_output("--out", args.out, directory=True,
                    fresh=[f"{spec.label}.jsonl" for spec in specs])
+    if not args.summarize:
+        open_backend(args.backend)  # one line and exit status 2 when it is not installed
     os.makedirs(args.out, exist_ok=True)
     if args.summarize:
         logs = sorted(f for f in os.listdir(args.out) if f.endswith(".jsonl"))

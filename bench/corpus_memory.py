@@ -77,7 +77,7 @@ def write_split(path, chars, fmt, compress, seed, block=1 << 24):
 
 def make_parser():
     p = C.parser(__doc__.splitlines()[0])
-    p.add_argument("--chars", type=int, default=300_000_000,
+    p.add_argument("--chars", type=C.int_at_least(2), default=300_000_000,
                    help="symbols in the training split")
     p.add_argument("--format", choices=sorted(NAMES), default="raw", help="corpus format")
     p.add_argument("--gzip", action="store_true", help="compress the splits (gzip level 1)")
@@ -90,8 +90,10 @@ def make_parser():
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
-    if args.chars < 2:
-        p.error("--chars must be >= 2")
+    if args.dir is not None:  # the temporary folder is made in it: it must exist, writable
+        if not os.path.isdir(args.dir):
+            p.error(f"--dir {args.dir}: no such folder")
+        C.checked_output("--dir", args.dir, directory=True)
     if args.json:
         C.checked_output("--json", args.json)
     info = C.machine_info("numpy", "cpu")

@@ -32,13 +32,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def make_parser():
     p = C.parser(__doc__.splitlines()[0])
-    p.add_argument("--algo", nargs="+", default=["kf", "ok:8", "uoro", "rtrl"],
+    p.add_argument("--algo", nargs="+", type=C.run_tokens, default=["kf", "ok:8", "uoro", "rtrl"],
                    help="algorithms (ok:r picks a rank)")
-    p.add_argument("--sizes", type=int, nargs="+", default=[32, 64], help="hidden units n")
-    p.add_argument("--batch", type=int, default=16, help="streams B (the copy driver's default)")
-    p.add_argument("--dtype", default="float32", help="float type (the drivers' default)")
-    p.add_argument("--seconds", type=float, default=8.0, help="seconds of each driver run")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved repetitions")
+    p.add_argument("--sizes", type=C.positive, nargs="+", default=[32, 64], help="hidden units n")
+    p.add_argument("--batch", type=C.positive, default=16,
+                   help="streams B (the copy driver's default)")
+    p.add_argument("--dtype", default="float32", choices=C.DTYPES,
+                   help="float type (the drivers' default)")
+    p.add_argument("--seconds", type=C.positive_float, default=8.0,
+                   help="seconds of each driver run")
+    p.add_argument("--rounds", type=C.positive, default=2, help="interleaved repetitions")
     p.add_argument("--json", metavar="FILE", help="write every run and the machine as JSON")
     return p
 
@@ -78,12 +81,13 @@ def step_rate(spec, n, args, folder, allocator):
 
 
 def main(argv=None):
-    args = make_parser().parse_args(argv)
+    p = make_parser()
+    args = p.parse_args(argv)
+    specs = C.specs_or_exit(p, "--algo", args.algo, ranks=[8], truncations=[25])
     if args.json:
         C.checked_output("--json", args.json)
     info = C.machine_info("numpy", "cpu")
     C.print_machine(info)
-    specs = C.run_specs(args.algo, ranks=[8], truncations=[25])
     runs = []
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(args.rounds):

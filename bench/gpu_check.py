@@ -50,7 +50,7 @@ def make_parser():
                    help="--device of the commands (torch: cuda, cuda:N; cupy: a GPU index)")
     p.add_argument("--out", required=True, help="folder for summary.json, summary.md and logs")
     p.add_argument("--quick", action="store_true", help="tiny sizes and short limits")
-    p.add_argument("--seconds", type=float, default=45.0,
+    p.add_argument("--seconds", type=C.positive_float, default=45.0,
                    help="training seconds of each driver run (quick: 3)")
     p.add_argument("--data", default=None,
                    help="char-PTB directory for the ptb step (None: a generated corpus)")
@@ -278,8 +278,16 @@ def markdown(doc):
 
 
 def main(argv=None):
-    args = make_parser().parse_args(argv)
+    p = make_parser()
+    args = p.parse_args(argv)
     C.checked_output("--out", args.out, directory=True)
+    if args.data is not None and (not args.only or "ptb" in args.only):
+        from minirtrl.drivers.corpus import CorpusError, split_files
+
+        try:
+            split_files(args.data, "mikolov")  # the ptb step reads it in that format
+        except CorpusError as exc:
+            p.error(f"--data: {exc}")
     os.makedirs(args.out, exist_ok=True)
     if args.quick:
         args.seconds = min(args.seconds, 3.0)

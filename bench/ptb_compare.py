@@ -45,13 +45,14 @@ import time
 from minirtrl import RHN
 from minirtrl.drivers.backends import load
 from minirtrl.drivers import plot
-from minirtrl.drivers.corpus import read_corpus
+from minirtrl.drivers.corpus import CorpusError, read_corpus, split_files
 from minirtrl.drivers.ptb import eval_streams
 from minirtrl.drivers.ptb import main as ptb_main
 from minirtrl.drivers.ptb import evaluate
 
-from _common import (add_training_flags, checked_output, draw_runs, machine_info, parser,
-                     run_specs, synthetic_corpus, write_json)
+from _common import (add_training_flags, checked_output, draw_runs, machine_info, nonnegative,
+                     open_backend, parser, positive, positive_float, specs_or_exit,
+                     synthetic_corpus, write_json)
 
 DEFAULT_RUNS = "bptt:25,kf,ok:8"
 SYNTHETIC = (("train", 20000), ("valid", 0), ("test", 0))  # the timing corpus: its splits' sizes
@@ -196,19 +197,21 @@ def make_parser():
                    "unless --summarize")
     p.add_argument("--format", default="mikolov", choices=("mikolov", "raw"),
                    help="the corpus format, as minirtrl.ptb --format")
-    p.add_argument("--seconds", type=float, default=420.0,
+    p.add_argument("--seconds", type=positive_float, default=420.0,
                    help="--max-seconds of every run: training plus periodic evaluations")
-    p.add_argument("--steps", type=int, default=0, help="also stop at this many steps (0 = no)")
-    p.add_argument("--points", type=int, default=8,
+    p.add_argument("--steps", type=nonnegative, default=0,
+                   help="also stop at this many steps (0 = no)")
+    p.add_argument("--points", type=positive, default=8,
                    help="periodic validation passes per run, about")
     add_training_flags(p, runs=DEFAULT_RUNS, hidden=64, batch=32, rank=8, clip=32.0)
-    p.add_argument("--eval-streams", type=int, default=32,
+    p.add_argument("--eval-streams", type=positive, default=32,
                    help="evaluation streams (the driver's default is 8)")
-    p.add_argument("--calibrate", type=float, default=10.0,
+    p.add_argument("--calibrate", type=positive_float, default=10.0,
                    help="seconds of the speed calibration per run")
-    p.add_argument("--paper-steps", type=int, default=0,
+    p.add_argument("--paper-steps", type=nonnegative, default=0,
                    help="also time this many steps at n=256, ok rank 8, batch 32 (0 = skip)")
-    p.add_argument("--progress", type=float, default=30.0, help="seconds between progress lines")
+    p.add_argument("--progress", type=positive_float, default=30.0,
+                   help="seconds between progress lines")
     p.add_argument("--out", default="ptb-bench", help="output directory")
     p.add_argument("--summarize", action="store_true",
                    help="do not train: summarise every <label>.jsonl already in --out (and time "
@@ -235,7 +238,11 @@ def paper_scale(args, folder):
 
 def train_all(runs, args, folder):
     """Measure the validation pass, calibrate every run's speed, then run each; the records."""
-    corpus = read_corpus(args.data, args.format)
+    try:
+        corpus = read_corpus(args.data, args.format)
+    except CorpusError as exc:
+        print(f"ptb_compare.py: error: --data: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"# {args.data}: {corpus.summary()}", flush=True)
     eval_s = validation_seconds(corpus, args)
     print(f"# one validation pass: {eval_s:.1f} s ({corpus.valid.shape[0] - 1:,} characters, "
@@ -257,11 +264,17 @@ def main(argv=None):
         p.error("the following arguments are required: --data (unless --summarize)")
     runs = [] if args.summarize else [
         (spec.label, spec.algo, spec.truncation, spec.rank)
-        for spec in run_specs(args.runs, ranks=[args.rank], truncations=[25])]
+        for spec in specs_or_exit(p, "--runs", args.runs, ranks=[args.rank], truncations=[25])]
     checked_output("--out", args.out, directory=True,
                    fresh=[f"{label}.{ext}" for label, *_ in runs for ext in ("jsonl", "out")])
+    if not args.summarize:
+        try:
+            split_files(args.data, args.format)
+        except CorpusError as exc:
+            p.error(f"--data: {exc}")
+    device = open_backend(args.backend)[1]
     os.makedirs(args.out, exist_ok=True)
-    info = machine_info(args.backend, load(args.backend)[1])
+    info = machine_info(args.backend, device)
     print(f"# {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable), load "
           f"{info['loadavg_at_start']}, numpy {info['numpy']}, threads {info['thread_env']}",
           flush=True)

@@ -28,8 +28,8 @@ THEORY = {"bptt": 2, "uoro": 2, "kf": 3, "kf-avg": 3, "ok": 3, "rtrl": 4}
 def make_parser():
     p = C.parser(__doc__.splitlines()[0])
     p.add_argument("json", nargs="+", help="step_time.py --json files")
-    p.add_argument("--batch", type=int, default=16, help="the batch size to fit at")
-    p.add_argument("--dtype", default="float64", help="the float type to fit at")
+    p.add_argument("--batch", type=C.positive, default=16, help="the batch size to fit at")
+    p.add_argument("--dtype", default="float64", choices=C.DTYPES, help="the float type to fit at")
     p.add_argument("--plot", metavar="FILE.png", help="draw the log-log plot (needs matplotlib)")
     p.add_argument("--json-out", metavar="FILE", help="write the fits as JSON")
     return p

@@ -247,39 +247,40 @@ def make_parser():
         description="Median time of one online step of each algorithm, against its floor "
         "(the step's unavoidable matrix products alone). See bench/README.md.",
     )
-    p.add_argument("--algo", nargs="+", default=list(C.METHODS),
+    p.add_argument("--algo", nargs="+", type=C.run_tokens, default=list(C.METHODS),
                    help="algorithms: bptt rtrl uoro kf ok kf-avg; 'ok:4', 'bptt:25' pick one "
                    "rank / truncation")
-    p.add_argument("--ranks", nargs="+", default=["1,4,16"], help="ranks for ok (kf-avg: those > 1)")
-    p.add_argument("--truncations", nargs="+", default=["1,25"], help="TBPTT windows K for bptt")
-    p.add_argument("--sizes", nargs="+", default=["32,64,128,256"], help="hidden sizes n")
-    p.add_argument("--depth", nargs="+", default=["1,2"], help="recurrence depths L")
-    p.add_argument("--batch", nargs="+", default=["1,16"], help="batch sizes B")
-    p.add_argument("--dtype", nargs="+", default=["float32,float64"], help="float types")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "torch", "array_api_strict"],
-                   help="array library")
+    p.add_argument("--ranks", nargs="+", type=C.listed(C.positive), default=["1,4,16"],
+                   help="ranks for ok (kf-avg: those > 1)")
+    p.add_argument("--truncations", nargs="+", type=C.listed(C.positive), default=["1,25"],
+                   help="TBPTT windows K for bptt")
+    p.add_argument("--sizes", nargs="+", type=C.listed(C.positive),
+                   default=["32,64,128,256"], help="hidden sizes n")
+    p.add_argument("--depth", nargs="+", type=C.listed(C.positive), default=["1,2"],
+                   help="recurrence depths L")
+    p.add_argument("--batch", nargs="+", type=C.listed(C.positive), default=["1,16"],
+                   help="batch sizes B")
+    p.add_argument("--dtype", nargs="+", type=C.listed(C.dtype_name), default=["float32,float64"],
+                   help="float types")
+    p.add_argument("--backend", default="numpy", choices=C.NAMES, help="array library")
     p.add_argument("--through", choices=["online", "sequence"], default="online",
                    help="time the library's online step, or sequence_gradient over --length "
                         "steps divided by them (what a user pays)")
-    p.add_argument("--length", type=int, default=64,
+    p.add_argument("--length", type=C.positive, default=64,
                    help="steps of each sequence_gradient call with --through sequence")
-    p.add_argument("--n-in", type=int, default=50, help="input size (one-hot)")
-    p.add_argument("--n-out", type=int, default=50, help="output classes")
-    p.add_argument("--max-gib", type=float, default=4.0,
+    p.add_argument("--n-in", type=C.positive, default=50, help="input size (one-hot)")
+    p.add_argument("--n-out", type=C.positive, default=50, help="output classes")
+    p.add_argument("--max-gib", type=C.positive_float, default=4.0,
                    help="skip rtrl where its influence state exceeds this many GiB (the rtrl "
                    "update holds about 3x that at its peak)")
-    p.add_argument("--repeats", type=int, default=5, help="at least this many timed calls")
-    p.add_argument("--min-seconds", type=float, default=0.5,
-                   help="time calls until their total reaches this")
-    p.add_argument("--max-repeats", type=int, default=5000, help="at most this many timed calls")
-    p.add_argument("--warmup", type=int, default=2, help="at least this many untimed calls")
-    p.add_argument("--warmup-seconds", type=float, default=0.2,
-                   help="warm up until this much time has passed")
+    C.add_timer_flags(p, min_seconds=0.5, warmup_seconds=0.2)
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall: time.perf_counter; cpu: time.process_time, the CPU time "
                    "of this process only (use on a shared CPU; not for GPU backends)")
-    p.add_argument("--init-scale", type=float, default=0.01, help="std of the random weights")
-    p.add_argument("--seed", type=int, default=0, help="seeds the parameters, inputs and signs")
+    p.add_argument("--init-scale", type=C.nonnegative_float, default=0.01,
+                   help="std of the random weights")
+    p.add_argument("--seed", type=C.nonnegative, default=0,
+                   help="seeds the parameters, inputs and signs")
     p.add_argument("--json", metavar="FILE", help="write every row (and the machine) as JSON")
     return p
 
@@ -293,16 +294,8 @@ def parse_args(argv=None):
     args.depth = C.parse_list(args.depth, int)
     args.batch = C.parse_list(args.batch, int)
     args.dtype = C.parse_list(args.dtype)
-    for d in args.dtype:
-        if d not in ("float32", "float64"):
-            p.error(f"--dtype: {d!r} is not float32 or float64")
-    for flag in ("ranks", "truncations", "sizes", "depth", "batch"):
-        if any(v < 1 for v in getattr(args, flag)):
-            p.error(f"--{flag}: values must be >= 1")
-    try:
-        args.algos = C.run_specs(args.algo, ranks=args.ranks, truncations=args.truncations)
-    except ValueError as exc:
-        p.error(f"--algo: {exc}")
+    args.algos = C.specs_or_exit(p, "--algo", args.algo, ranks=args.ranks,
+                                 truncations=args.truncations)
     args.timer = C.TimerSettings(args.warmup, args.warmup_seconds, args.repeats, args.min_seconds,
                                  args.max_repeats, args.clock)
     return args

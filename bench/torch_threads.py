@@ -11,6 +11,7 @@ and the median is reported.
     python bench/torch_threads.py --sizes 16 64 128 --threads default 1 --seconds 15
 """
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -23,17 +24,30 @@ except ImportError:  # python bench/torch_threads.py
     import _common as C
 
 
+def thread_count(text):
+    """A ``--threads`` item: ``default`` or an integer >= 1 (kept as the text given)."""
+    if text != "default":
+        try:
+            C.positive(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected 'default' or an integer >= 1, not {text!r}") from None
+    return text
+
+
 def make_parser():
     p = C.parser(__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[16, 64, 128], help="hidden units n")
-    p.add_argument("--threads", nargs="+", default=["default", "1"],
+    p.add_argument("--sizes", type=C.positive, nargs="+", default=[16, 64, 128],
+                   help="hidden units n")
+    p.add_argument("--threads", type=thread_count, nargs="+", default=["default", "1"],
                    help="thread counts to compare; 'default' is torch's own choice in a fresh "
                         "process (its number of cores)")
-    p.add_argument("--algo", default="kf", help="the driver's --algo")
-    p.add_argument("--batch", type=int, default=16, help="the driver's --batch")
-    p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
-    p.add_argument("--busy", type=int, default=0,
+    p.add_argument("--algo", default="kf", choices=C.METHODS, help="the driver's --algo")
+    p.add_argument("--batch", type=C.positive, default=16, help="the driver's --batch")
+    p.add_argument("--seconds", type=C.positive_float, default=15.0,
+                   help="measured seconds per run")
+    p.add_argument("--rounds", type=C.positive, default=3, help="interleaved repetitions")
+    p.add_argument("--busy", type=C.nonnegative, default=0,
                    help="keep this many other processes spinning on the CPU meanwhile (the "
                         "shared-machine case)")
     p.add_argument("--json", metavar="FILE", help="write every run and the machine as JSON")
@@ -99,6 +113,7 @@ def main(argv=None):
     args = make_parser().parse_args(argv)
     if args.json:
         C.checked_output("--json", args.json)
+    C.open_backend("torch")  # one line and exit status 2 when PyTorch is not installed
     info = C.machine_info("torch", "cpu")
     C.print_machine(info)
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])

@@ -13,8 +13,7 @@
 ``driver_backend`` has the plain backends only (a command line names a backend, not a
 variant). ``MINIRTRL_BACKENDS=numpy,torch`` restricts both lists to those base names; a
 backend named there that cannot run *fails* the test instead of skipping it (asking for it
-means it must work). ``close`` is ``testing.assert_close`` checking the namespace and the
-device of the backend under test.
+means it must work).
 """
 
 import functools
@@ -26,7 +25,6 @@ import pytest
 
 from minirtrl.drivers.backends import BackendError, load
 from minirtrl.testing import to_numpy
-from minirtrl.testing import assert_close
 
 PLAIN = ["numpy", "array_api_strict", "torch", pytest.param("cupy", marks=pytest.mark.gpu)]
 VARIANTS = ["numpy", "numpy-readonly", "array_api_strict", "array_api_strict-device1",
@@ -104,12 +102,6 @@ def to_xp(backend):
         return backend.xp.asarray(a, dtype=dtype, device=backend.device)
 
     return move
-
-
-@pytest.fixture
-def close(backend):
-    """``assert_close`` that also checks the backend's namespace and device."""
-    return functools.partial(assert_close, xp=backend.xp, device=backend.device)
 
 
 @pytest.fixture

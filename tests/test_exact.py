@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import minirtrl
-from minirtrl.testing import assert_close, numerical_gradient, numerical_jacobian, random_problem, relative_error, sequence_loss
+from minirtrl.testing import (assert_close, numerical_gradient, numerical_jacobian, random_problem,
+                              relative_error, sequence_loss, to_numpy)
 
 T, B = 6, 2
 
@@ -23,21 +24,26 @@ def on(to_xp, params, *arrays):
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_rtrl_equals_bptt_equals_finite_differences(backend, to_xp, depth):
+    xp, device = backend.xp, backend.device
     cell, params_np, xs, ys, mask = problem(depth)
     fd = numerical_gradient(cell, params_np, xs, ys, mask)
     expected_loss = sequence_loss(cell, params_np, xs, ys, mask)
     params, (xs_, ys_, mask_) = on(to_xp, params_np, xs, ys, mask)
     results = {m: minirtrl.sequence_gradient(m, cell, params, xs_, ys_, mask_) for m in ("rtrl", "bptt")}
     for method, (loss, grads) in results.items():
-        assert abs(float(loss) - expected_loss) <= 1e-12 * abs(expected_loss)
+        assert_close(loss, expected_loss, xp=xp, device=device, rtol=1e-12, atol=0)
         for k in params:
-            assert relative_error(grads[k], fd[k]) < 1e-7, (method, k)
+            assert_close(grads[k], fd[k], xp=xp, device=device, rtol=0,
+                         atol=1e-7 * np.max(np.abs(fd[k])), err_msg=f"{method} {k}")
     for k in params:  # the two exact methods agree to rounding
-        assert relative_error(results["rtrl"][1][k], results["bptt"][1][k]) < 1e-12
+        bptt = results["bptt"][1][k]
+        assert_close(results["rtrl"][1][k], bptt, xp=xp, device=device, rtol=0,
+                     atol=1e-12 * np.max(np.abs(to_numpy(bptt))))
 
 
 @pytest.mark.parametrize("depth", [1, 2])
 def test_exact_influence_is_ds_T_dW(backend, to_xp, depth):
+    xp, device = backend.xp, backend.device
     cell, params_np, xs, _, _ = problem(depth)
     params, (xs_,) = on(to_xp, params_np, xs)
     G = minirtrl.exact_influence(cell, params, xs_)
@@ -52,7 +58,7 @@ def test_exact_influence_is_ds_T_dW(backend, to_xp, depth):
 
         fd = numerical_jacobian(s_T, params_np[name])  # (B, n, 2n, k_l)
         assert G[name].shape == fd.shape
-        assert relative_error(G[name], fd) < 1e-7
+        assert_close(G[name], fd, xp=xp, device=device, rtol=0, atol=1e-7 * np.max(np.abs(fd)))
 
 
 def tbptt_oracle(cell, params, xs, ys, mask, K):
@@ -78,17 +84,20 @@ def numerical_gradient_from(cell, params, xs, ys, mask, s0):
 
 @pytest.mark.parametrize("depth", [1, 2])
 def test_truncated_bptt(backend, to_xp, depth):
+    xp, device = backend.xp, backend.device
     cell, params_np, xs, ys, mask = problem(depth)
     params, (xs_, ys_, mask_) = on(to_xp, params_np, xs, ys, mask)
     _, full = minirtrl.sequence_gradient("bptt", cell, params, xs_, ys_, mask_)
     for K in (T, T + 3):  # a window at least as long as the sequence is no truncation
         _, g = minirtrl.sequence_gradient("bptt", cell, params, xs_, ys_, mask_, truncation=K)
         for k in params:
-            assert relative_error(g[k], full[k]) < 1e-14
+            assert_close(g[k], full[k], xp=xp, device=device, rtol=0,
+                         atol=1e-14 * np.max(np.abs(to_numpy(full[k]))))
     for K in (1, 2, 4):  # shorter windows: equal to the windowed oracle, measurably off the full gradient
         _, g = minirtrl.sequence_gradient("bptt", cell, params, xs_, ys_, mask_, truncation=K)
         oracle = tbptt_oracle(cell, params_np, xs, ys, mask, K)
         for k in params:
-            assert relative_error(g[k], oracle[k]) < 1e-7
+            assert_close(g[k], oracle[k], xp=xp, device=device, rtol=0,
+                         atol=1e-7 * np.max(np.abs(oracle[k])))
         assert max(relative_error(g[k], full[k]) for k in cell.blocks) > 1e-3
-        assert_close(minirtrl.testing.to_numpy(g["V"]), minirtrl.testing.to_numpy(full["V"]), rtol=1e-12)
+        assert_close(g["V"], full["V"], xp=xp, device=device, rtol=1e-12)

@@ -37,14 +37,14 @@ def problem(cell_name, seed=0):
 # ---- the loop is sequence_gradient ----------------------------------------------------------
 @pytest.mark.parametrize("cell_name", sorted(CELLS))
 @pytest.mark.parametrize("method", INFLUENCE)
-def test_step_loop_is_sequence_gradient_bitwise(backend, to_xp, close, method, cell_name):
+def test_step_loop_is_sequence_gradient_bitwise(backend, to_xp, method, cell_name):
     cell, p_np, xs, ys, mask = problem(cell_name)
     p = {k: to_xp(v) for k, v in p_np.items()}
     xs_, ys_, mask_ = to_xp(xs), to_xp(ys), to_xp(mask)
     seed, rank = 7, rank_of(method)
     loss, grads = minirtrl.sequence_gradient(method, cell, p, xs_, ys_, mask_, seed=seed, rank=rank)
 
-    xp, dtype = backend.xp, p["V"].dtype
+    xp, device, dtype = backend.xp, backend.device, p["V"].dtype
     algo = minirtrl.online(method, cell, rank)
     rng = np.random.default_rng(seed)
     state = algo.init(B, xp=xp, dtype=dtype, device=backend.device)
@@ -54,14 +54,14 @@ def test_step_loop_is_sequence_gradient_bitwise(backend, to_xp, close, method, c
         state, l_t, g_t = algo.step(p, state, xs_[t, ...], ys_[t, ...], mask_[t, ...], signs=signs)
         total = l_t if total is None else total + l_t
         summed = g_t if summed is None else {k: summed[k] + g_t[k] for k in summed}
-    close(xp.sum(total), loss, rtol=0, atol=0)
+    assert_close(xp.sum(total), loss, xp=xp, device=device, rtol=0, atol=0)
     assert sorted(summed) == sorted(grads)
     for k in grads:
-        close(summed[k], grads[k], rtol=0, atol=0)
+        assert_close(summed[k], grads[k], xp=xp, device=device, rtol=0, atol=0)
     if method == "rtrl":
         G = minirtrl.exact_influence(cell, p, xs_)
         for k, v in algo.influence(state).items():
-            close(v, G[k], rtol=0, atol=0)
+            assert_close(v, G[k], xp=xp, device=device, rtol=0, atol=0)
 
 
 def test_influence_alone_without_targets():
@@ -317,6 +317,7 @@ def test_core_alone_runs_the_vanilla_cell_and_the_online_step(tmp_path):
     code = (
         "import sys, numpy as np, vendored_rtrl as m\n"
         "from vendored_rtrl.testing import random_problem, expected_step, unbiasedness_z\n"
+        "from vendored_rtrl.testing import assert_close\n"
         "cell = m.VanillaRNN(3, 4, 3, alpha=0.5)\n"
         "p = cell.init(0, init_scale=0.5)\n"
         "xs, ys, mask = random_problem(cell, 5, 2)\n"
@@ -330,7 +331,8 @@ def test_core_alone_runs_the_vanilla_cell_and_the_online_step(tmp_path):
         "st = algo.init(2)\n"
         "st, loss, g = algo.step(p, st, xs[0], ys[0], signs=algo.draw_signs(np.random.default_rng(0), 2, xp=np, dtype=np.float64))\n"
         "e = expected_step(algo, p, st, xs[1], ys[1])\n"
-        "ok.append(float(np.abs(e.influence['W1'] - e.exact['W1']).max()) < 1e-12)\n"
+        "assert_close(e.influence['W1'], e.exact['W1'], rtol=0, atol=1e-12)\n"
+        "ok.append(True)\n"
         "print(all(ok), len(ok), 'minirtrl' in sys.modules)"
     )
     out = run(code, cwd=tmp_path)

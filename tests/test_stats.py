@@ -60,7 +60,7 @@ def test_unbiased_estimators_pass(method, rank):
     z = testing.assert_unbiased(estimate, exact, range(N_SEEDS))
     bound = testing.z_threshold(exact["W1"].size)  # V is exact: it does not vary
     assert 0.5 < z <= bound  # a real spread, and below the Bonferroni bound
-    assert z == testing.unbiasedness_z(estimate, exact, range(N_SEEDS))
+    assert_close(z, testing.unbiasedness_z(estimate, exact, range(N_SEEDS)), rtol=0)
 
 
 def test_a_five_percent_bias_of_a_low_noise_estimator_is_flagged():
@@ -100,8 +100,11 @@ def test_z_is_the_largest_standardised_deviation():
 
     z = testing.unbiasedness_z(estimate, exact, range(50))
     expected = np.abs(draws.mean(0) / (draws.std(0, ddof=1) / math.sqrt(50))).max()
-    assert z == pytest.approx(expected, rel=1e-12)
-    assert z == pytest.approx(abs(draws[:, 2].mean()) / (draws[:, 2].std(ddof=1) / math.sqrt(50)))
+    # pytest.approx's tolerance was max(rel·|expected|, 1e-12) (rel 1e-6 by default), here
+    # rel·|expected| itself as |expected| > 1: atol=0 keeps it exactly
+    assert_close(z, expected, rtol=1e-12, atol=0)
+    assert_close(z, abs(draws[:, 2].mean()) / (draws[:, 2].std(ddof=1) / math.sqrt(50)),
+                 rtol=1e-6, atol=0)
 
 
 def test_entries_that_do_not_vary_must_equal_exact():
@@ -116,18 +119,19 @@ def test_entries_that_do_not_vary_must_equal_exact():
         return {"W": draws[seed], "V": np.array([3.0 + 1e-6])}
 
     assert math.isfinite(testing.unbiasedness_z(good, exact, range(30)))
-    assert testing.unbiasedness_z(off, exact, range(30)) == math.inf
+    assert_close(testing.unbiasedness_z(off, exact, range(30)), math.inf, rtol=0)
     with pytest.raises(AssertionError, match=r"V\[0\]"):
         testing.assert_unbiased(off, exact, range(30))
 
 
 def test_z_threshold_is_the_bonferroni_bound():
-    assert testing.z_threshold(1) == pytest.approx(3.2905267, abs=1e-6)  # two-sided p = 1e-3
-    assert testing.z_threshold(100) == pytest.approx(4.4171734, abs=1e-6)
-    assert testing.z_threshold(100, p=0.05) == pytest.approx(3.4807564, abs=1e-6)
+    assert_close(testing.z_threshold(1), 3.2905267, rtol=0, atol=1e-6)  # two-sided p = 1e-3
+    assert_close(testing.z_threshold(100), 4.4171734, rtol=0, atol=1e-6)
+    assert_close(testing.z_threshold(100, p=0.05), 3.4807564, rtol=0, atol=1e-6)
     for N in (1, 10, 1000):
         z = testing.z_threshold(N)
-        assert N * math.erfc(z / math.sqrt(2)) == pytest.approx(1e-3, rel=1e-9)
+        # max(1e-9·1e-3, 1e-12) = 1e-12, as pytest.approx(1e-3, rel=1e-9) had it
+        assert_close(N * math.erfc(z / math.sqrt(2)), 1e-3, rtol=1e-9, atol=0)
 
 
 def test_seeds_are_checked():
@@ -178,7 +182,7 @@ def test_expected_step_counts_and_refuses_patterns():
         testing.expected_step("uoro", p, uoro.init(1), x, y)
 
 
-def test_expected_step_on_every_backend(backend, to_xp, close):
+def test_expected_step_on_every_backend(backend, to_xp):
     cell = minirtrl.VanillaRNN(3, 4, 5, alpha=0.5)
     p_np = cell.init(1, init_scale=0.6)
     xs, ys, _ = random_problem(cell, 3, 2, seed=2, masked=False)
@@ -194,5 +198,7 @@ def test_expected_step_on_every_backend(backend, to_xp, close):
                                                 device=backend.device))
     ref = testing.expected_step(algo, p_np, ref_state, xs[2], ys[2])
     got = testing.expected_step(algo, p, state, to_xp(xs[2]), to_xp(ys[2]))
-    close(got.influence["W1"], ref.influence["W1"], rtol=1e-12, atol=1e-15)
-    close(got.grads["W1"], ref.grads["W1"], rtol=1e-12, atol=1e-15)
+    xp, device = backend.xp, backend.device
+    assert_close(got.influence["W1"], ref.influence["W1"], xp=xp, device=device, rtol=1e-12,
+                 atol=1e-15)
+    assert_close(got.grads["W1"], ref.grads["W1"], xp=xp, device=device, rtol=1e-12, atol=1e-15)

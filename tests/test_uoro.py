@@ -130,16 +130,17 @@ def test_sequence_gradient_is_unbiased(depth):
 
 
 # ---- backends, dtypes, resets, long runs --------------------------------------------------
-def test_same_seed_same_estimate_on_every_backend(backend, to_xp, close):
+def test_same_seed_same_estimate_on_every_backend(backend, to_xp):
+    xp, device = backend.xp, backend.device
     cell, params, xs, ys, mask = small_problem(2)
     loss_np, ref = minirtrl.sequence_gradient("uoro", cell, params, xs, ys, mask, seed=11)
     p_xp = {k: to_xp(v) for k, v in params.items()}
     loss, got = minirtrl.sequence_gradient(
         "uoro", cell, p_xp, to_xp(xs), to_xp(ys), to_xp(mask), seed=11
     )
-    close(loss, loss_np)
+    assert_close(loss, loss_np, xp=xp, device=device)
     for k in ref:
-        close(got[k], ref[k])
+        assert_close(got[k], ref[k], xp=xp, device=device)
 
 
 def test_float32_is_finite_and_close_to_float64(backend, to_xp):
@@ -153,8 +154,9 @@ def test_float32_is_finite_and_close_to_float64(backend, to_xp):
     for k in ref:
         assert got[k].dtype == xp.float32
         assert bool(xp.all(xp.isfinite(got[k])))
-        testing.assert_close(got[k], ref[k], xp=xp, rtol=1e-3, atol=1e-4 * np.abs(ref[k]).max(),
-                              check_dtype=False)  # float32 against the float64 reference
+        assert_close(got[k], ref[k], xp=xp, device=backend.device, rtol=1e-3,
+                     atol=1e-4 * np.abs(ref[k]).max(),
+                     check_dtype=False)  # float32 against the float64 reference
 
 
 def test_state_shapes_and_reset_zeroes_chosen_streams(backend, to_xp, host):
@@ -171,7 +173,8 @@ def test_state_shapes_and_reset_zeroes_chosen_streams(backend, to_xp, host):
     new = reset(state, to_xp(np.array([1.0, 0.0, 1.0])))
     for old_arr, new_arr in zip((state.s,) + state.theta, (new.s,) + new.theta):
         o, nw = host(old_arr), host(new_arr)
-        assert np.all(nw[1] == 0) and np.abs(o[1]).max() > 0
+        assert_close(nw[1], 0.0, rtol=0)
+        assert np.abs(o[1]).max() > 0
         assert_close(nw[[0, 2]], o[[0, 2]], rtol=0)
 
 

@@ -14,7 +14,7 @@ from minirtrl.cells import rhn, vanilla
 from minirtrl.testing import to_numpy
 from minirtrl.methods import RANKED
 from minirtrl.testing import (assert_close, numerical_gradient, numerical_jacobian,
-                              random_problem, relative_error, sequence_loss)
+                              random_problem, sequence_loss)
 
 B, T = 2, 6
 TOL = 1e-7  # relative; central differences with eps 1e-6 are good to ~1e-9 here
@@ -91,6 +91,7 @@ def test_jvp_and_vjp_match_H_and_M(alpha):
 # ---- exact gradients ----------------------------------------------------------------------
 @pytest.mark.parametrize("alpha", ALPHAS)
 def test_rtrl_equals_bptt_equals_finite_differences(backend, to_xp, alpha):
+    xp, device = backend.xp, backend.device
     cell, p_np, _, _ = setup(alpha)
     xs, ys, mask = random_problem(cell, T, B, seed=3)
     fd = numerical_gradient(cell, p_np, xs, ys, mask)
@@ -99,14 +100,18 @@ def test_rtrl_equals_bptt_equals_finite_differences(backend, to_xp, alpha):
     results = {m: minirtrl.sequence_gradient(m, cell, p, to_xp(xs), to_xp(ys), to_xp(mask))
                for m in ("rtrl", "bptt")}
     for method, (loss, grads) in results.items():
-        assert abs(float(loss) - expected_loss) <= 1e-12 * abs(expected_loss)
+        assert_close(loss, expected_loss, xp=xp, device=device, rtol=1e-12, atol=0)
         for k in p:
-            assert relative_error(grads[k], fd[k]) < 1e-7, (method, k)
+            assert_close(grads[k], fd[k], xp=xp, device=device, rtol=0,
+                         atol=1e-7 * np.max(np.abs(fd[k])), err_msg=f"{method} {k}")
     for k in p:
-        assert relative_error(results["rtrl"][1][k], results["bptt"][1][k]) < 1e-12
+        bptt = results["bptt"][1][k]
+        assert_close(results["rtrl"][1][k], bptt, xp=xp, device=device, rtol=0,
+                     atol=1e-12 * np.max(np.abs(to_numpy(bptt))))
 
 
 def test_exact_influence_is_ds_T_dW(backend, to_xp):
+    xp, device = backend.xp, backend.device
     cell, p_np, _, _ = setup(0.6)
     xs, _, _ = random_problem(cell, T, B, seed=4)
     G = minirtrl.exact_influence(cell, {k: to_xp(v) for k, v in p_np.items()}, to_xp(xs))
@@ -119,7 +124,7 @@ def test_exact_influence_is_ds_T_dW(backend, to_xp):
 
     fd = numerical_jacobian(s_T, p_np["W1"])  # (B, n, n, k)
     assert set(G) == {"W1"} and G["W1"].shape == fd.shape
-    assert relative_error(G["W1"], fd) < 1e-7
+    assert_close(G["W1"], fd, xp=xp, device=device, rtol=0, atol=1e-7 * np.max(np.abs(fd)))
 
 
 def test_gradients_match_torch_autograd():
@@ -140,9 +145,11 @@ def test_gradients_match_torch_autograd():
     total.backward()
     for method in ("rtrl", "bptt"):
         loss, grads = minirtrl.sequence_gradient(method, cell, p, xs, ys, mask)
-        assert np.isclose(float(loss), total.item(), rtol=1e-13)
+        assert_close(loss, total.item(), rtol=1e-13, atol=1e-8)  # np.isclose's tolerances
         for k in p:
-            assert relative_error(grads[k], tp[k].grad.numpy()) < 1e-12, (method, k)
+            ref = tp[k].grad.numpy()
+            assert_close(grads[k], ref, rtol=0, atol=1e-12 * np.max(np.abs(ref)),
+                         err_msg=f"{method} {k}")
 
 
 # ---- the estimators: one step by enumerating its signs --------------------------------------
@@ -189,8 +196,8 @@ def rhn_twin(cell, p, bias):
 
 
 def test_sigmoid_of_40_is_one_in_float64():
-    assert rhn.sigmoid(np.float64(40.0), np) == 1.0
-    assert 1.0 / (1.0 + math.exp(-40.0)) == 1.0  # the textbook formula agrees
+    assert_close(rhn.sigmoid(np.float64(40.0), np), 1.0, rtol=0)
+    assert_close(1.0 / (1.0 + math.exp(-40.0)), 1.0, rtol=0)  # the textbook formula agrees
     assert rhn.sigmoid(np.float64(30.0), np) < 1.0  # and 40 is not needlessly large by much
 
 
@@ -203,7 +210,8 @@ def twin_problem(alpha):
 
 
 @pytest.mark.parametrize("alpha", [0.3, 0.7, 1.0])
-def test_equals_rhn_with_zero_gate_rows_exact_methods(backend, to_xp, close, alpha):
+def test_equals_rhn_with_zero_gate_rows_exact_methods(backend, to_xp, alpha):
+    xp, device = backend.xp, backend.device
     cell, p, rcell, rp, xs, ys, mask = twin_problem(alpha)
     n = cell.n_hidden
     on = lambda d: {k: to_xp(v) for k, v in d.items()}  # noqa: E731
@@ -211,49 +219,53 @@ def test_equals_rhn_with_zero_gate_rows_exact_methods(backend, to_xp, close, alp
     for method in ("rtrl", "bptt"):
         loss, g = minirtrl.sequence_gradient(method, cell, on(p), *data)
         rloss, rg = minirtrl.sequence_gradient(method, rcell, on(rp), *data)
-        close(loss, rloss, rtol=1e-12)
-        close(g["W1"], rg["W1"][:n, :], rtol=0, atol=1e-12 * float(np.abs(to_numpy(rg["W1"])).max()))
-        close(g["V"], rg["V"], rtol=0, atol=1e-12)
+        assert_close(loss, rloss, xp=xp, device=device, rtol=1e-12)
+        assert_close(g["W1"], rg["W1"][:n, :], xp=xp, device=device, rtol=0,
+                     atol=1e-12 * float(np.abs(to_numpy(rg["W1"])).max()))
+        assert_close(g["V"], rg["V"], xp=xp, device=device, rtol=0, atol=1e-12)
         if alpha == 1.0:  # τ(1 - τ) = 0 exactly: the gate rows get no gradient at all
-            assert float(np.abs(to_numpy(rg["W1"][n:, :])).max()) == 0.0
+            assert_close(rg["W1"][n:, :], 0.0, xp=xp, device=device, rtol=0)
     G = minirtrl.exact_influence(cell, on(p), data[0])["W1"]
     rG = minirtrl.exact_influence(rcell, on(rp), data[0])["W1"]
-    close(G, rG[:, :, :n, :], rtol=0, atol=1e-12 * float(np.abs(to_numpy(rG)).max()))
+    assert_close(G, rG[:, :, :n, :], xp=xp, device=device, rtol=0,
+                 atol=1e-12 * float(np.abs(to_numpy(rG)).max()))
 
 
 @pytest.mark.parametrize("method", ESTIMATORS)
-def test_estimators_equal_rhn_at_alpha_one_with_the_same_seed(backend, to_xp, close, method):
+def test_estimators_equal_rhn_at_alpha_one_with_the_same_seed(backend, to_xp, method):
     """At α = 1 (gate bias 40) the RHN's extra gate rows carry exact zeros, so the random
     estimates coincide too: the sign shapes are the same, and so are all the norms."""
     cell, p, rcell, rp, xs, ys, mask = twin_problem(1.0)
     n, rank = cell.n_hidden, rank_of(method)
+    xp, device = backend.xp, backend.device
     assert minirtrl.online(method, cell, rank).sign_shapes(B) == minirtrl.online(method, rcell, rank).sign_shapes(B)
     on = lambda d: {k: to_xp(v) for k, v in d.items()}  # noqa: E731
     data = [to_xp(a) for a in (xs, ys, mask)]
     loss, g = minirtrl.sequence_gradient(method, cell, on(p), *data, seed=5, rank=rank)
     rloss, rg = minirtrl.sequence_gradient(method, rcell, on(rp), *data, seed=5, rank=rank)
-    close(loss, rloss, rtol=1e-12)
+    assert_close(loss, rloss, xp=xp, device=device, rtol=1e-12)
     scale = float(np.abs(to_numpy(rg["W1"])).max())
-    close(g["W1"], rg["W1"][:n, :], rtol=0, atol=1e-12 * scale)
-    close(g["V"], rg["V"], rtol=0, atol=1e-12)
+    assert_close(g["W1"], rg["W1"][:n, :], xp=xp, device=device, rtol=0, atol=1e-12 * scale)
+    assert_close(g["V"], rg["V"], xp=xp, device=device, rtol=0, atol=1e-12)
 
 
 # ---- every backend, the same numbers ------------------------------------------------------------
 @pytest.mark.parametrize("method", ["bptt", "rtrl", *ESTIMATORS])
-def test_same_numbers_on_every_backend(backend, to_xp, close, method):
+def test_same_numbers_on_every_backend(backend, to_xp, method):
+    xp, device = backend.xp, backend.device
     cell = minirtrl.VanillaRNN(3, 4, 5, alpha=0.8)
     p_np = cell.init(4, xp=np, init_scale=0.5)
     p = cell.init(4, xp=backend.xp, init_scale=0.5, device=backend.device)
     for k in p:  # host draws: the same parameters everywhere
-        close(p[k], p_np[k], rtol=0)
+        assert_close(p[k], p_np[k], xp=xp, device=device, rtol=0)
     xs, ys, mask = random_problem(cell, 5, 3, seed=2)
     rank = rank_of(method)
     loss_np, g_np = minirtrl.sequence_gradient(method, cell, p_np, xs, ys, mask, seed=3, rank=rank)
     loss, g = minirtrl.sequence_gradient(method, cell, p, to_xp(xs), to_xp(ys), to_xp(mask),
                                          seed=3, rank=rank)
-    close(loss, loss_np, rtol=1e-12)
+    assert_close(loss, loss_np, xp=xp, device=device, rtol=1e-12)
     for k in p:
-        close(g[k], g_np[k], rtol=1e-10, atol=1e-14)
+        assert_close(g[k], g_np[k], xp=xp, device=device, rtol=1e-10, atol=1e-14)
 
 
 # ---- construction -------------------------------------------------------------------------------
