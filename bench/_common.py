@@ -18,19 +18,30 @@ import sys
 import time
 from argparse import ArgumentTypeError
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
+from array_api_compat import is_cupy_namespace, is_torch_namespace
 
 import minirtrl
 from minirtrl import bptt, readout
-from minirtrl.drivers.backends import NAMES, BackendError, dtype_of, load
-from minirtrl.drivers.backends import machine_info  # noqa: F401  (the header of every table)
-from minirtrl.drivers.cli import (Parser, leak_rate, nonnegative,  # noqa: F401  (flag types)
-                                  nonnegative_float, positive, positive_float, real)
+from minirtrl.drivers.backends import (
+    NAMES,
+    BackendError,
+    dtype_of,
+    load,
+    machine_info,  # noqa: F401  (the header of every table)
+)
+from minirtrl.drivers.cli import (  # noqa: F401  (flag types)
+    Parser,
+    leak_rate,
+    nonnegative,
+    nonnegative_float,
+    positive,
+    positive_float,
+    real,
+)
 from minirtrl.methods import INFLUENCE, METHODS, RANKED, host_signs, influence_step, leaves
-
-from array_api_compat import is_cupy_namespace, is_torch_namespace
 
 
 # ---- what to run ------------------------------------------------------------------------
@@ -38,8 +49,8 @@ class RunSpec(NamedTuple):
     """One algorithm with its rank (``ok``, ``kf-avg``) or truncation (``bptt``)."""
 
     algo: str
-    rank: Optional[int] = None
-    truncation: Optional[int] = None
+    rank: int | None = None
+    truncation: int | None = None
 
     @property
     def label(self):
@@ -200,8 +211,7 @@ def checked_output(flag, path, *, image=False, directory=False, fresh=()):
     work, or exit with one line and status 2. ``directory``: an output folder (made if
     missing); ``fresh``: names in that folder that must not exist yet (never overwritten).
     """
-    from minirtrl.drivers.safety import Failure
-    from minirtrl.drivers.safety import check_output, check_output_dir
+    from minirtrl.drivers.safety import Failure, check_output, check_output_dir
 
     try:
         if directory:
@@ -257,8 +267,8 @@ def synchronizer(xp, device):
 def log_records(path):
     """The records of a driver's ``--log`` (header first); ``[]`` when it is missing or not a
     log. A last line cut off by a kill is dropped (``minirtrl.drivers.plot.read``)."""
-    from minirtrl.drivers.safety import Failure
     from minirtrl.drivers.plot import read
+    from minirtrl.drivers.safety import Failure
 
     try:
         return read(path).records

@@ -75,9 +75,9 @@ def import_peer(folder):
                    "learning_algorithms/)")
     sys.path.insert(0, folder)
     try:
-        from core.RNN import RNN  # noqa: E402  (the peer's modules, from its checkout)
-        from functions import softmax, softmax_cross_entropy, tanh
         import learning_algorithms
+        from core.RNN import RNN
+        from functions import softmax, softmax_cross_entropy, tanh
     except ImportError as exc:  # e.g. the peer needs scipy, which is not installed
         peer_error(f"--peer {folder}: cannot import the peer ({type(exc).__name__}: {exc})")
 

@@ -18,11 +18,20 @@ Example (a quick look; the OK authors' runs use n=128 for 2M steps)::
 import os
 import sys
 
+from _common import (
+    add_training_flags,
+    checked_output,
+    draw_runs,
+    open_backend,
+    parser,
+    positive,
+    positive_float,
+    specs_or_exit,
+    write_json,
+)
+
 from minirtrl.drivers import plot
 from minirtrl.drivers.copy import main as copy_main
-
-from _common import (add_training_flags, checked_output, draw_runs, open_backend, parser,
-                     positive, positive_float, specs_or_exit, write_json)
 
 DEFAULT_RUNS = "bptt:10,bptt:50,uoro,kf,kf-avg,ok"
 

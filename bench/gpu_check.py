@@ -301,7 +301,7 @@ def main(argv=None):
         start = time.perf_counter()
         try:
             result = fn(args, limits[name])
-        except Exception as exc:  # noqa: BLE001 - a step that breaks is recorded, the next runs
+        except Exception as exc:
             result = {"status": f"error: {type(exc).__name__}: {exc}",
                       "seconds": time.perf_counter() - start}
         summary.record(name, result)

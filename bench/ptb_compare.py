@@ -41,18 +41,27 @@ import sys
 import tempfile
 import time
 
+from _common import (
+    add_training_flags,
+    checked_output,
+    draw_runs,
+    machine_info,
+    nonnegative,
+    open_backend,
+    parser,
+    positive,
+    positive_float,
+    specs_or_exit,
+    synthetic_corpus,
+    write_json,
+)
 
 from minirtrl import RHN
-from minirtrl.drivers.backends import load
 from minirtrl.drivers import plot
+from minirtrl.drivers.backends import load
 from minirtrl.drivers.corpus import CorpusError, read_corpus, split_files
-from minirtrl.drivers.ptb import eval_streams
+from minirtrl.drivers.ptb import eval_streams, evaluate
 from minirtrl.drivers.ptb import main as ptb_main
-from minirtrl.drivers.ptb import evaluate
-
-from _common import (add_training_flags, checked_output, draw_runs, machine_info, nonnegative,
-                     open_backend, parser, positive, positive_float, specs_or_exit,
-                     synthetic_corpus, write_json)
 
 DEFAULT_RUNS = "bptt:25,kf,ok:8"
 SYNTHETIC = (("train", 20000), ("valid", 0), ("test", 0))  # the timing corpus: its splits' sizes

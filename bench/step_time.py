@@ -328,7 +328,7 @@ def main(argv=None):
                                 row = measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync)
                             except KeyboardInterrupt:
                                 raise
-                            except Exception as exc:  # noqa: BLE001 - report, go on
+                            except Exception as exc:
                                 row = {"algo": algo[0], "rank": algo[1], "truncation": algo[2],
                                        "label": algo.label, "n": n, "depth": depth, "batch": B,
                                        "dtype": dtype_name, "backend": args.backend,

@@ -6,9 +6,8 @@ import pytest
 
 import minirtrl
 from minirtrl.drivers.backends import BackendError, load
-from minirtrl.testing import to_numpy
 from minirtrl.methods import RANKED
-from minirtrl.testing import assert_close, random_problem
+from minirtrl.testing import assert_close, random_problem, to_numpy
 
 T, B = 5, 3
 EXACT = ("rtrl", "bptt")

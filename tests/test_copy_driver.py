@@ -5,15 +5,12 @@ import math
 
 import numpy as np
 import pytest
-
-from minirtrl import readout
-from minirtrl import METHODS, sequence_gradient
-from minirtrl.drivers.backends import BackendError
-from minirtrl.drivers.copy import main
-from minirtrl.drivers.copy import CopyTask
-from minirtrl import RHN
-from minirtrl.testing import assert_close
 from cli_helpers import one_error_line
+
+from minirtrl import METHODS, RHN, readout, sequence_gradient
+from minirtrl.drivers.backends import BackendError
+from minirtrl.drivers.copy import CopyTask, main
+from minirtrl.testing import assert_close
 
 EXTRA = {"bptt": ["--truncation", "4"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}
 SMALL = ["--hidden", "6", "--batch", "3", "--progress-seconds", "1000"]
@@ -62,14 +59,14 @@ def test_help(capsys):
 
 
 def test_defaults_follow_spec():
-    from minirtrl.drivers.copy import make_parser
     from minirtrl.drivers.cli import parse_training as parse
+    from minirtrl.drivers.copy import make_parser
 
     args = parse(make_parser(), [])
     assert (args.backend, args.dtype, args.algo, args.rank, args.hidden, args.depth) == (
         "numpy", "float32", "ok", 16, 128, 1)
     assert (args.batch, args.clip, args.truncation) == (16, 16.0, None)
-    assert args.lr == pytest.approx(10**-3.5, rel=1e-12)
+    assert_close(args.lr, 10**-3.5, rtol=1e-12)
 
 
 # ---- the step is what the spec says -------------------------------------------------------
@@ -98,7 +95,7 @@ def test_first_step_is_one_clipped_adam_step_on_the_batch_mean(algo, tmp_path):
             assert_close(saved[k], p - lr * g[k] / (np.abs(g[k]) + 1e-8),
                                        rtol=0, atol=1e-12)
     bits = float(loss) / B / math.log(2)
-    assert read_log(log)[-1]["bits"] == pytest.approx(0.999 + 0.001 * bits, rel=1e-12)
+    assert_close(read_log(log)[-1]["bits"], 0.999 + 0.001 * bits, rtol=1e-12)
 
 
 def test_online_rtrl_gradients_equal_per_step_bptt_since_each_reset(tmp_path):

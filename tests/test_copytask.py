@@ -97,11 +97,11 @@ def test_running_error_follows_the_stated_update():
     for bits in [2.0, 0.5, 1.25, 0.0, 3.0]:
         task.observe(bits)
         e = 0.999 * e + 0.001 * bits
-        assert task.error == pytest.approx(e, rel=1e-15, abs=0)
+        assert_close(task.error, e, rtol=1e-15)
     task.observe(0.7, steps=50)  # 50 characters of the same mean loss
     for _ in range(50):
         e = 0.999 * e + 0.001 * 0.7
-    assert task.error == pytest.approx(e, rel=1e-12)
+    assert_close(task.error, e, rtol=1e-12)
 
 
 def test_curriculum_rises_only_at_a_sequence_start_below_threshold():

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from cli_helpers import one_error_line
 
 from minirtrl import METHODS, VanillaRNN, sequence_gradient
 from minirtrl.drivers import copy as copy_driver
@@ -14,7 +15,6 @@ from minirtrl.drivers import ptb as ptb_driver
 from minirtrl.drivers.cli import parse_training as parse
 from minirtrl.drivers.copy import CopyTask
 from minirtrl.testing import assert_close
-from cli_helpers import one_error_line
 
 EXTRA = {"bptt": ["--truncation", "3"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}
 QUIET = ["--progress-seconds", "1000"]

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 import minirtrl
-from minirtrl.testing import (assert_close, numerical_gradient, numerical_jacobian, random_problem,
-                              relative_error, sequence_loss, to_numpy)
+from minirtrl.testing import (
+    assert_close,
+    numerical_gradient,
+    numerical_jacobian,
+    random_problem,
+    relative_error,
+    sequence_loss,
+    to_numpy,
+)
 
 T, B = 6, 2
 

@@ -18,15 +18,13 @@ And exact RTRL's state is exactly the theoretical B·Σ_l n·2n·k_l elements.
 
 import numpy as np
 import pytest
+from estimator_helpers import draw_signs, exact_step, jvp_state, reset
 
 import minirtrl
 from minirtrl import kf, ok, opt, readout, rtrl
 from minirtrl.cells import rhn
 from minirtrl.drivers.backends import load
-from minirtrl.testing import to_numpy
-from minirtrl.testing import assert_close
-
-from estimator_helpers import draw_signs, exact_step, jvp_state, reset
+from minirtrl.testing import assert_close, to_numpy
 
 NPX, _ = load("numpy")
 EPS = np.finfo(np.float64).eps

@@ -8,13 +8,19 @@ backends.
 
 import numpy as np
 import pytest
+from estimator_helpers import (
+    draw_signs,
+    every_signs,
+    exact_step,
+    make_cell,
+    reset,
+    small_problem,
+    warm_start,
+)
 
 import minirtrl
 from minirtrl import kf, rtrl, testing
 from minirtrl.testing import assert_close
-
-from estimator_helpers import (draw_signs, every_signs, exact_step, make_cell, reset,
-                               small_problem, warm_start)
 
 MODULES = {"kf": kf, "kf-avg": kf}  # kf-avg is the kf module with r > 1 chains
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from minirtrl.drivers import noise
+from minirtrl.testing import assert_close
 
 
 def test_exact_rtrl_measured_as_an_estimator_has_zero_error():
@@ -32,7 +33,7 @@ def test_error_of_a_known_perturbation(monkeypatch):
     monkeypatch.setitem(noise.INFLUENCE, "scaled", Scaled())
     res = noise.measure("scaled", n=5, report={4}, samples=2, xp=np)
     for kind in ("influence", "gradient"):
-        assert res[4][kind][0] == pytest.approx(0.01, rel=1e-9)
+        assert_close(res[4][kind][0], 0.01, rtol=1e-9)
 
 
 def test_noise_ordering_n32():

@@ -8,14 +8,13 @@ and the mean of many seeded whole-sequence estimates against exact RTRL.
 
 import numpy as np
 import pytest
+from estimator_helpers import draw_signs, reset
 
 import minirtrl
 from minirtrl import ok, opt, rtrl, testing
 from minirtrl.cells.rhn import Cache
 from minirtrl.drivers.backends import load
 from minirtrl.testing import assert_close, random_problem, to_numpy
-
-from estimator_helpers import draw_signs, reset
 
 NPX, _ = load("numpy")
 
@@ -148,7 +147,7 @@ def check_one_step_unbiased(r, depth, form, xp, device):
         states.append(comparable_state(cell, params, layers, r, B, rng))
     for state in states:
         target = rtrl_target(cell, params, state, layers, xp=xp)
-        mean = {k: 0.0 for k in cell.blocks}
+        mean = dict.fromkeys(cell.blocks, 0.0)
         count = 0
         for noise in enumerate_noise(cell, B, r, xp, device):
             new = ok.update(cell, params, state, layers, noise, xp=xp, form=form)

@@ -7,12 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
+from test_packaging import COMMANDS, PKG, run
 
 import minirtrl
 from minirtrl.methods import RANKED
 from minirtrl.testing import assert_close, random_problem
-
-from test_packaging import COMMANDS, PKG, run
 
 B, T = 3, 5
 INFLUENCE = ["rtrl", "uoro", "kf", pytest.param("ok", marks=pytest.mark.linalg), "kf-avg"]

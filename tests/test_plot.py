@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from minirtrl.drivers import copy as copy_cmd  # noqa: E402
-from minirtrl.drivers import noise as noise_cmd  # noqa: E402
-from minirtrl.drivers import plot  # noqa: E402
-from minirtrl.drivers import ptb as ptb_cmd  # noqa: E402
+from minirtrl.drivers import copy as copy_cmd
+from minirtrl.drivers import noise as noise_cmd
+from minirtrl.drivers import plot
+from minirtrl.drivers import ptb as ptb_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--progress-seconds", "1000"]

@@ -14,15 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from minirtrl import METHODS, sequence_gradient
-from minirtrl.testing import to_numpy
-from minirtrl.drivers.ptb import eval_streams
-from minirtrl.drivers.ptb import main, parse
-from minirtrl.drivers.ptb import evaluate
-from minirtrl import RHN
-from minirtrl.testing import assert_close
 from cli_helpers import one_error_line
+
+from minirtrl import METHODS, RHN, sequence_gradient
+from minirtrl.drivers.ptb import eval_streams, evaluate, main, parse
+from minirtrl.testing import assert_close, to_numpy
 
 PTB = Path(__file__).parents[1].parent / "shared" / "data" / "ptb"
 EXTRA = {"bptt": ["--truncation", "3"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}
@@ -155,7 +151,7 @@ def test_evaluate_equals_a_per_position_loop(backend, S):
     bits, count = evaluate(cell, params, *device_streams(ids, S, xp, device, xp.float64), xp=xp)
     expect = oracle_bits(host_params(params), depth, n, ids, S)
     assert count == N - 1
-    assert bits == pytest.approx(expect, rel=1e-12)
+    assert_close(bits, expect, rtol=1e-12)
     assert abs(bits / count - math.log2(V)) > 0.05  # a model that is not uniform
 
 
@@ -235,7 +231,7 @@ def test_help_and_defaults_follow_the_spec(capsys):
     assert (args.backend, args.dtype, args.algo, args.rank, args.hidden, args.depth) == (
         "numpy", "float32", "ok", 8, 256, 1)
     assert (args.batch, args.clip, args.reset_every, args.format) == (32, 32.0, 100, "mikolov")
-    assert args.lr == pytest.approx(10**-3.5, rel=1e-12)
+    assert_close(args.lr, 10**-3.5, rtol=1e-12)
     assert args.eval_every == 10000 and args.eval_streams == 8 and not args.unknown
     bptt = parse(["--data", "x", "--algo", "bptt"])
     assert (bptt.truncation, bptt.reset_every, bptt.rank) == (25, 0, None)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import one_error_line
 
 from minirtrl.drivers import checkpoint as ckpt
 from minirtrl.drivers import copy as copy_cmd
 from minirtrl.drivers import noise as noise_cmd
 from minirtrl.drivers import ptb as ptb_cmd
-from cli_helpers import one_error_line
 
 SMALL = ["--hidden", "3", "--batch", "2", "--algo", "kf", "--progress-seconds", "1000"]
 ROOT = Path(__file__).resolve().parents[1]

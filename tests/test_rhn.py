@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+from estimator_helpers import jvp_state
 
 from minirtrl import RHN, readout
 from minirtrl.cells import rhn
 from minirtrl.testing import assert_close, numerical_jacobian
-
-from estimator_helpers import jvp_state
 
 B = 2
 TOL = 1e-7  # relative; central differences with eps 1e-6 are good to ~1e-9 here

@@ -7,12 +7,11 @@ import math
 
 import numpy as np
 import pytest
+from estimator_helpers import exact_step, make_cell
 
 import minirtrl
 from minirtrl import testing
 from minirtrl.testing import assert_close, random_problem
-
-from estimator_helpers import exact_step, make_cell
 
 N_SEEDS = 200
 

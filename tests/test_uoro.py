@@ -8,13 +8,20 @@ the other backends.
 
 import numpy as np
 import pytest
+from estimator_helpers import (
+    draw_signs,
+    every_signs,
+    exact_step,
+    immediate,
+    make_cell,
+    reset,
+    small_problem,
+    warm_start,
+)
 
 import minirtrl
 from minirtrl import rtrl, testing, uoro
 from minirtrl.testing import assert_close
-
-from estimator_helpers import (draw_signs, every_signs, exact_step, immediate, make_cell, reset,
-                               small_problem, warm_start)
 
 
 # ---- helpers (NumPy float64) ----------------------------------------------------------

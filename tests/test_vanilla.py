@@ -11,10 +11,15 @@ import pytest
 import minirtrl
 from minirtrl import testing
 from minirtrl.cells import rhn, vanilla
-from minirtrl.testing import to_numpy
 from minirtrl.methods import RANKED
-from minirtrl.testing import (assert_close, numerical_gradient, numerical_jacobian,
-                              random_problem, sequence_loss)
+from minirtrl.testing import (
+    assert_close,
+    numerical_gradient,
+    numerical_jacobian,
+    random_problem,
+    sequence_loss,
+    to_numpy,
+)
 
 B, T = 2, 6
 TOL = 1e-7  # relative; central differences with eps 1e-6 are good to ~1e-9 here
