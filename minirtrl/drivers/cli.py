@@ -116,19 +116,22 @@ def add_backend_flags(p, *, dtype="float32"):
 
 
 def add_cell_flags(p, *, depth=1):
-    """``--cell``, ``--alpha`` (vanilla) and ``--depth`` (rhn)."""
+    """``--cell``, ``--alpha`` (vanilla) and ``--depth`` (rhn; ``depth`` its default)."""
     add(p, "--cell", "rhn", choices=CELLS)
     add(p, "--alpha", None, type=leak_rate, shown="1.0: no leak")
-    add(p, "--depth", depth, type=positive)
+    add(p, "--depth", None, type=positive, shown=depth)
+    p.set_defaults(_depth_default=depth)
 
 
 def check_cell_flags(p, args):
     """``--alpha`` only with vanilla, ``--depth`` other than 1 only with rhn; fills defaults."""
     if args.alpha is not None and args.cell != "vanilla":
         p.error(f"--alpha applies only to --cell vanilla, not {args.cell}")
-    if args.depth != 1 and args.cell != "rhn":
+    if args.depth not in (None, 1) and args.cell != "rhn":
         p.error(f"--depth applies only to --cell rhn ({args.cell} has depth 1)")
     args.alpha = (1.0 if args.alpha is None else args.alpha) if args.cell == "vanilla" else None
+    default = args._depth_default if args.cell == "rhn" else 1
+    args.depth = default if args.depth is None else args.depth
 
 
 def make_cell(args, n_in, n_out):
