@@ -408,7 +408,7 @@ def one_hot_stream(rng, T, B, n_in, n_out, *, xp, dtype, device):
     )
 
 
-# ---- the online step of each algorithm -----------------------------------------------------------
+# ---- the online step of each algorithm --------------------------------------------------------
 @dataclass
 class Bench:
     """A callable benchmark: ``step()`` advances one unit; ``per_call`` characters each.
@@ -455,7 +455,8 @@ def influence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0,
 
     def step():
         t = carried["t"] % stream
-        noise = {k: xp.asarray(v, dtype=dtype, device=device) for k, v in host_signs(rng, shapes).items()}
+        host = host_signs(rng, shapes)
+        noise = {k: xp.asarray(v, dtype=dtype, device=device) for k, v in host.items()}
         s, state, _, g = influence_step(module, cell, params, carried["s"], carried["state"],
                                         xs[t], ys[t], mask, noise, xp=xp)
         carried["s"], carried["state"], carried["t"] = s, state, carried["t"] + 1
@@ -549,7 +550,8 @@ def draw_runs(results, out, path):
     return True
 
 
-def synthetic_corpus(folder, symbols=50, sizes=(("train", 200_000), ("valid", 2000), ("test", 2000))):
+def synthetic_corpus(folder, symbols=50,
+                     sizes=(("train", 200_000), ("valid", 2000), ("test", 2000))):
     """A raw corpus in ``folder`` of ``symbols`` distinct characters (a step costs what it
     costs on any corpus of that many symbols): each split ``n`` random characters, then
     every symbol once. Returns ``folder``."""

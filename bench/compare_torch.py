@@ -45,9 +45,10 @@ from minirtrl import bptt, sequence_gradient
 from minirtrl.testing import to_numpy
 
 
-# ---- the PyTorch user's RHN ----------------------------------------------------------------------
+# ---- the PyTorch user's RHN -------------------------------------------------------------------
 def rhn_sample(s, x, Ws, n):
-    """One RHN step for ONE sample (docs/algorithms.md (1)-(3)): s (n,), x (n_in,), Ws = (W_1, ..., W_L)."""
+    """One RHN step for ONE sample (docs/algorithms.md (1)-(3)): s (n,), x (n_in,),
+    Ws = (W_1, ..., W_L)."""
     one = s.new_ones(1)
     for l, W in enumerate(Ws):
         a = torch.cat([x, s, one]) if l == 0 else torch.cat([s, one])
@@ -115,7 +116,8 @@ class TorchTBPTT:
 
     def __init__(self, params, depth, B, n):
         self.n = n
-        self.Ws = [params[f"W{l}"].detach().clone().requires_grad_(True) for l in range(1, depth + 1)]
+        self.Ws = [params[f"W{l}"].detach().clone().requires_grad_(True)
+                   for l in range(1, depth + 1)]
         self.V = params["V"].detach().clone().requires_grad_(True)
         self.s = torch.zeros(B, n, dtype=self.V.dtype)
 
@@ -135,7 +137,7 @@ class TorchTBPTT:
         return loss.detach(), grads
 
 
-# ---- equal work: one check ------------------------------------------------------------------------
+# ---- equal work: one check --------------------------------------------------------------------
 def max_rel_diff(a, b):
     """max over keys of max|a - b| / max|b| (NumPy dicts)."""
     return max(float(np.max(np.abs(a[k] - b[k])) / np.max(np.abs(b[k]))) for k in b)
@@ -173,7 +175,7 @@ def check_equal(n, depth, B, K, args):
     return rtrl_diff, tbptt_diff
 
 
-# ---- timing ------------------------------------------------------------------------------------------
+# ---- timing -----------------------------------------------------------------------------------
 def user_rtrl_bench(params, depth, B, n, xs, ys):
     user = TorchRTRL(params, depth, B, n)
     xs = [xs[t] for t in range(xs.shape[0])]
@@ -239,8 +241,8 @@ def format_rows(n, B, dtype_name, t, K):
     lines = []
     for method, key in (("rtrl", "rtrl"), (f"tbptt/K={K}", "tbptt")):
         u, a, b = t[f"{key}_user"].median, t[f"{key}_numpy"].median, t[f"{key}_torch"].median
-        lines.append(f"{method:<10} {n:>4} {B:>3} {dtype_name:<7} {u * 1e3:>10.4f} {a * 1e3:>10.4f} "
-                     f"{b * 1e3:>10.4f} {u / a:>8.2f} {u / b:>10.2f}")
+        lines.append(f"{method:<10} {n:>4} {B:>3} {dtype_name:<7} {u * 1e3:>10.4f} "
+                     f"{a * 1e3:>10.4f} {b * 1e3:>10.4f} {u / a:>8.2f} {u / b:>10.2f}")
     return lines
 
 

@@ -242,8 +242,8 @@ STEPS = {"machine": step_machine, "tests": step_tests, "check": step_check, "ste
 
 def markdown(doc):
     """The summary as a Markdown report."""
-    out = [f"# gpu_check: backend {doc['backend']}" + (f", device {doc['device']}" if doc["device"]
-                                                       else "") + (" (quick)" if doc["quick"] else ""),
+    device = f", device {doc['device']}" if doc["device"] else ""
+    out = [f"# gpu_check: backend {doc['backend']}{device}" + (" (quick)" if doc["quick"] else ""),
            "", f"`{' '.join(doc['command'])}`", "", "| step | status | seconds | result |",
            "| --- | --- | ---: | --- |"]
     for name, r in doc["steps"].items():
@@ -269,7 +269,8 @@ def markdown(doc):
         out.append(f"| {name} | {r.get('status')} | {r.get('seconds', 0):.1f} | {what} |")
     rows = doc["steps"].get("steps", {}).get("rows", [])
     if rows:
-        out += ["", "| shape | run | n | B | dtype | ms per step |", "| --- | --- | ---: | ---: | --- | ---: |"]
+        out += ["", "| shape | run | n | B | dtype | ms per step |",
+                "| --- | --- | ---: | ---: | --- | ---: |"]
         out += [f"| {r['shape']} | {r['label']} | {r['n']} | {r['batch']} | {r['dtype']} | "
                 f"{r['ms']:.3f} |" if r["ms"] is not None else
                 f"| {r['shape']} | {r['label']} | {r['n']} | {r['batch']} | {r['dtype']} | "

@@ -20,8 +20,8 @@ Writes, under ``--out``:
     ptb.png          valid bpc against characters seen and against seconds (needs matplotlib)
 
 and prints a Markdown table. ``--paper-steps N`` also times N online steps at the paper's
-scale (the OK authors' setting: n=256, ``ok`` rank 8, batch 32; their 1M-step runs reach 1.74-1.75 valid bpc)
-and prints what 1M steps would take here.
+scale (the OK authors' setting: n=256, ``ok`` rank 8, batch 32; their 1M-step runs reach
+1.74-1.75 valid bpc) and prints what 1M steps would take here.
 
 On a machine shared with other processes pin the BLAS threads (they must be set before
 Python starts) and say so next to the figures::
@@ -140,7 +140,7 @@ def run_one(label, algo, K, rank, args, rate, eval_s):
             "--eval-every", eval_every, "--progress-seconds", args.progress, "--log", log]
     print(f"== {label}: python -m minirtrl.ptb {' '.join(map(str, argv))}", flush=True)
     start = time.perf_counter()
-    status, printed = quiet_main(argv, os.path.join(args.out, f"{label}.out"))
+    status, _printed = quiet_main(argv, os.path.join(args.out, f"{label}.out"))
     wall = time.perf_counter() - start
     if status != 0:
         print(f"   failed with exit status {status} (see {label}.out)", flush=True)
@@ -193,8 +193,9 @@ def table(results):
         if r["status"] != 0:
             rows.append(f"| {r['label']} | | failed (exit status {r['status']}) ||||||||")
             continue
-        rows.append(f"| {r['label']} | {r['hidden']}, {r['batch']} | {r['valid_bpc']:.3f} | {r['best_valid_bpc']:.3f} | "
-                    f"{r['test_bpc']:.3f} | {r['steps']:,} | {r['data']:,} | "
+        rows.append(f"| {r['label']} | {r['hidden']}, {r['batch']} | {r['valid_bpc']:.3f} | "
+                    f"{r['best_valid_bpc']:.3f} | {r['test_bpc']:.3f} | {r['steps']:,} | "
+                    f"{r['data']:,} | "
                     f"{r['training_steps_per_second']:.1f} | {r['chars_per_second']:,.0f} | "
                     f"{r['evaluation_seconds']:.0f} |")
     return "\n".join(rows)

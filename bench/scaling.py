@@ -10,7 +10,8 @@ prints the tables (Markdown) and, with ``--plot FILE.png``, draws time per step 
 on log-log axes with the fitted lines. Theory at depth 1, once H_t is formed: bptt and
 uoro O(n²), kf and ok O(n³) (ok: O(r n³)), rtrl O(n⁴).
 
-    python bench/scaling.py bench/results/speed/scaling.json --batch 16 --plot bench/results/speed/scaling.png
+    python bench/scaling.py bench/results/speed/scaling.json --batch 16 \
+        --plot bench/results/speed/scaling.png
 """
 
 import json
@@ -100,7 +101,8 @@ def main(argv=None):
             if len(points) >= 2:
                 q, _ = fit(*zip(*sorted(points)))
                 fits.append({"algo": algo, "n": n, "q": q, "points": sorted(points)})
-                print(f"| {algo} | {n} | {', '.join(str(r) for r, _ in sorted(points))} | {q:.2f} |")
+                ranks = ", ".join(str(r) for r, _ in sorted(points))
+                print(f"| {algo} | {n} | {ranks} | {q:.2f} |")
     ratios = {}
     for r in rows:
         ratios.setdefault((r["label"], r["n"]), {})[r["depth"]] = r["step"]["median"]

@@ -5,7 +5,8 @@ For each algorithm, hidden size n, depth L, batch B and dtype on one ``--backend
 - **step**: the median time of one online step with the parameters fixed (the ±1
   signs drawn on the host and moved to the device, then the library's
   ``online.influence_step``: ``cell.step``, the method's ``update``,
-  ``readout.loss_and_grad`` and the method's ``grads``; no optimiser), after a warm-up, the estimator state carried from step to step. For
+  ``readout.loss_and_grad`` and the method's ``grads``; no optimiser), after a warm-up, the
+  estimator state carried from step to step. For
   ``bptt`` with truncation K: one window of K steps (``bptt.window_gradient``) divided
   by K, i.e. a per-character cost.
 - **floor**: the median time of that step's unavoidable matrix products alone, same
@@ -59,7 +60,8 @@ def floor_description(name, rank, cell, B):
                 return f"{len(ms)} x matmul {text(ms[0])}"
             return " + ".join(text(m) for m in ms)
 
-        side = per_block(lambda m: f"H({B},{n},{n}) @ A({B},{n},{r}*{m})") + "  [r factors side by side]"
+        side = (per_block(lambda m: f"H({B},{n},{n}) @ A({B},{n},{r}*{m})")
+                + "  [r factors side by side]")
         if r == 1:
             return side
         stacked = per_block(lambda m: f"H({B},1,{n},{n}) @ A({B},{r},{n},{m})")
@@ -144,7 +146,7 @@ def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
     return run
 
 
-# ---- one row ---------------------------------------------------------------------------------------
+# ---- one row ----------------------------------------------------------------------------------
 def measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync):
     name, rank, K = algo
     dtype = C.resolve_dtype(xp, dtype_name)
@@ -199,7 +201,7 @@ def measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync):
     return row
 
 
-# ---- table ------------------------------------------------------------------------------------------
+# ---- table ------------------------------------------------------------------------------------
 HEAD = (f"{'algo':<12} {'n':>4} {'L':>2} {'B':>3} {'dtype':<7} {'step_ms':>10} {'iqr_ms':>8} "
         f"{'min_ms':>9} {'floor_ms':>10} {'fl_min':>9} {'ratio':>7} {'r_min':>6} {'state_MiB':>10} "
         f"{'rtrl_th':>8} {'ovh_ms':>7} {'ovh_min':>7}")
@@ -215,8 +217,9 @@ def format_row(row):
     ovh = f"{row['overhead_ms']:.3f}" if "overhead_ms" in row else "-"
     ovh_min = f"{row['overhead_min_ms']:.3f}" if "overhead_min_ms" in row else "-"
     return (
-        f"{lead} {st['median'] * 1e3:>10.4f} {(st['q3'] - st['q1']) * 1e3:>8.4f} {st['min'] * 1e3:>9.4f} "
-        f"{fl['median'] * 1e3:>10.4f} {fl['min'] * 1e3:>9.4f} {row['ratio']:>7.2f} "
+        f"{lead} {st['median'] * 1e3:>10.4f} {(st['q3'] - st['q1']) * 1e3:>8.4f} "
+        f"{st['min'] * 1e3:>9.4f} {fl['median'] * 1e3:>10.4f} {fl['min'] * 1e3:>9.4f} "
+        f"{row['ratio']:>7.2f} "
         f"{row['ratio_min']:>6.2f} {row['state_bytes'] / MIB:>10.3f} {th_s:>8} {ovh:>7} "
         f"{ovh_min:>7}"
     )
@@ -241,7 +244,7 @@ def write_json(path, machine, args, rows, interrupted):
     print(f"# wrote {path} ({len(rows)} rows)", flush=True)
 
 
-# ---- command line ----------------------------------------------------------------------------------
+# ---- command line -----------------------------------------------------------------------------
 def make_parser():
     p = C.parser(
         description="Median time of one online step of each algorithm, against its floor "
@@ -325,7 +328,8 @@ def main(argv=None):
                     for n in args.sizes:
                         for algo in algos:
                             try:
-                                row = measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync)
+                                row = measure_row(algo, n, depth, B, dtype_name, args, xp,
+                                                  device, sync)
                             except KeyboardInterrupt:
                                 raise
                             except Exception as exc:

@@ -10,14 +10,16 @@ from minirtrl.methods import host_signs, map_state
 
 def draw_signs(rng, shapes, *, xp, dtype, device=None):
     """One step's signs from ``rng`` (``methods.host_signs``), moved to ``xp``."""
-    return {k: xp.asarray(v, dtype=dtype, device=device) for k, v in host_signs(rng, shapes).items()}
+    host = host_signs(rng, shapes)
+    return {k: xp.asarray(v, dtype=dtype, device=device) for k, v in host.items()}
 
 
 def every_signs(shapes):
     """One signs dict per pattern of ``testing.sign_patterns(shapes)``, the same pattern for
     every sample (the batch axis of ``shapes`` broadcast)."""
     for pattern in testing.sign_patterns(shapes):
-        yield {k: np.array(np.broadcast_to(v, (shapes[k][0], *v.shape))) for k, v in pattern.items()}
+        yield {k: np.array(np.broadcast_to(v, (shapes[k][0], *v.shape)))
+               for k, v in pattern.items()}
 
 
 def reset(state, keep):

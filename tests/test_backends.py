@@ -60,7 +60,7 @@ def test_optimiser_matches_numpy(backend, to_xp):
     clipped, norm = minirtrl.clip_by_norm(grads, 1.0, ("W1",))
     clipped_np, norm_np = minirtrl.clip_by_norm(g_np, 1.0, ("W1",))
     assert_close(norm, norm_np, xp=xp, device=device)
-    new, state = minirtrl.adam_step(params, clipped, minirtrl.adam_init(params), lr=0.1)
+    new, _state = minirtrl.adam_step(params, clipped, minirtrl.adam_init(params), lr=0.1)
     new_np, _ = minirtrl.adam_step(p_np, clipped_np, minirtrl.adam_init(p_np), lr=0.1)
     for k in new:
         assert_close(new[k], new_np[k], xp=xp, device=device, rtol=1e-12)
@@ -139,6 +139,7 @@ def test_ok_without_linalg_is_a_clear_error():
     try:
         params = cell.init(0, xp=strict)
         with pytest.raises(ValueError, match="linalg"):
-            minirtrl.sequence_gradient("ok", cell, params, *(strict.asarray(a) for a in (xs, ys, mask)))
+            arrays = (strict.asarray(a) for a in (xs, ys, mask))
+            minirtrl.sequence_gradient("ok", cell, params, *arrays)
     finally:
         strict.set_array_api_strict_flags(**saved)

@@ -55,7 +55,7 @@ def test_copy_curriculum_summary_takes_each_runs_settings_from_its_log(tmp_path)
     bench("copy_curriculum.py", "--summarize", "--out", out)  # the script's default n is 32
     runs = {r["label"]: r for r in json.loads((out / "summary.json").read_text())["runs"]}
     assert set(runs) == {"kf", "bptt-5"}
-    for label, run in runs.items():
+    for _label, run in runs.items():
         assert run["settings"]["hidden"] == 6 and run["settings"]["batch"] == 4
         assert run["data"] == 400 // (4 * (run["settings"]["truncation"] or 1)) * 4 * \
             (run["settings"]["truncation"] or 1)

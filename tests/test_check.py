@@ -30,7 +30,8 @@ def test_check_fails_when_an_exact_method_is_wrong(monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv", [["--backend", "jax"], ["--depth", "0"], ["--hidden", "x"]])
 def test_bad_arguments_exit_2_without_traceback(argv):
-    out = subprocess.run([sys.executable, "-m", "minirtrl.check", *argv], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "minirtrl.check", *argv], capture_output=True,
+                         text=True)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
@@ -38,5 +39,6 @@ def test_bad_arguments_exit_2_without_traceback(argv):
 
 
 def test_help():
-    out = subprocess.run([sys.executable, "-m", "minirtrl.check", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "minirtrl.check", "--help"], capture_output=True,
+                         text=True)
     assert out.returncode == 0 and "finite differences" in out.stdout

@@ -15,7 +15,8 @@ from minirtrl.drivers import backends, check, cli, noise, plot, ptb
 from minirtrl.drivers import copy as copy_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--hidden", "3", "--batch", "2", "--algo", "kf", "--steps", "4", "--progress-seconds", "1000"]
+SMALL = ["--hidden", "3", "--batch", "2", "--algo", "kf", "--steps", "4",
+         "--progress-seconds", "1000"]
 
 
 def parsers():
@@ -35,7 +36,8 @@ def bench_parsers():
                      "scaling", "gpu_check"):
             if name == "compare_torch" and importlib.util.find_spec("torch") is None:
                 continue
-            spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+            path = ROOT / "bench" / f"{name}.py"
+            spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             yield name, module.make_parser()
@@ -120,7 +122,8 @@ def test_torch_devices_and_threads(tmp_path, capsys):
         assert copy_cmd.main([*SMALL, "--backend", "torch", "--log", str(log)]) == 0
         assert read(log)[0]["threads"] == f"torch {backends.TORCH_THREADS}"  # the measured default
         log2 = tmp_path / "log2.jsonl"
-        assert copy_cmd.main([*SMALL, "--backend", "torch", "--threads", "2", "--log", str(log2)]) == 0
+        argv = [*SMALL, "--backend", "torch", "--threads", "2", "--log", str(log2)]
+        assert copy_cmd.main(argv) == 0
         assert read(log2)[0]["threads"] == "torch 2"
     finally:
         torch.set_num_threads(before)
@@ -148,7 +151,8 @@ def test_the_header_holds_every_setting(tmp_path):
     head = read(log)[0]
     args = cli.parse_training(copy_cmd.make_parser(), [*SMALL, "--log", str(log)])
     assert head["config"] == cli.settings_of(args)  # defaults included
-    assert {"format", "minirtrl", "argv", "backend", "device", "dtype", "threads", "machine"} <= set(head)
+    keys = {"format", "minirtrl", "argv", "backend", "device", "dtype", "threads", "machine"}
+    assert keys <= set(head)
     assert {"cpu", "cores", "numpy", "numpy_blas"} <= set(head["machine"])
 
 

@@ -1,4 +1,5 @@
-"""The copy-task generator and curriculum against the rules of the OK authors' generator, stated again here."""
+"""The copy-task generator and curriculum against the rules of the OK authors' generator,
+stated again here."""
 
 import collections
 

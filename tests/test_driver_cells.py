@@ -18,7 +18,8 @@ from minirtrl.testing import assert_close
 
 EXTRA = {"bptt": ["--truncation", "3"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}
 QUIET = ["--progress-seconds", "1000"]
-TEXT = {"train": "the cat sat on the mat.\n" * 6, "valid": "a cat on a mat.\n", "test": "the mat.\n"}
+TEXT = {"train": "the cat sat on the mat.\n" * 6, "valid": "a cat on a mat.\n",
+        "test": "the mat.\n"}
 
 
 def run(main, *argv):
@@ -45,7 +46,7 @@ def corpus(folder):
     return folder
 
 
-# ---- smoke runs ---------------------------------------------------------------------------------
+# ---- smoke runs -------------------------------------------------------------------------------
 @pytest.mark.parametrize("algo", METHODS)
 def test_copy_trains_the_vanilla_cell_with_every_algorithm(algo, tmp_path):
     log, ck = tmp_path / "log.jsonl", tmp_path / "ck.npz"
@@ -65,8 +66,9 @@ def test_copy_trains_the_vanilla_cell_with_every_algorithm(algo, tmp_path):
 @pytest.mark.parametrize("algo", METHODS)
 def test_ptb_trains_the_vanilla_cell_with_every_algorithm(algo, tmp_path):
     data, log = corpus(tmp_path / "d"), tmp_path / "log.jsonl"
-    rc = run(ptb_driver.main, "--data", data, "--format", "raw", "--cell", "vanilla", "--alpha", 0.8,
-             "--algo", algo, *EXTRA.get(algo, []), "--hidden", 4, "--batch", 2, "--steps", 6,
+    rc = run(ptb_driver.main, "--data", data, "--format", "raw", "--cell", "vanilla",
+             "--alpha", 0.8, "--algo", algo, *EXTRA.get(algo, []), "--hidden", 4, "--batch", 2,
+             "--steps", 6,
              "--eval-every", 3, "--eval-streams", 2, "--log", log, *QUIET)
     assert rc == 0
     last = read_log(log)[-1]

@@ -1,4 +1,5 @@
-"""Every bad argument of the public entry points raises ValueError or TypeError naming the argument."""
+"""Every bad argument of the public entry points raises ValueError or TypeError naming the
+argument."""
 
 import numpy as np
 import pytest

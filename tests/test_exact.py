@@ -36,7 +36,8 @@ def test_rtrl_equals_bptt_equals_finite_differences(backend, to_xp, depth):
     fd = numerical_gradient(cell, params_np, xs, ys, mask)
     expected_loss = sequence_loss(cell, params_np, xs, ys, mask)
     params, (xs_, ys_, mask_) = on(to_xp, params_np, xs, ys, mask)
-    results = {m: minirtrl.sequence_gradient(m, cell, params, xs_, ys_, mask_) for m in ("rtrl", "bptt")}
+    results = {m: minirtrl.sequence_gradient(m, cell, params, xs_, ys_, mask_)
+               for m in ("rtrl", "bptt")}
     for method, (loss, grads) in results.items():
         assert_close(loss, expected_loss, xp=xp, device=device, rtol=1e-12, atol=0)
         for k in params:
@@ -85,7 +86,10 @@ def tbptt_oracle(cell, params, xs, ys, mask, K):
 def numerical_gradient_from(cell, params, xs, ys, mask, s0):
     out = {}
     for key in params:
-        out[key] = numerical_jacobian(lambda w, key=key: np.asarray(sequence_loss(cell, {**params, key: w}, xs, ys, mask, s0=s0)), params[key])
+        def loss(w, key=key):
+            return np.asarray(sequence_loss(cell, {**params, key: w}, xs, ys, mask, s0=s0))
+
+        out[key] = numerical_jacobian(loss, params[key])
     return out
 
 
@@ -100,7 +104,8 @@ def test_truncated_bptt(backend, to_xp, depth):
         for k in params:
             assert_close(g[k], full[k], xp=xp, device=device, rtol=0,
                          atol=1e-14 * np.max(np.abs(to_numpy(full[k]))))
-    for K in (1, 2, 4):  # shorter windows: equal to the windowed oracle, measurably off the full gradient
+    # shorter windows: equal to the windowed oracle, measurably off the full gradient
+    for K in (1, 2, 4):
         _, g = minirtrl.sequence_gradient("bptt", cell, params, xs_, ys_, mask_, truncation=K)
         oracle = tbptt_oracle(cell, params_np, xs, ys, mask, K)
         for k in params:

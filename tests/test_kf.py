@@ -105,7 +105,7 @@ def test_exact_start_is_deterministic_and_exact(method, rank, depth):
     F = exact_step(cell, params, zero, layers)  # a_l ⊗ P_l D_l
     for noise in sign_patterns(cell, B, r):
         new = module.update(cell, params, state, layers, noise, xp=np)
-        for l, name in enumerate(cell.blocks):
+        for l in range(len(cell.blocks)):
             for i in range(r):  # every chain: u = a_l, A = P_l D_l exactly
                 assert_close(new.u[l][:, i], layers[l].a, rtol=0)
                 assert_close(new.A[l][:, i], pds[l], rtol=0)

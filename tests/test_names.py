@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [*sorted((ROOT / "minirtrl").rglob("*.py")), *sorted((ROOT / "docs").glob("*.md")),
          ROOT / "README.md", ROOT / "bench" / "README.md"]
 NAME = re.compile(r"``?([A-Za-z_][\w/]*(?:\.[A-Za-z_]\w*)+)(?:\([^`]*\))?``?")
-SUFFIXES = (".py", ".md", ".json", ".jsonl", ".sh", ".txt", ".png", ".svg", ".npz", ".gz")
+SUFFIXES = (".py", ".md", ".json", ".jsonl", ".sh", ".txt", ".png", ".svg", ".npz", ".gz", ".toml",
+            ".ini")
 #: files the code writes (so they need not exist in the checkout)
 OUTPUTS = {"summary.md", "summary.json"}
 

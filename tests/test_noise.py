@@ -37,7 +37,8 @@ def test_error_of_a_known_perturbation(monkeypatch):
 
 
 def test_noise_ordering_n32():
-    """The papers' ordering (Mujika et al. 2018; Benzing et al. 2019): UORO ≫ KF-RTRL > 8-OK, and 8-OK < 8-KF-avg (n=32, depth 1, t=50)."""
+    """The papers' ordering (Mujika et al. 2018; Benzing et al. 2019): UORO ≫ KF-RTRL > 8-OK,
+    and 8-OK < 8-KF-avg (n=32, depth 1, t=50)."""
     err = {}
     for algo in ("uoro", "kf", "ok", "kf-avg"):
         res = noise.measure(algo, n=32, report={50}, samples=24, rank=8, seed=3, xp=np)
@@ -61,7 +62,8 @@ def test_command_line_writes_json_lines_with_a_header(tmp_path):
     over_time = [r for r in rows if r["table"] == "over_time"]
     over_n = [r for r in rows if r["table"] == "over_n"]
     assert all(r["kind"] == "noise" for r in rows) and len(rows) == 8
-    assert [(r["algo"], r["t"]) for r in over_time] == [("kf", 3), ("kf", 7), ("uoro", 3), ("uoro", 7)]
+    want = [("kf", 3), ("kf", 7), ("uoro", 3), ("uoro", 7)]
+    assert [(r["algo"], r["t"]) for r in over_time] == want
     assert [(r["algo"], r["n"]) for r in over_n] == [("kf", 4), ("kf", 6), ("uoro", 4), ("uoro", 6)]
     assert all(r["gradient"][0] > 0 for r in over_time)
 
@@ -91,8 +93,10 @@ def test_plot_needs_matplotlib(tmp_path):
         assert out.returncode == 0 and png.stat().st_size > 0
 
 
-@pytest.mark.parametrize("argv", [["--algo", "sgd"], ["--samples", "1"], ["--backend", "jax"], ["--seed", "-1"],
-                                  ["--init-scale", "nan"], ["--json", "/no/such/dir/x.json"]])
+@pytest.mark.parametrize("argv", [["--algo", "sgd"], ["--samples", "1"], ["--backend", "jax"],
+                                  ["--seed", "-1"], ["--init-scale", "nan"],
+                                  ["--json", "/no/such/dir/x.json"]])
 def test_bad_arguments(argv):
-    out = subprocess.run([sys.executable, "-m", "minirtrl.noise", *argv], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "minirtrl.noise", *argv], capture_output=True,
+                         text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1

@@ -30,8 +30,9 @@ def test_global_norm_is_exact_for_tiny_and_zero_and_non_finite_without_warnings(
     assert_close(minirtrl.global_norm(two, ("W1", "W2")), 13.0, rtol=0)
 
 
-@pytest.mark.parametrize("bad, error", [(0, ValueError), (-1.0, ValueError), (float("nan"), ValueError),
-                                        (float("inf"), ValueError), (True, TypeError), ("1", TypeError)])
+@pytest.mark.parametrize("bad, error", [
+    (0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+    (True, TypeError), ("1", TypeError)])
 def test_clip_by_norm_checks_max_norm(bad, error):
     with pytest.raises(error, match="max_norm"):
         minirtrl.clip_by_norm({"W1": np.ones(2)}, bad, ("W1",))
@@ -48,7 +49,7 @@ def test_ok_gives_non_finite_values_where_linear_algebra_cannot_go_on(form, pois
     state = ok.init(cell, 2, 2, xp=np, dtype=np.float64)
     noise = {"W1": np.ones((2, 3))}
     for t in range(2):
-        s, cache = cell.step(params, np.zeros((2, 4)), xs[t], xp=np)
+        _s, cache = cell.step(params, np.zeros((2, 4)), xs[t], xp=np)
         state = ok.update(cell, params, state, cache, noise, xp=np, form=form)
     poisoned = state._replace(A=(state.A[0] * np.array([1.0, poison])[:, None, None, None],))
     with np.errstate(all="ignore"):
@@ -104,4 +105,5 @@ def test_bool_is_refused_where_an_integer_is_meant_and_numpy_integers_are_taken(
                                      seed=np.uint8(3))
     assert_close(got[0], ref[0], rtol=0)
     trunc = minirtrl.sequence_gradient("bptt", cell, params, xs, ys, truncation=np.int32(2))
-    assert_close(trunc[0], minirtrl.sequence_gradient("bptt", cell, params, xs, ys, truncation=2)[0], rtol=0)
+    windowed = minirtrl.sequence_gradient("bptt", cell, params, xs, ys, truncation=2)
+    assert_close(trunc[0], windowed[0], rtol=0)

@@ -198,7 +198,8 @@ def test_one_step_variance_is_opt_formula(r, depth):
 
 
 def test_one_ok_variance_never_exceeds_kf():
-    """Var_1-OK = 2σ1σ2 (enumerated through ok.reduce) <= Var_KF (docs/algorithms.md §5), 300 cases."""
+    """Var_1-OK = 2σ1σ2 (enumerated through ok.reduce) <= Var_KF (docs/algorithms.md §5),
+    300 cases."""
     rng = np.random.default_rng(0)
     B, K, N = 300, 7, 12
     u, a = rng.standard_normal((B, K)), rng.standard_normal((B, K))

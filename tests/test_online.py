@@ -64,13 +64,13 @@ def test_step_loop_is_sequence_gradient_bitwise(backend, to_xp, method, cell_nam
 
 
 def test_influence_alone_without_targets():
-    cell, p, xs, ys, mask = problem("rhn2")
+    cell, p, xs, ys, _mask = problem("rhn2")
     algo = minirtrl.online("kf", cell)
     rng1, rng2 = np.random.default_rng(3), np.random.default_rng(3)
     with_y, without = algo.init(B), algo.init(B)
     for t in range(T):
-        with_y, _, _ = algo.step(p, with_y, xs[t], ys[t], signs=algo.draw_signs(rng1, B, xp=np, dtype=np.float64))
-        without, loss, grads = algo.step(p, without, xs[t], None, signs=algo.draw_signs(rng2, B, xp=np, dtype=np.float64))
+        with_y, _, _ = algo.step(p, with_y, xs[t], ys[t], signs=algo.draw_signs(rng1, B))
+        without, loss, grads = algo.step(p, without, xs[t], None, signs=algo.draw_signs(rng2, B))
         assert loss is None and grads is None
     for k, v in algo.influence(without).items():
         assert_close(v, algo.influence(with_y)[k], rtol=0)
@@ -89,7 +89,7 @@ def vanilla_pieces(cell, p, s_prev, x):
 def warm(algo, p, xs, ys, steps=3, seed=4):
     state, rng = algo.init(B), np.random.default_rng(seed)
     for t in range(steps):
-        state, _, _ = algo.step(p, state, xs[t], ys[t], signs=algo.draw_signs(rng, B, xp=np, dtype=np.float64))
+        state, _, _ = algo.step(p, state, xs[t], ys[t], signs=algo.draw_signs(rng, B))
     return state
 
 
@@ -142,7 +142,8 @@ def ok_step_oracle(U, V, eps):
 
     ``U`` (m, k), ``V`` (m, N): the stacked factors (target U^T V); ``eps`` (m,): sign j on
     the j-th singular direction, ascending, canonical pair (left vector · ΣU_a >= 0).
-    With S, k, v0 of Opt: new = Σ_i s_i x_i ⊗ y_i − (S/(k−1)) Σ_{i≠j mixed} ε_i ε_j v0_i v0_j x_i ⊗ y_j.
+    With S, k, v0 of Opt:
+    new = Σ_i s_i x_i ⊗ y_i − (S/(k−1)) Σ_{i≠j mixed} ε_i ε_j v0_i v0_j x_i ⊗ y_j.
     """
     m = U.shape[0]
     X, s, Yh = np.linalg.svd(U.T @ V, full_matrices=False)
@@ -177,7 +178,8 @@ def test_ok_signs_are_per_ascending_singular_direction_with_canonical_pairs():
         # the signs in descending order would give another estimate (none of eps is a palindrome),
         # and so would the other orientation of the smallest singular pair
         assert np.abs(ok_step_oracle(U, V, eps[b][::-1]) - want).max() > 1e-3 * np.abs(want).max()
-        assert np.abs(ok_step_oracle(U, V, eps[b] * [-1, 1, 1]) - want).max() > 1e-3 * np.abs(want).max()
+        flipped = ok_step_oracle(U, V, eps[b] * [-1, 1, 1])
+        assert np.abs(flipped - want).max() > 1e-3 * np.abs(want).max()
 
 
 # ---- an independent dense RTRL, step by step ---------------------------------------------------
@@ -233,10 +235,10 @@ def test_dense_williams_zipser_rtrl_agrees_step_by_step(alpha):
     assert np.abs(oracle[-1][3]).max() > 0.1  # a nontrivial influence was compared
 
 
-# ---- bad arguments ------------------------------------------------------------------------------
+# ---- bad arguments ----------------------------------------------------------------------------
 def test_online_refuses_bptt_unknown_methods_ranks_and_cells():
     cell = minirtrl.VanillaRNN(3, 4, 5)
-    with pytest.raises(ValueError, match="bptt.*not online"):
+    with pytest.raises(ValueError, match=r"bptt.*not online"):
         minirtrl.online("bptt", cell)
     with pytest.raises(ValueError, match="method"):
         minirtrl.online("sgd", cell)
@@ -295,7 +297,8 @@ def test_step_refuses_a_state_of_another_method_batch_or_dtype():
         kf.step(p, kf.init(B, dtype=np.float32), xs[0], ys[0], signs=signs)
     strict = pytest.importorskip("array_api_strict")
     with pytest.raises(TypeError, match="signs"):
-        kf.step(p, kf.init(B), xs[0], ys[0], signs={"W1": strict.ones((B, 1, 2), dtype=strict.float64)})
+        other = {"W1": strict.ones((B, 1, 2), dtype=strict.float64)}
+        kf.step(p, kf.init(B), xs[0], ys[0], signs=other)
 
 
 def test_rtrl_takes_no_signs():
@@ -309,7 +312,7 @@ def test_rtrl_takes_no_signs():
         assert_close(v, algo.influence(b)[k], rtol=0)
 
 
-# ---- the core alone, vendored ---------------------------------------------------------------------
+# ---- the core alone, vendored -----------------------------------------------------------------
 def test_core_alone_runs_the_vanilla_cell_and_the_online_step(tmp_path):
     shutil.copytree(PKG, tmp_path / "vendored_rtrl",
                     ignore=shutil.ignore_patterns("__pycache__", "drivers", *COMMANDS))
@@ -325,10 +328,12 @@ def test_core_alone_runs_the_vanilla_cell_and_the_online_step(tmp_path):
         "for method in m.METHODS:\n"
         "    rank = 2 if method in ('ok', 'kf-avg') else None\n"
         "    g = m.sequence_gradient(method, cell, p, xs, ys, mask, rank=rank, seed=1)[1]\n"
-        "    ok.append(sorted(g) == ['V', 'W1'] and all(np.isfinite(v).all() for v in g.values()))\n"
+        "    ok.append(sorted(g) == ['V', 'W1']\n"
+        "              and all(np.isfinite(v).all() for v in g.values()))\n"
         "algo = m.online('kf', cell)\n"
         "st = algo.init(2)\n"
-        "st, loss, g = algo.step(p, st, xs[0], ys[0], signs=algo.draw_signs(np.random.default_rng(0), 2, xp=np, dtype=np.float64))\n"
+        "signs = algo.draw_signs(np.random.default_rng(0), 2, xp=np, dtype=np.float64)\n"
+        "st, loss, g = algo.step(p, st, xs[0], ys[0], signs=signs)\n"
         "e = expected_step(algo, p, st, xs[1], ys[1])\n"
         "assert_close(e.influence['W1'], e.exact['W1'], rtol=0, atol=1e-12)\n"
         "ok.append(True)\n"

@@ -42,7 +42,8 @@ def imported_modules(path):
 def test_import_leaves_optional_backends_unimported():
     code = (
         "import sys, minirtrl, minirtrl.methods, minirtrl.drivers.check\n"
-        "bad = [m for m in ('cupy', 'torch', 'matplotlib', 'array_api_strict') if m in sys.modules]\n"
+        "optional = ('cupy', 'torch', 'matplotlib', 'array_api_strict')\n"
+        "bad = [m for m in optional if m in sys.modules]\n"
         "print(','.join(bad))"
     )
     out = run(code)
@@ -54,7 +55,7 @@ def test_core_never_imports_the_drivers_or_process_machinery():
     files = core_files()
     assert len(files) >= 15  # the walk found the core
     for path in files:
-        for module, level in imported_modules(path):
+        for module, _level in imported_modules(path):
             top = module.split(".")[0]
             assert top not in NOT_IN_CORE, f"{path.name} imports {module}"
             assert "drivers" not in module.split("."), f"{path.name} imports {module}"
@@ -79,7 +80,8 @@ def test_core_alone_copied_under_another_name_computes_every_method(tmp_path):
         "    rank = 2 if method in ('ok', 'kf-avg') else None\n"
         "    loss, g = m.sequence_gradient(method, cell, p, xs, ys, mask, rank=rank, seed=1)\n"
         "    err = max(float(np.abs(g[k] - ref[k]).max()) for k in ref)\n"
-        "    out.append(f'{method}:{sorted(g) == sorted(ref)}:{np.isfinite(float(loss))}:{err < 1e-12}')\n"
+        "    keys, finite = sorted(g) == sorted(ref), np.isfinite(float(loss))\n"
+        "    out.append(f'{method}:{keys}:{finite}:{err < 1e-12}')\n"
         "G = m.exact_influence(cell, p, xs)\n"
         "print(' '.join(out), sorted(G), 'minirtrl' in sys.modules)"
     )
@@ -113,7 +115,8 @@ def test_vendoring_hook_is_used_when_present(tmp_path):
         "import project.vendored_rtrl as m\n"
         "cell = m.RHN(2, 3, 2)\n"
         "p = cell.init(0)\n"
-        "m.sequence_gradient('rtrl', cell, p, np.ones((3, 1, 2)), np.zeros((3, 1), dtype=np.int64))\n"
+        "ys = np.zeros((3, 1), dtype=np.int64)\n"
+        "m.sequence_gradient('rtrl', cell, p, np.ones((3, 1, 2)), ys)\n"
         "print(len(hook.CALLS) > 0)"
     )
     out = run(code, cwd=tmp_path)

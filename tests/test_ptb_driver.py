@@ -2,12 +2,13 @@
 learning, and a run on the real char-PTB files when they are present.
 
 Expected values are derived independently in this file: the RHN forward pass and the
-softmax are re-implemented in host NumPy from the model's equations, the corpus is encoded here from its
-text (sorted characters), the stream offsets are ``b·N // B``, and gradients come
+softmax are re-implemented in host NumPy from the model's equations, the corpus is encoded here
+from its text (sorted characters), the stream offsets are ``b·N // B``, and gradients come
 from BPTT (another algorithm than the one under test).
 """
 
 import collections
+import itertools
 import json
 import math
 from pathlib import Path
@@ -69,7 +70,8 @@ def checkpoint(path):
 
 # ---- an independent host oracle: the RHN forward pass and softmax ---------------------------
 def oracle_step(params, depth, s, x):
-    """One RHN step for one sample, NumPy float64, straight from the equations (docs/algorithms.md (1)-(3))."""
+    """One RHN step for one sample, NumPy float64, straight from the equations
+    (docs/algorithms.md (1)-(3))."""
     n = s.shape[0]
     for l in range(1, depth + 1):
         a = np.concatenate([x, s, [1.0]]) if l == 1 else np.concatenate([s, [1.0]])
@@ -170,7 +172,7 @@ def test_evaluation_does_not_change_training(tmp_path):
             assert_close(ca[k], cb[k], err_msg=k, rtol=0)
 
 
-# ---- smoke runs ---------------------------------------------------------------------------------
+# ---- smoke runs -------------------------------------------------------------------------------
 @pytest.mark.parametrize("algo", METHODS)
 def test_every_algorithm_runs_logs_and_evaluates(algo, driver_backend, tmp_path, capsys):
     name = driver_backend.name
@@ -237,7 +239,7 @@ def test_help_and_defaults_follow_the_spec(capsys):
     assert (bptt.truncation, bptt.reset_every, bptt.rank) == (25, 0, None)
 
 
-# ---- the reset schedule --------------------------------------------------------------------------
+# ---- the reset schedule -----------------------------------------------------------------------
 def test_online_rtrl_gradient_is_bptt_over_each_reset_segment(tmp_path):
     """lr = 1e-300 freezes the parameters, so Adam's moments are known sums of the per-step
     gradients. With --reset-every 5, the gradient of step t must be the exact gradient of
@@ -300,7 +302,7 @@ def test_bptt_carries_the_state_across_windows_without_resets(tmp_path):
     assert_close(saved["s"], expect, rtol=1e-12, atol=1e-14)
 
 
-# ---- checkpoints ---------------------------------------------------------------------------------
+# ---- checkpoints ------------------------------------------------------------------------------
 @pytest.mark.parametrize("algo", ["kf", "bptt"])
 def test_resume_continues_exactly(algo, tmp_path):
     data = write_raw(tmp_path / "d")
@@ -347,7 +349,7 @@ def test_resume_with_other_data_is_refused_and_left_alone(tmp_path, capsys):
     assert ck.read_bytes() == good
 
 
-# ---- bad input -----------------------------------------------------------------------------------
+# ---- bad input --------------------------------------------------------------------------------
 def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys):
     raw = write_raw(tmp_path / "raw")
     small = ["--hidden", 3, "--batch", 2, "--steps", 2, "--algo", "kf", *QUIET]
@@ -377,12 +379,12 @@ def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys):
     one_error_line(capsys, "--eval-streams")
 
 
-# ---- learning ------------------------------------------------------------------------------------
+# ---- learning ---------------------------------------------------------------------------------
 def entropies(text):
     """Unigram entropy and bigram conditional entropy (bits per character) of ``text``."""
     n = len(text)
     unigram = -sum(c / n * math.log2(c / n) for c in collections.Counter(text).values())
-    pairs = collections.Counter(zip(text, text[1:]))
+    pairs = collections.Counter(itertools.pairwise(text))
     first = collections.Counter(text[:-1])
     bigram = -sum(c / (n - 1) * math.log2(c / first[a]) for (a, _), c in pairs.items())
     return unigram, bigram
@@ -411,7 +413,7 @@ def test_kf_learns_below_the_unigram_and_bigram_entropy(tmp_path):
     assert valid_bpc[-1] < bigram - 0.25 < unigram - 1.0
 
 
-# ---- the real char-PTB files ---------------------------------------------------------------------
+# ---- the real char-PTB files ------------------------------------------------------------------
 @pytest.mark.skipif(not (PTB / "ptb.char.train.txt.gz").exists()
                     and not (PTB / "ptb.char.train.txt").exists(),
                     reason=f"char-PTB not found at {PTB}")

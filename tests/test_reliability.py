@@ -88,17 +88,17 @@ def test_noise_refuses_bad_json_and_plot_before_measuring(tmp_path, capsys):
     if "matplotlib" not in sys.modules:
         pytest.importorskip("matplotlib")
     for flag, path, why in cases:
-        assert noise_cmd.main(["--hidden", "64", "--samples", "50", "--at", "1000", flag, path]) == 2
+        argv = ["--hidden", "64", "--samples", "50", "--at", "1000", flag, path]
+        assert noise_cmd.main(argv) == 2
         line = one_error_line(capsys, flag, why)
         assert "over time" not in line
 
 
-@pytest.mark.parametrize("script, flag", [("step_time.py", "--json"), ("compare_torch.py", "--json"),
-                                          ("copy_curriculum.py", "--out"), ("ptb_compare.py", "--out"),
-                                          ("compare_vanilla_rtrl.py", "--json"),
-                                          ("driver_vs_step.py", "--json"), ("torch_threads.py", "--json"),
-                                          ("scaling.py", "--json-out"), ("scaling.py", "--plot"),
-                                          ("gpu_check.py", "--out"), ("corpus_memory.py", "--json")])
+@pytest.mark.parametrize("script, flag", [
+    ("step_time.py", "--json"), ("compare_torch.py", "--json"), ("copy_curriculum.py", "--out"),
+    ("ptb_compare.py", "--out"), ("compare_vanilla_rtrl.py", "--json"),
+    ("driver_vs_step.py", "--json"), ("torch_threads.py", "--json"), ("scaling.py", "--json-out"),
+    ("scaling.py", "--plot"), ("gpu_check.py", "--out"), ("corpus_memory.py", "--json")])
 def test_bench_scripts_refuse_bad_outputs_first(script, flag, tmp_path):
     argv = [sys.executable, str(ROOT / "bench" / script), flag, "/proc/x"]
     if script == "ptb_compare.py":
@@ -183,7 +183,8 @@ def test_resumed_log_never_goes_backwards(tmp_path):
 
 
 # ---- 4. one run per checkpoint ------------------------------------------------------------
-def test_second_run_on_a_live_checkpoint_is_refused_and_a_dead_lock_does_not_block(tmp_path, capsys):
+def test_second_run_on_a_live_checkpoint_is_refused_and_a_dead_lock_does_not_block(tmp_path,
+                                                                                   capsys):
     ck = tmp_path / "ck.npz"
     proc = child(["minirtrl.copy", *SMALL, "--steps", 10**9, "--report-every", 100,
                   "--checkpoint", ck, "--checkpoint-every", 100], cwd=tmp_path)

@@ -45,7 +45,8 @@ def test_D_is_ds_dz(depth):
 
         fd = per_sample(numerical_jacobian(s_of_z, z))  # (B, n, 2n)
         dh, dg = rhn.d_diagonals(layer)
-        D = np.concatenate([np.stack([np.diag(v) for v in dh]), np.stack([np.diag(v) for v in dg])], axis=2)
+        D = np.concatenate([np.stack([np.diag(v) for v in dh]), np.stack([np.diag(v) for v in dg])],
+                           axis=2)
         assert_fd_close(D, fd)
 
 
@@ -95,7 +96,8 @@ def test_jvp_and_vjp_match_H(depth):
     H, pds = cell.influence_pieces(params, layers, xp=np)
     rng = np.random.default_rng(5)
     v, g = rng.standard_normal((2, B, cell.n_hidden))
-    assert_close(jvp_state(cell, params, layers, v), (H @ v[:, :, None])[:, :, 0], rtol=1e-12, atol=1e-14)
+    assert_close(jvp_state(cell, params, layers, v), (H @ v[:, :, None])[:, :, 0], rtol=1e-12,
+                 atol=1e-14)
     g_prev, dzs = cell.vjp(params, layers, g, xp=np)
     assert_close(g_prev, (g[:, None, :] @ H)[:, 0, :], rtol=1e-12, atol=1e-14)
     for dz, PD in zip(dzs, pds):  # dz_l = g^T P_l D_l

@@ -28,7 +28,9 @@ def seeded(method, rank=None):
     cell, params, xs, ys, mask, exact = problem()
 
     def estimate(seed):
-        return minirtrl.sequence_gradient(method, cell, params, xs, ys, mask, seed=seed, rank=rank)[1]
+        _, grads = minirtrl.sequence_gradient(method, cell, params, xs, ys, mask, seed=seed,
+                                              rank=rank)
+        return grads
 
     return functools.cache(estimate), exact  # cached: a test may ask twice for one seed
 
@@ -80,7 +82,8 @@ def test_a_five_percent_bias_of_a_low_noise_estimator_is_flagged():
 def test_signs_that_are_not_symmetric_are_flagged(method, prob_plus):
     fair, exact = with_sampler(method, 0.5)
     bound = testing.z_threshold(exact["W1"].size)
-    assert testing.assert_unbiased(fair, exact, range(N_SEEDS)) <= bound  # the same loop, fair signs
+    # the same loop, fair signs
+    assert testing.assert_unbiased(fair, exact, range(N_SEEDS)) <= bound
     skewed, _ = with_sampler(method, prob_plus)
     z = testing.unbiasedness_z(skewed, exact, range(N_SEEDS))
     assert z > 2 * bound
@@ -88,7 +91,7 @@ def test_signs_that_are_not_symmetric_are_flagged(method, prob_plus):
         testing.assert_unbiased(skewed, exact, range(N_SEEDS))
 
 
-# ---- the figure itself ---------------------------------------------------------------------------
+# ---- the figure itself ------------------------------------------------------------------------
 def test_z_is_the_largest_standardised_deviation():
     rng = np.random.default_rng(0)
     draws = rng.standard_normal((50, 3)) + np.array([0.0, 0.0, 0.4])  # the last entry is biased
@@ -138,7 +141,7 @@ def test_seeds_are_checked():
         testing.unbiasedness_z(lambda s: {"a": np.zeros(1)}, {"a": np.zeros(1)}, [0])
 
 
-# ---- expected_step ---------------------------------------------------------------------------------
+# ---- expected_step ----------------------------------------------------------------------------
 @pytest.mark.parametrize("method, rank", [("kf", None), ("kf-avg", 2), ("ok", 1), ("uoro", None)])
 def test_expected_step_is_exact_rtrl_on_a_depth_two_rhn(method, rank):
     cell, params = make_cell(2, n=3)
@@ -146,7 +149,7 @@ def test_expected_step_is_exact_rtrl_on_a_depth_two_rhn(method, rank):
     algo = minirtrl.online(method, cell, rank)
     state, rng = algo.init(2), np.random.default_rng(0)
     for t in range(3):
-        state, _, _ = algo.step(params, state, xs[t], ys[t], signs=algo.draw_signs(rng, 2, xp=np, dtype=np.float64))
+        state, _, _ = algo.step(params, state, xs[t], ys[t], signs=algo.draw_signs(rng, 2))
     e = testing.expected_step(algo, params, state, xs[3], ys[3])
     _, layers = cell.step(params, state.s, xs[3], xp=np)
     target = exact_step(cell, params, algo.influence(state), layers)  # the tests' own exact step
@@ -191,10 +194,11 @@ def test_expected_step_on_every_backend(backend, to_xp):
     p = {k: to_xp(v) for k, v in p_np.items()}
     rng1, rng2 = np.random.default_rng(5), np.random.default_rng(5)
     for t in range(2):
-        ref_state, _, _ = algo.step(p_np, ref_state, xs[t], ys[t], signs=algo.draw_signs(rng1, 2, xp=np, dtype=np.float64))
+        ref_state, _, _ = algo.step(p_np, ref_state, xs[t], ys[t], signs=algo.draw_signs(rng1, 2))
         state, _, _ = algo.step(p, state, to_xp(xs[t]), to_xp(ys[t]),
-                                signs=algo.draw_signs(rng2, 2, xp=backend.xp, dtype=backend.xp.float64,
-                                                device=backend.device))
+                                signs=algo.draw_signs(rng2, 2, xp=backend.xp,
+                                                      dtype=backend.xp.float64,
+                                                      device=backend.device))
     ref = testing.expected_step(algo, p_np, ref_state, xs[2], ys[2])
     got = testing.expected_step(algo, p, state, to_xp(xs[2]), to_xp(ys[2]))
     xp, device = backend.xp, backend.device

@@ -53,7 +53,8 @@ def test_step_is_the_leaky_tanh_equation(alpha):
     cell, p, s_prev, x = setup(alpha)
     s, cache = cell.step(p, s_prev, x, xp=np)
     W = p["W1"]  # columns: input (3), state (4), bias (1)
-    expected = (1 - alpha) * s_prev + alpha * np.tanh(x @ W[:, :3].T + s_prev @ W[:, 3:7].T + W[:, 7])
+    z = x @ W[:, :3].T + s_prev @ W[:, 3:7].T + W[:, 7]
+    expected = (1 - alpha) * s_prev + alpha * np.tanh(z)
     assert_close(s, expected, rtol=1e-14)
     assert len(cache) == 1
     assert_close(cache[0].a, np.concatenate([x, s_prev, np.ones((B, 1))], axis=1), rtol=0)
@@ -172,11 +173,11 @@ def numpy_rtrl_step(cell, p, s_prev, x, G_prev):
 @pytest.mark.parametrize("alpha", ALPHAS)
 def test_one_step_mean_by_sign_enumeration_is_exact_rtrl(method, alpha):
     cell, p, _, _ = setup(alpha)
-    xs, ys, mask = random_problem(cell, 5, B, seed=6, masked=False)
+    xs, ys, _mask = random_problem(cell, 5, B, seed=6, masked=False)
     algo = minirtrl.online(method, cell, rank_of(method))
     state, rng = algo.init(B), np.random.default_rng(2)
     for t in range(4):  # a random, nonzero past
-        state, _, _ = algo.step(p, state, xs[t], ys[t], signs=algo.draw_signs(rng, B, xp=np, dtype=np.float64))
+        state, _, _ = algo.step(p, state, xs[t], ys[t], signs=algo.draw_signs(rng, B))
     G_prev = algo.influence(state)["W1"]
     assert np.abs(G_prev).max() > 1e-3
     target = numpy_rtrl_step(cell, p, state.s, xs[4], G_prev)
@@ -187,7 +188,7 @@ def test_one_step_mean_by_sign_enumeration_is_exact_rtrl(method, alpha):
     assert_close(e.exact["W1"], target, rtol=0, atol=1e-13 * scale)
     assert_close(e.grads["W1"], e.exact_grads["W1"], rtol=1e-12, atol=1e-14)
     # and one pattern is not exact: the step is genuinely random
-    one, _, _ = algo.step(p, state, xs[4], ys[4], signs=algo.draw_signs(rng, B, xp=np, dtype=np.float64))
+    one, _, _ = algo.step(p, state, xs[4], ys[4], signs=algo.draw_signs(rng, B))
     assert np.abs(algo.influence(one)["W1"] - target).max() > 1e-3 * scale
 
 
@@ -197,7 +198,8 @@ def rhn_twin(cell, p, bias):
     n, k = cell.n_hidden, p["W1"].shape[1]
     gate = np.zeros((n, k))
     gate[:, -1] = bias
-    return minirtrl.RHN(cell.n_in, n, cell.n_out), {"W1": np.concatenate([p["W1"], gate]), "V": p["V"]}
+    twin = {"W1": np.concatenate([p["W1"], gate]), "V": p["V"]}
+    return minirtrl.RHN(cell.n_in, n, cell.n_out), twin
 
 
 def test_sigmoid_of_40_is_one_in_float64():
@@ -243,7 +245,8 @@ def test_estimators_equal_rhn_at_alpha_one_with_the_same_seed(backend, to_xp, me
     cell, p, rcell, rp, xs, ys, mask = twin_problem(1.0)
     n, rank = cell.n_hidden, rank_of(method)
     xp, device = backend.xp, backend.device
-    assert minirtrl.online(method, cell, rank).sign_shapes(B) == minirtrl.online(method, rcell, rank).sign_shapes(B)
+    shapes = minirtrl.online(method, rcell, rank).sign_shapes(B)
+    assert minirtrl.online(method, cell, rank).sign_shapes(B) == shapes
     on = lambda d: {k: to_xp(v) for k, v in d.items()}  # noqa: E731
     data = [to_xp(a) for a in (xs, ys, mask)]
     loss, g = minirtrl.sequence_gradient(method, cell, on(p), *data, seed=5, rank=rank)
@@ -254,7 +257,7 @@ def test_estimators_equal_rhn_at_alpha_one_with_the_same_seed(backend, to_xp, me
     assert_close(g["V"], rg["V"], xp=xp, device=device, rtol=0, atol=1e-12)
 
 
-# ---- every backend, the same numbers ------------------------------------------------------------
+# ---- every backend, the same numbers ----------------------------------------------------------
 @pytest.mark.parametrize("method", ["bptt", "rtrl", *ESTIMATORS])
 def test_same_numbers_on_every_backend(backend, to_xp, method):
     xp, device = backend.xp, backend.device
@@ -273,7 +276,7 @@ def test_same_numbers_on_every_backend(backend, to_xp, method):
         assert_close(g[k], g_np[k], xp=xp, device=device, rtol=1e-10, atol=1e-14)
 
 
-# ---- construction -------------------------------------------------------------------------------
+# ---- construction -----------------------------------------------------------------------------
 def test_init_layout_and_draws():
     cell = minirtrl.VanillaRNN(3, 4, 5, alpha=0.5)
     p = cell.init(7, xp=np, init_scale=0.1)
@@ -303,4 +306,5 @@ def test_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="params"):
         cell = minirtrl.VanillaRNN(3, 4, 5)
         rp = minirtrl.RHN(3, 4, 5).init(0)  # RHN parameters do not fit
-        minirtrl.sequence_gradient("rtrl", cell, rp, np.zeros((2, 1, 3)), np.zeros((2, 1), dtype=np.int64))
+        ys = np.zeros((2, 1), dtype=np.int64)
+        minirtrl.sequence_gradient("rtrl", cell, rp, np.zeros((2, 1, 3)), ys)
