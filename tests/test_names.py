@@ -141,3 +141,10 @@ def test_the_resolver_catches_a_stale_name(tmp_path):
     bad = unresolved([stale])
     assert sorted(b.split(": ", 1)[1] for b in bad) == [
         "cell.no_method", "file docs/nope.md", "kf.no_such_function", "xp.not_in_the_standard"]
+
+
+def test_no_function_shadows_a_module():
+    """``minirtrl.X`` is the module ``minirtrl/X.py`` whenever that module exists."""
+    for info in pkgutil.iter_modules(minirtrl.__path__):
+        module = importlib.import_module(f"minirtrl.{info.name}")
+        assert getattr(minirtrl, info.name) is module, info.name
