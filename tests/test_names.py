@@ -48,7 +48,7 @@ ROOTS = {
     "settings": lambda: importlib.import_module("minirtrl.drivers.loop").Settings,
     "nn": lambda: importlib.import_module("torch").nn,
 }
-NOT_INSTALLED_OK = ("cupy",)
+NOT_INSTALLED_OK = ("cupy", "torch", "matplotlib")
 
 
 def modules():
@@ -96,7 +96,12 @@ def starts(root, mods):
     objects += [getattr(m, root) for m in mods if inspect.isclass(getattr(m, root, None))
                 or inspect.isfunction(getattr(m, root, None))]
     if root in ROOTS:
-        objects.append(ROOTS[root]())
+        try:
+            objects.append(ROOTS[root]())
+        except ImportError as exc:
+            if exc.name in NOT_INSTALLED_OK:
+                return None  # cannot be checked here
+            raise
     if not objects:
         try:
             objects.append(importlib.import_module(root))
