@@ -4,9 +4,11 @@ used, read in bounded time and memory.
 Layout (``.npz``, written with ``numpy.savez``): ``W1``..``WL``, ``V``; ``adam/m/<name>``,
 ``adam/v/<name>``, ``adam/step``; ``est/<i>`` the arrays of the method's state in order
 (``methods.leaves``); ``s``; ``step``, ``seconds``; ``rng/data``, ``rng/noise`` and
-``config`` as JSON text; ``task/<key>`` the task's ``state_dict``; ``format``. A resumed
-run must have the same ``config`` (everything but backend, device, steps, time limit,
-paths and reporting); it may run on another backend.
+``config`` as JSON text; ``run``, the run's identity (also in its log's header);
+``task/<key>`` the task's ``state_dict``; ``format``. A resumed run must have the same
+``config`` (everything but backend, device, steps, time limit, paths and reporting); it may
+run on another backend. A state that is not finite or not in range (``problem``) is never
+written, so the last checkpoint of a run can always be resumed.
 
 Reading (``load``) trusts nothing: the archive's member list, then every member's declared
 dtype, shape and stored size (read from its ``.npy`` header, before any data) are checked
@@ -27,7 +29,8 @@ from ..adam import AdamState
 from ..methods import leaves, rebuild
 from .safety import Failure, write_atomic
 
-FORMAT = "minirtrl-checkpoint-1"
+FORMAT = "minirtrl-checkpoint-2"
+FORMAT_STEM = "minirtrl-checkpoint-"
 TEXT_LIMIT = 1 << 16  # characters of a JSON member
 HEADER_LIMIT = 1 << 12  # bytes of a member's .npy header
 
@@ -46,7 +49,7 @@ def _text(value):
     return np.asarray(json.dumps(value, sort_keys=True))
 
 
-def arrays_of(run, rngs, task, config, seconds):
+def arrays_of(run, rngs, task, config, seconds, identity):
     """Everything a checkpoint holds, as NumPy arrays (parameters under their own names)."""
     arrays = {k: to_numpy(v) for k, v in run.params.items()}
     for k in run.params:
@@ -63,13 +66,36 @@ def arrays_of(run, rngs, task, config, seconds):
     for k, v in task.state_dict().items():
         arrays[f"task/{k}"] = np.asarray(v)
     arrays["config"] = _text(config)
+    arrays["run"] = _text(identity)
     arrays["format"] = _text(FORMAT)
     return arrays
 
 
 def save(path, arrays):
-    """Write ``arrays`` (name -> NumPy array) to ``path`` atomically (``safety.write_atomic``)."""
+    """Write ``arrays`` (name -> NumPy array) to ``path`` atomically (``safety.write_atomic``).
+
+    The caller checks ``problem(arrays)`` first: a state that could not be resumed is never
+    written."""
     write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def _floats(arrays):
+    """The model's float arrays: parameters, Adam's moments, the method's state, ``s``."""
+    return [k for k, a in arrays.items()
+            if a.dtype.kind == "f" and not k.startswith("task/") and k != "seconds"]
+
+
+def problem(arrays):
+    """Why the state in ``arrays`` cannot be a checkpoint (a non-finite value, Adam's second
+    moments < 0, a state outside [-1, 1]), or None; one pass over every float array."""
+    for k in _floats(arrays):
+        if not np.all(np.isfinite(arrays[k])):
+            return f"{k!r} holds values that are not finite"
+    if any(np.any(arrays[k] < 0) for k in arrays if k.startswith("adam/v/")):
+        return "Adam's second moments must be >= 0"
+    if np.any(np.abs(arrays["s"]) > 1.0 + 1e-5):  # states are convex combinations of tanh's
+        return "'s' holds states outside [-1, 1]"
+    return None
 
 
 # ---- reading ----------------------------------------------------------------------------
@@ -85,7 +111,7 @@ def expected(template, task, dtype):
         out[f"est/{i}"] = (float_, tuple(leaf.shape))
     out["s"] = (float_, tuple(template.s.shape))
     out.update({"adam/step": (int_, ()), "step": (int_, ()), "seconds": (np.dtype(np.float64), ())})
-    for k in ("rng/data", "rng/noise", "config", "format"):
+    for k in ("rng/data", "rng/noise", "config", "run", "format"):
         out[k] = ("text", ())
     for k, (kind, shape) in task.state_spec().items():
         out[f"task/{k}"] = (np.dtype(kind), shape)
@@ -114,8 +140,7 @@ def load(path, spec, max_width, config):
             for name in ("format", "config"):
                 with archive.open(infos[name]) as f:
                     arrays[name] = _read_member(f, infos[name], name, spec[name], max_width, bad)
-            if _json(arrays, "format", bad) != FORMAT:
-                raise bad(f"not a {FORMAT} file")
+            _check_format(_json(arrays, "format", bad), bad)
             _check_config(path, _json(arrays, "config", bad), config)
             missing = sorted(set(spec) - set(infos))
             extra = sorted(set(infos) - set(spec))
@@ -130,13 +155,38 @@ def load(path, spec, max_width, config):
     except FileNotFoundError:
         raise Failure(f"no checkpoint at {path} to resume from") from None
     except zipfile.BadZipFile:
-        raise bad("not a minirtrl checkpoint (not an .npz archive)") from None
-    except (OSError, EOFError, ValueError, zipfile.LargeZipFile) as exc:
-        raise bad(f"unreadable ({exc})") from None
+        raise bad(_not_an_archive(path)) from None
+    except (OSError, EOFError, ValueError, NotImplementedError, zipfile.LargeZipFile) as exc:
+        raise bad(f"unreadable ({exc})") from None  # NotImplementedError: compression method
     return arrays
 
 
+def _not_an_archive(path):
+    """Why ``zipfile`` refused ``path``: cut short (it begins like a zip archive), or not one."""
+    with open(path, "rb") as f:
+        start = f.read(4)
+    if start == b"PK\x03\x04":
+        return "truncated or damaged (it begins like an .npz archive, but its end is missing)"
+    return "not a minirtrl checkpoint (not an .npz archive)"
+
+
+def _check_format(found, bad):
+    if found == FORMAT:
+        return
+    if isinstance(found, str) and found.startswith(FORMAT_STEM):
+        version = found[len(FORMAT_STEM):]
+        age = "an older" if version.isdigit() and int(version) < int(FORMAT[-1]) else "another"
+        raise bad(f"written by {age} version of minirtrl ({found}; this version reads "
+                  f"{FORMAT}); resume it with the version that wrote it, or start afresh")
+    raise bad(f"not a {FORMAT} file")
+
+
 def _check_config(path, saved, config):
+    if isinstance(saved, dict) and set(saved) != set(config):
+        missing, extra = sorted(set(config) - set(saved)), sorted(set(saved) - set(config))
+        raise Failure(f"cannot read checkpoint {path}: written by another version of minirtrl "
+                      f"(its settings lack {missing or 'nothing'} and have {extra or 'nothing'} "
+                      "besides); resume it with the version that wrote it, or start afresh")
     if saved != config:
         keys = sorted(set(saved) | set(config)) if isinstance(saved, dict) else sorted(config)
         get = saved.get if isinstance(saved, dict) else (lambda k: None)
@@ -188,7 +238,7 @@ def _json(arrays, key, bad):
 
 
 def restore(path, arrays, template, rngs, task, *, xp, device):
-    """The ``Run`` and elapsed seconds stored in ``arrays`` (from ``load``).
+    """``(Run, elapsed seconds, run identity)`` stored in ``arrays`` (from ``load``).
 
     Checks every value before anything is used, then moves the arrays to ``device`` and
     sets ``rngs`` and the task in place.
@@ -196,20 +246,17 @@ def restore(path, arrays, template, rngs, task, *, xp, device):
     def bad(why):
         return Failure(f"cannot read checkpoint {path}: {why}")
 
-    floats = [k for k in arrays if k in template.params or k.startswith(("adam/m/", "adam/v/",
-                                                                          "est/")) or k == "s"]
-    for k in floats:
-        if not np.all(np.isfinite(arrays[k])):
-            raise bad(f"{k!r} holds values that are not finite")
-    if any(np.any(arrays[k] < 0) for k in arrays if k.startswith("adam/v/")):
-        raise bad("Adam's second moments must be >= 0")
-    if np.any(np.abs(arrays["s"]) > 1.0 + 1e-5):  # states are convex combinations of tanh's
-        raise bad("'s' holds states outside [-1, 1]")
+    why = problem(arrays)
+    if why is not None:
+        raise bad(why)
     step, adam_t, seconds = int(arrays["step"]), int(arrays["adam/step"]), float(arrays["seconds"])
     if step < 0 or adam_t != step:
         raise bad(f"'step' {step} and 'adam/step' {adam_t} must be equal and >= 0")
     if not (math.isfinite(seconds) and seconds >= 0):
         raise bad(f"'seconds' {seconds} must be a finite number >= 0")
+    identity = _json(arrays, "run", bad)
+    if not isinstance(identity, str) or not identity:
+        raise bad(f"'run' {identity!r} is not a run identity")
     try:
         for rng, key in zip(rngs, ("rng/data", "rng/noise")):
             state, kind = _json(arrays, key, bad), rng.bit_generator.state["bit_generator"]
@@ -228,4 +275,5 @@ def restore(path, arrays, template, rngs, task, *, xp, device):
     v = {k: move(f"adam/v/{k}", p) for k, p in template.params.items()}
     est = rebuild(template.est, [move(f"est/{i}", leaf)
                                  for i, leaf in enumerate(leaves(template.est))])
-    return Run(step, params, AdamState(adam_t, m, v), est, move("s", template.s)), seconds
+    now = Run(step, params, AdamState(adam_t, m, v), est, move("s", template.s))
+    return now, seconds, identity

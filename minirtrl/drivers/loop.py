@@ -3,7 +3,8 @@
 One optimiser step of the RTRL family reads one character of every stream
 (``docs/algorithms.md``, "Online training"): ``methods.influence_step`` (streams that start
 a new sequence are reset inside it), the gradient of the batch-mean loss, the recurrent
-gradient (all W_l, not V) clipped to ``--clip``, one Adam step; the influence estimate is
+gradient (all W_l, not V) clipped to ``--clip``, one Adam step, checked (``apply_step``:
+divergence is named, never saved); the influence estimate is
 carried across updates. ``bptt`` reads windows of ``--truncation`` characters
 (``bptt.window_gradient``), carries the state across windows and takes one Adam step per
 window. ``step`` counts optimiser steps; ``data`` the characters read by all streams.
@@ -27,6 +28,7 @@ import math
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from typing import NamedTuple, TextIO
 
@@ -41,7 +43,12 @@ from .backends import dtype_of, threads_of
 from .checkpoint import Run
 from .cli import CONFIG_KEYS, init_options, make_cell, open_backend
 from .report import RESUMED, Reporter, fmt, header, settings_line
-from .safety import Diverged, Outputs, WriteFailed, deferred, io_failure
+from .runfiles import Outputs
+from .safety import Diverged, Failure, WriteFailed, deferred, io_failure
+
+#: a batch-mean loss above this many bits per character is divergence: the right character
+#: was given a probability below 2^-100, which no model being trained gets to
+MAX_BITS = 100.0
 
 
 # ---- what a task provides ------------------------------------------------------------------
@@ -127,23 +134,32 @@ def window_step(setup, now, packed, resets=True):
 
 
 def apply_step(setup, now, loss, grads, est, s):
-    """Batch-mean gradient, clip, guard, Adam: ``(new Run, batch-mean bits per character)``."""
+    """Batch-mean gradient, clip, Adam, guard: ``(new Run, batch-mean bits per character)``.
+
+    ``Diverged`` (nothing committed) when the loss, a gradient or a new parameter is not
+    finite, or the loss is above ``MAX_BITS`` bits per character.
+    """
     xp, B = setup.xp, setup.B
     grads = {k: g / B for k, g in grads.items()}
     grads, norm = clip_by_norm(grads, setup.clip, setup.cell.blocks)
-    # the readout gradient is finite iff its sum is (up to an overflow of the sum, which
-    # would stop a run that was about to diverge anyway)
-    probe = xp.stack([xp.sum(loss) / B, norm, xp.sum(grads["V"])])
-    mean_loss, norm_w, sum_v = (float(v) for v in to_numpy(probe))  # the one host read
-    step = now.step + 1
-    if not all(map(math.isfinite, (mean_loss, norm_w, sum_v))):
-        raise Diverged(
-            f"non-finite loss or gradient at step {step} (loss {mean_loss}, recurrent gradient "
-            f"norm {norm_w}, readout gradient sum {sum_v}); stopped without saving this state",
-            step,
-        )
     params, adam = adam_step(now.params, grads, now.adam, lr=setup.lr)
-    return Run(step, params, adam, est, s), mean_loss / math.log(2.0) / setup.K
+    # an array is finite iff its sum is (up to an overflow of the sum, which would stop a
+    # run that was about to diverge anyway)
+    probe = xp.stack([xp.sum(loss) / B, norm, xp.sum(grads["V"]),
+                      sum(xp.sum(p) for p in params.values())])
+    mean_loss, norm_w, sum_v, sum_p = (float(v) for v in to_numpy(probe))  # the one host read
+    step, bits = now.step + 1, mean_loss / math.log(2.0) / setup.K
+    if not all(map(math.isfinite, (mean_loss, norm_w, sum_v, sum_p))):
+        raise Diverged(
+            f"diverged at step {step}: non-finite loss, gradient or parameters (loss {mean_loss}, "
+            f"recurrent gradient norm {norm_w}, readout gradient sum {sum_v}, parameter sum "
+            f"{sum_p}); stopped without saving this state", step)
+    if bits > MAX_BITS:
+        raise Diverged(
+            f"diverged at step {step}: a loss of {bits:.4g} bits per character, over "
+            f"{MAX_BITS:g} (the right character given a probability below 2^-100); stopped "
+            "without saving this state", step)
+    return Run(step, params, adam, est, s), bits
 
 
 # ---- the run ----------------------------------------------------------------------------
@@ -171,6 +187,7 @@ class Session(NamedTuple):
     config: dict  # what a checkpoint records and a resumed run must match
     rngs: tuple  # (data, signs) numpy Generators
     reporter: Reporter
+    identity: str  # the run's identity, in its checkpoints and its log's header
 
 
 def run(args, task, *, prog, evaluate=None, eval_every=0, outputs=None):
@@ -205,7 +222,12 @@ def _setup(args, task):
 
 def _fresh(setup, args):
     cell, xp, device, dtype = setup.cell, setup.xp, setup.device, setup.dtype
-    params = cell.init(args.seed, xp=xp, dtype=dtype, device=device, **init_options(args))
+    options = init_options(args)
+    params = cell.init(args.seed, xp=xp, dtype=dtype, device=device, **options)
+    if not all(bool(xp.all(xp.isfinite(p))) for p in params.values()):
+        flags = ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in options.items())
+        raise Failure(f"the initial parameters are not finite in {args.dtype} ({flags}): a "
+                      "value too large for that type")
     est = None
     if setup.module is not None:
         est = setup.module.init(cell, setup.B, args.rank or 1, xp=xp, dtype=dtype, device=device)
@@ -222,19 +244,19 @@ def _run(args, task, settings, outputs):
     setup = _setup(args, task)
     config = run_config(args, task)
     rngs = tuple(np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(2))
-    now, seconds0 = _fresh(setup, args), 0.0
+    now, seconds0, identity = _fresh(setup, args), 0.0, uuid.uuid4().hex
     resumed = bool(outputs.checkpoint and args.resume)
     if resumed:
         spec = checkpoint.expected(now, task, args.dtype)
         arrays = checkpoint.load(outputs.checkpoint, spec, task.MAX_WIDTH, config)
-        now, seconds0 = checkpoint.restore(args.checkpoint, arrays, now, rngs, task,
-                                           xp=setup.xp, device=setup.device)
+        now, seconds0, identity = checkpoint.restore(args.checkpoint, arrays, now, rngs, task,
+                                                     xp=setup.xp, device=setup.device)
     settings = settings._replace(checkpoint=outputs.checkpoint)
-    log = outputs.open_log(now.step)
+    log = outputs.open_log(now.step, identity)
     threads = threads_of(args.backend)
     reporter = Reporter(settings, log, outputs.log_path)
     try:
-        info = header(settings.prog, args, device=setup.device, threads=threads)
+        info = header(settings.prog, args, device=setup.device, threads=threads, run=identity)
         if log is not None and log.tell() == 0:
             reporter.write(info)
         else:  # a log continued: where this invocation ran, at the step it starts from
@@ -243,7 +265,8 @@ def _run(args, task, settings, outputs):
         reporter.say(settings_line(settings.prog, args, setup.device, threads))
         if resumed:
             reporter.say(f"{settings.prog}: resumed from step {now.step} ({args.checkpoint})")
-        return _loop(Session(settings, setup, task, config, rngs, reporter), now, seconds0)
+        session = Session(settings, setup, task, config, rngs, reporter, identity)
+        return _loop(session, now, seconds0)
     finally:
         if log is not None:  # every record was flushed and checked when it was written
             with contextlib.suppress(OSError):
@@ -252,7 +275,7 @@ def _run(args, task, settings, outputs):
 
 def _loop(session, now, seconds0):
     """Train from ``now`` (a ``Run``) until the steps or the time are used up."""
-    settings, setup, task, config, rngs, reporter = session
+    settings, setup, task, config, rngs, reporter, identity = session
     xp, K, B = setup.xp, setup.K, setup.B
     step_fn = window_step if setup.module is None else online_step
     evaluate, eval_every = settings.evaluate, settings.eval_every
@@ -266,7 +289,11 @@ def _loop(session, now, seconds0):
     def save():
         if settings.checkpoint:
             arrays = checkpoint.arrays_of(now, rngs, task, config,
-                                          seconds0 + time.perf_counter() - t0)
+                                          seconds0 + time.perf_counter() - t0, identity)
+            why = checkpoint.problem(arrays)
+            if why is not None:  # never a checkpoint that cannot be resumed
+                raise Diverged(f"diverged at step {now.step}: its state cannot be saved "
+                               f"({why}); stopped without saving it", now.step)
             try:
                 checkpoint.save(settings.checkpoint, arrays)
             except OSError as exc:
@@ -281,38 +308,43 @@ def _loop(session, now, seconds0):
         figures = evaluate(setup, now.params, final)
         return {**figures, "eval_seconds": round(time.perf_counter() - start, 3)}
 
-    snapshot = None
+    snapshot = None  # while a step is open: the run, RNGs and task state before it
     try:
         while now.step < settings.steps:
             limit = settings.max_seconds
             if limit is not None and time.perf_counter() - t0 >= limit:
                 break
-            snapshot = (now.step, rngs[0].bit_generator.state, rngs[1].bit_generator.state,
+            snapshot = (now, rngs[0].bit_generator.state, rngs[1].bit_generator.state,
                         task.state_dict())
             batches = [task.next_batch(rngs[0]) for _ in range(K)]
             resets = not all(np.all(b.keep == 1) for b in batches)  # known on the host
             signs = host_signs(rngs[1], setup.sign_shapes)  # {} for rtrl and bptt
             packed = xp.asarray(pack(batches, signs), dtype=setup.dtype, device=setup.device)
-            new, bits = apply_step(setup, now, *step_fn(setup, now, packed, resets))
+            now, bits = apply_step(setup, now, *step_fn(setup, now, packed, resets))
             task.observe(bits, steps=K)
-            now = new  # commit: from here host state and device state agree again
             evaluating = evaluate is not None and eval_every and now.step % eval_every == 0
-            if evaluating or (settings.report_every and now.step % settings.report_every == 0) or (
+            reporting = evaluating or (
+                settings.report_every and now.step % settings.report_every == 0) or (
                 not settings.report_every
-                and time.perf_counter() - last_report >= settings.progress_seconds
-            ):
+                and time.perf_counter() - last_report >= settings.progress_seconds)
+            if reporting:
                 elapsed, rate = clock()
-                record("progress")
                 reporter.progress(now.step, now.step * K * B, task.figures(), rate=rate,
                                   elapsed=elapsed)
-                if evaluating:  # its line comes after the step line it belongs to
-                    record("eval", **evaluation(False))
+            # the evaluation (its line after the step's) is part of the step: one that is
+            # interrupted undoes the step, so that the resumed run does it again
+            figures = evaluation(False) if evaluating else None
+            snapshot = None  # the step is complete: from here it is kept
+            if reporting:
+                record("progress")
+                if evaluating:
+                    record("eval", **figures)
                 last_report = time.perf_counter()
             if settings.checkpoint_every and now.step % settings.checkpoint_every == 0:
                 save()
     except KeyboardInterrupt as exc:
-        if snapshot is not None and snapshot[0] == now.step:  # stopped inside a step: undo it
-            rngs[0].bit_generator.state, rngs[1].bit_generator.state = snapshot[1], snapshot[2]
+        if snapshot is not None:  # stopped inside a step (its evaluation included): undo it
+            now, rngs[0].bit_generator.state, rngs[1].bit_generator.state = snapshot[:3]
             task.load_state_dict(snapshot[3])
         with deferred():  # a second Ctrl-C must not cut the checkpoint short
             save()

@@ -32,7 +32,8 @@ from .. import readout
 from .._compat import get_device, to_numpy
 from . import cli, loop
 from .corpus import CorpusError, read_corpus
-from .safety import Failure, Outputs, command
+from .runfiles import Outputs
+from .safety import Failure, command
 
 PROG = "minirtrl.ptb"
 

@@ -8,6 +8,7 @@ A log is JSON lines: a ``header`` record first, then records with a ``kind`` (``
 import contextlib
 import json
 import math
+import os
 
 from .safety import io_failure
 
@@ -23,10 +24,12 @@ class Reporter:
         self.warned = False  # the long-ETA note is printed once
 
     def write(self, record):
-        """Append one record to the log (flushed); ``WriteFailed`` if it cannot be written."""
+        """Append one record to the log (flushed); ``WriteFailed`` if it cannot be written,
+        or if the log's path no longer names the file open (removed, or its folder)."""
         if self.log is None:
             return record
         try:
+            self._check_still_there()
             self.log.write(json.dumps(record) + "\n")
             self.log.flush()
         except OSError as exc:
@@ -35,6 +38,19 @@ class Reporter:
             self.log = None  # nothing more goes there
             raise io_failure("--log", self.log_path, exc) from None
         return record
+
+    def _check_still_there(self):
+        """``FileNotFoundError`` unless ``log_path`` is still the file being written: records
+        written to a removed file would be lost without a word."""
+        if self.log_path is None:
+            return
+        try:
+            there = os.stat(self.log_path)
+        except FileNotFoundError:
+            raise FileNotFoundError(0, "removed during the run, or its folder") from None
+        open_ = os.fstat(self.log.fileno())
+        if (there.st_dev, there.st_ino) != (open_.st_dev, open_.st_ino):
+            raise FileNotFoundError(0, "replaced by another file during the run")
 
     def record(self, kind, step, data, seconds, figures, **extra):
         """A ``kind`` record: step, data, seconds, the task's figures, then ``extra``."""
@@ -60,8 +76,9 @@ class Reporter:
                      "--backend torch --device cuda), would be faster")
 
 
-def header(prog, args, *, device, threads):
-    """The ``header`` record of a new log: what produced it, with what, and where."""
+def header(prog, args, *, device, threads, run=None):
+    """The ``header`` record of a new log: what produced it, with what, and where; ``run``,
+    the identity of the training run it belongs to (its checkpoints carry the same)."""
     from .. import __version__
     from .backends import machine_info
     from .cli import settings_of
@@ -69,7 +86,8 @@ def header(prog, args, *, device, threads):
     return {"kind": "header", "format": LOG_FORMAT, "minirtrl": __version__, "command": prog,
             "argv": [prog, *getattr(args, "argv", [])], "config": settings_of(args),
             "backend": args.backend, "device": str(device), "dtype": getattr(args, "dtype", None),
-            "threads": threads, "machine": machine_info(args.backend, device)}
+            "threads": threads, "machine": machine_info(args.backend, device),
+            **({"run": run} if run else {})}
 
 
 #: what a ``resume`` record repeats of the header (the invocation may differ in these)

@@ -1,22 +1,19 @@
 """Nothing lost, nothing half-done: how a command stops, and how it writes its files.
 
 * Stopping. A ``Failure`` is one line and an exit status (2 bad input, 1 a failure during the
-  run); SIGINT and SIGTERM raise ``Interrupted`` wherever the command is (exit 130, 143: 128 +
-  the signal). ``command(prog, body)`` runs a command and turns both into one line on stderr;
-  ``deferred()`` holds the signals back while something must not be cut (a checkpoint write).
+  run); SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped ssh) raise ``Interrupted``
+  wherever the command is (exit 130, 143, 129: 128 + the signal). ``command(prog, body)`` runs
+  a command and turns both into one line on stderr; ``deferred()`` holds the signals back
+  while something must not be cut (a checkpoint write). A terminal or pipe that goes away
+  (``| head``, a hung-up terminal) only silences the command's lines: the work goes on.
 * Outputs. ``check_output(flag, path)`` refuses, before any work, an output the command could not
   write (a missing or unwritable folder, a directory, FIFO, device or socket, an image format
   matplotlib cannot write; the folder is probed by creating a file, which also catches
   read-only and special file systems). ``write_atomic`` writes a temporary file beside the path,
-  syncs it and renames it over the path; ``Lock`` is an exclusive ``flock`` for as long as a run
-  lives (a dead run's lock is dropped by the kernel); ``Outputs`` does all of this for the
-  ``--checkpoint`` and ``--log`` of a training run. A symbolic link given as an output is
-  followed once, at the start: its target is checked, locked and replaced, the link kept.
+  syncs it and renames it over the path. (A training run's checkpoint and log: ``runfiles``.)
 """
 
 import contextlib
-import fcntl
-import json
 import os
 import signal
 import stat
@@ -53,7 +50,7 @@ class WriteFailed(Failure):
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived; ``status`` is 128 + the signal number (130, 143)."""
+    """SIGINT, SIGTERM or SIGHUP arrived; ``status`` is 128 + the signal (130, 143, 129)."""
 
     def __init__(self, signum=signal.SIGINT):
         super().__init__(signal.Signals(signum).name)
@@ -77,21 +74,23 @@ class _Handlers:
 
 #: the handlers of the command running now, if any (signal handlers are process-wide state)
 _ACTIVE = threading.local()
+#: the signals a command turns into ``Interrupted``
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
 def handled_signals():
-    """Within the block SIGINT and SIGTERM raise ``Interrupted`` (restored afterwards).
+    """Within the block SIGINT, SIGTERM and SIGHUP raise ``Interrupted`` (restored afterwards).
 
-    A SIGINT ignored when the command started (a background job, ``nohup``) stays ignored;
-    outside the main thread, where handlers cannot be set, nothing changes.
+    A SIGINT or SIGHUP ignored when the command started (a background job, ``nohup``) stays
+    ignored; outside the main thread, where handlers cannot be set, nothing changes.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     handlers, previous = _Handlers(), {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        if signum == signal.SIGINT and signal.getsignal(signum) == signal.SIG_IGN:
+    for signum in SIGNALS:
+        if signum != signal.SIGTERM and signal.getsignal(signum) == signal.SIG_IGN:
             continue
         previous[signum] = signal.signal(signum, handlers)
     _ACTIVE.handlers = handlers
@@ -105,7 +104,7 @@ def handled_signals():
 
 @contextlib.contextmanager
 def deferred():
-    """Hold SIGINT and SIGTERM back until the block ends, then raise ``Interrupted``."""
+    """Hold the signals back until the block ends, then raise ``Interrupted``."""
     handlers = getattr(_ACTIVE, "handlers", None)
     if handlers is None:
         yield
@@ -120,14 +119,68 @@ def deferred():
         raise Interrupted(signum)
 
 
+class _Terminal:
+    """``sys.stdout`` or ``sys.stderr`` while a command runs: once a write fails (the reader of
+    a pipe went away, a terminal hung up) the stream's descriptor is pointed at ``/dev/null``,
+    one note goes to the other stream, and everything later is dropped; the command goes on."""
+
+    def __init__(self, stream, name, prog):
+        self.stream, self.name, self.prog = stream, name, prog
+        self.other = None  # the wrapper of the other stream, for the note
+        self.lost = False
+
+    def _guard(self, method, *args):
+        if self.lost:
+            return None
+        try:
+            return getattr(self.stream, method)(*args)
+        except (OSError, ValueError) as exc:  # ValueError: a stream closed under us
+            self._drop(exc)
+            return None
+
+    def _drop(self, exc):
+        self.lost = True
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if self.other is not None:
+            self.other.write(f"{self.prog}: {self.name} is closed ({why}); going on without "
+                             f"it (outputs are still written)\n")
+            self.other.flush()
+
+    def write(self, text):
+        self._guard("write", text)
+        return len(text)
+
+    def flush(self):
+        self._guard("flush")
+
+    def __getattr__(self, name):  # fileno, isatty, encoding, ...
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _terminals(prog):
+    """Within the block ``sys.stdout`` and ``sys.stderr`` are ``_Terminal`` wrappers."""
+    saved = sys.stdout, sys.stderr
+    out, err = _Terminal(sys.stdout, "stdout", prog), _Terminal(sys.stderr, "stderr", prog)
+    out.other, err.other = err, out
+    sys.stdout, sys.stderr = out, err
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def command(prog, body, *, err=None):
     """Run ``body()`` as a command; return its exit status, never a traceback for these.
 
-    ``Failure``: ``prog: error: <reason>`` on stderr, its status. SIGINT, SIGTERM: ``prog:
-    interrupted (SIGINT)``, 130 or 143. A broken pipe on stdout (``| head``): quietly 1.
+    ``Failure``: ``prog: error: <reason>`` on stderr, its status. SIGINT, SIGTERM, SIGHUP:
+    ``prog: interrupted (SIGINT)``, 130, 143 or 129. A closed stdout or stderr (``| head``,
+    a terminal gone) is not an error: lines to it are dropped and the command goes on.
     """
-    err = sys.stderr if err is None else err
-    with handled_signals():
+    with handled_signals(), _terminals(prog):
+        err = sys.stderr if err is None else err
         try:
             return body()
         except Failure as exc:
@@ -139,28 +192,30 @@ def command(prog, body, *, err=None):
                 print(f"{prog}: interrupted ({exc.args[0] if exc.args else 'SIGINT'})",
                       file=err, flush=True)
             return getattr(exc, "status", 130)
-        except BrokenPipeError:
-            with contextlib.suppress(OSError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 1
 
 
 # ---- outputs -------------------------------------------------------------------------------
-def _reason(exc):
+def reason(exc):
     return exc.strerror or str(exc) or type(exc).__name__
 
 
-def check_output(flag, path, *, image=False):
+def check_output(flag, path, *, image=False, replace=False, inputs=()):
     """The real path ``path`` resolves to, or a ``Failure`` (status 2) naming ``flag``.
 
-    ``path`` must be a regular file or not exist yet, in a folder where a file can be created;
-    with ``image=True`` matplotlib (the ``plot`` extra) must write its format.
+    ``path`` must be a regular file or not exist yet, in a folder where a file can be created
+    under the names it will really be written under (the temporary ``.NAME.tmp-XXXXXXXX`` of
+    ``write_atomic`` is probed, so a name too long for the file system fails here, not after
+    the work). An existing file is refused unless ``replace`` (a command's ``--force``, or a
+    run continuing its own output); one of ``inputs`` (the files the command reads) is refused
+    always. With ``image=True`` matplotlib (the ``plot`` extra) must write its format.
     """
     if not path:
         raise Failure(f"{flag}: an empty path")
     real = os.path.realpath(path)
     if os.path.lexists(path) and not os.path.exists(path):
         raise Failure(f"{flag} {path}: a symbolic link to {real}, which does not exist")
+    if any(os.path.realpath(i) == real for i in inputs if i):
+        raise Failure(f"{flag} {path}: is also an input of this command; choose another path")
     if os.path.exists(real):
         mode = os.stat(real).st_mode
         kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
@@ -169,15 +224,18 @@ def check_output(flag, path, *, image=False):
         what = next((name for test, name in kinds if test(mode)), None)
         if what or not stat.S_ISREG(mode):
             raise Failure(f"{flag} {path}: is {what or 'not a regular file'}, not a file")
-    folder = os.path.dirname(real)
+        if not replace:
+            raise Failure(f"{flag} {path}: exists; remove it, choose another path or pass "
+                          "--force to replace it")
+    folder, name = os.path.split(real)
     if not os.path.isdir(folder):
         raise Failure(f"{flag} {path}: directory {folder} does not exist")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".minirtrl-probe-", dir=folder)
+    try:  # the longest name the file is written under: write_atomic's temporary
+        fd, probe = tempfile.mkstemp(prefix=f".{name}{TEMP_PREFIX}", dir=folder)
         os.close(fd)
         os.remove(probe)
     except OSError as exc:
-        raise Failure(f"{flag} {path}: cannot write in {folder} ({_reason(exc)})") from None
+        raise Failure(f"{flag} {path}: cannot write in {folder} ({reason(exc)})") from None
     if image:
         check_image_format(flag, path)
     return real
@@ -199,13 +257,14 @@ def check_image_format(flag, path):
 
 def check_output_dir(flag, path):
     """An output folder: it exists and is writable, or its parent is (it is made later)."""
-    check_output(flag, os.path.join(path, "probe") if os.path.isdir(path) else path)
+    probe = os.path.join(path, "probe") if os.path.isdir(path) else path
+    check_output(flag, probe, replace=os.path.isdir(path))
     return path
 
 
 def io_failure(flag, path, exc):
     """The ``WriteFailed`` (status 1) for an ``OSError`` while writing ``path`` during a run."""
-    return WriteFailed(f"{flag} {path}: cannot write ({_reason(exc)})", flag)
+    return WriteFailed(f"{flag} {path}: cannot write ({reason(exc)})", flag)
 
 
 def write_atomic(path, write):
@@ -227,116 +286,3 @@ def write_atomic(path, write):
             with contextlib.suppress(OSError):  # cleaning up must not hide the failure
                 os.remove(tmp)
             raise
-
-
-def remove_stale_temporaries(path):
-    """Remove the temporary files a killed writer of ``path`` left behind; their number."""
-    folder, name = os.path.split(os.path.abspath(path))
-    removed = 0
-    for entry in os.listdir(folder):
-        if entry.startswith(f".{name}{TEMP_PREFIX}"):
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(folder, entry))
-                removed += 1
-    return removed
-
-
-class Lock:
-    """An exclusive lock on ``path`` for one run (``.NAME.lock`` beside it, ``flock``)."""
-
-    def __init__(self, flag, path):
-        folder, name = os.path.split(os.path.abspath(path))
-        self.flag, self.path, self.file = flag, path, os.path.join(folder, f".{name}.lock")
-        self.fd = None
-
-    def acquire(self):
-        """Take the lock, or a ``Failure`` naming the flag when a live run holds it."""
-        try:
-            self.fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise Failure(f"{self.flag} {self.path}: cannot create the lock {self.file} "
-                          f"({_reason(exc)})") from None
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            self.fd = None
-            raise Failure(f"{self.flag} {self.path}: another run is using it (it holds "
-                          f"{self.file}); stop that run first") from None
-        return self
-
-    def release(self):
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor drops the flock
-            self.fd = None
-
-
-class Outputs:
-    """The real paths of a run's ``--checkpoint`` and ``--log`` (or None), checked at once;
-    locked and cleaned of a killed run's temporaries while the ``with`` block runs.
-
-    An existing checkpoint or log is refused without ``--resume``; on resume, ``open_log(step)``
-    first drops the records written after the checkpoint resumed from (and a last line cut off
-    by a kill), so the steps of a log never go backwards.
-    """
-
-    def __init__(self, args):
-        self.checkpoint = self.log_path = self.lock = None
-        self.resume = bool(args.resume)
-        if args.checkpoint:
-            self.checkpoint = check_output("--checkpoint", args.checkpoint)
-            if not self.resume and os.path.exists(self.checkpoint):
-                raise Failure(f"checkpoint {args.checkpoint} exists; pass --resume to continue "
-                              "it or remove it")
-        if args.log:
-            self.log_path = check_output("--log", args.log)
-            if self.log_path == self.checkpoint:
-                raise Failure(f"--log {args.log}: the same file as --checkpoint")
-            if not self.resume and os.path.exists(self.log_path):
-                raise Failure(f"log {args.log} exists; pass --resume (with its --checkpoint) "
-                              "to continue it, or remove it")
-
-    def __enter__(self):
-        if self.checkpoint:
-            self.lock = Lock("--checkpoint", self.checkpoint).acquire()
-            remove_stale_temporaries(self.checkpoint)
-        if self.log_path:
-            remove_stale_temporaries(self.log_path)
-        return self
-
-    def __exit__(self, *exc):
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
-
-    def open_log(self, step):
-        """The log opened for appending (None without ``--log``), cut back to ``step`` first."""
-        if not self.log_path:
-            return None
-        try:
-            if self.resume and os.path.exists(self.log_path):
-                self._truncate_after(step)
-            return open(self.log_path, "a", encoding="utf-8")
-        except OSError as exc:
-            raise io_failure("--log", self.log_path, exc) from None
-
-    def _truncate_after(self, step):
-        with open(self.log_path, "rb") as f:
-            lines = f.read().split(b"\n")
-        kept = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                if number == len(lines):  # the last line, cut off by a kill: drop it
-                    break
-                raise Failure(f"--log {self.log_path}: line {number} is not JSON; not a "
-                              "minirtrl log, left as it is") from None
-            if not isinstance(record, dict):
-                raise Failure(f"--log {self.log_path}: line {number} is not a record")
-            if record.get("step", 0) <= step:
-                kept.append(line)
-        if len(kept) != sum(1 for line in lines if line.strip()):
-            write_atomic(self.log_path, lambda f: f.write(b"".join(k + b"\n" for k in kept)))
