@@ -312,7 +312,7 @@ def reading(proc, name):
         return False
 
 
-@pytest.mark.parametrize("signame, status", [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.parametrize("signame, status", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
 def test_signal_while_the_corpus_loads(signame, status, tmp_path):
     data = big_corpus(tmp_path / "data")
     proc = child(["minirtrl.ptb", "--data", data, "--format", "raw", "--hidden", 4],
@@ -326,7 +326,7 @@ def test_signal_while_the_corpus_loads(signame, status, tmp_path):
     assert "Traceback" not in out + err and f"interrupted ({signame})" in err
 
 
-@pytest.mark.parametrize("signame, status", [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.parametrize("signame, status", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
 def test_signal_during_a_checkpoint_write_leaves_a_valid_checkpoint(signame, status, tmp_path,
                                                                     monkeypatch, capsys):
     ck = tmp_path / "ck.npz"
