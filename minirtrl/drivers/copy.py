@@ -78,7 +78,6 @@ class CopyTask:
         self.inputs = np.full((batch, 4), BLANK, dtype=np.int64)
         self.targets = np.full((batch, 4), BLANK, dtype=np.int64)
         self._rows = np.arange(batch)
-        self._eye = np.eye(VOCAB)
 
     # ---- data -----------------------------------------------------------------------
     def _start(self, b, rng):
@@ -113,7 +112,9 @@ class CopyTask:
         x = self.inputs[self._rows, self.pos]
         y = self.targets[self._rows, self.pos]
         self.pos = self.pos + 1
-        return loop.Batch(self._eye[x], y, np.ones(self.batch), keep)
+        hot = np.zeros((self.batch, VOCAB))  # (B, VOCAB) one-hot inputs, no eye
+        hot[self._rows, x] = 1.0
+        return loop.Batch(hot, y, np.ones(self.batch), keep)
 
     def observe(self, bits, steps=1):
         """Feed back the batch-mean loss (bits per character) of the last ``steps`` steps."""

@@ -4,8 +4,10 @@
 ``Vocabulary`` from the training split and encodes every split as a 1-D array of the smallest
 signed integer type that holds every id (int8 for PTB's 50 symbols). It streams: each file is
 read twice in blocks of ``BLOCK`` bytes (its symbols and their count, then the ids into an
-array allocated once), so its memory is the encoded splits plus a few blocks. Host-side
-(NumPy and the standard library); a bad corpus is one ``CorpusError`` line naming the path.
+array allocated once), each block looked at once and encoded by vectorised lookups, so its
+time is linear in the file's size whatever the length of its lines (a one-line corpus
+included) and its memory is the encoded splits plus a few blocks. Host-side (NumPy and the
+standard library); a bad corpus is one ``CorpusError`` line naming the path.
 
 Formats (each file optionally ``.gz``; the plain file wins when both exist):
 
@@ -32,6 +34,9 @@ EOL = "\n"  # the end-of-line symbol (end of sentence in PTB)
 UNK = "<unk>"  # the added unknown symbol; never a single character, so it cannot collide
 FORMATS = ("mikolov", "raw")
 SPLITS = ("train", "valid", "test")
+#: bytes read at a time (the ``block`` of the readers when None)
+BLOCK = 1 << 18
+_TABLE_MAX = 1 << 17  # Vocabulary encodes by a table when every symbol is below this code point
 _NAMES = {"mikolov": "ptb.char.{}.txt", "raw": "{}.txt"}
 
 
@@ -50,6 +55,7 @@ class Vocabulary:
 
     symbols: tuple
     _codes: np.ndarray = field(init=False, repr=False, compare=False)
+    _table: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "symbols", tuple(self.symbols))
@@ -60,6 +66,14 @@ class Vocabulary:
         if np.any(np.diff(codes) <= 0):
             raise ValueError("symbols must be distinct and in increasing code-point order")
         object.__setattr__(self, "_codes", codes)
+        # code point -> id (UNK, or -1 without it, for no symbol); None above _TABLE_MAX
+        table = None
+        if not len(codes) or codes[-1] < _TABLE_MAX:
+            size = max(int(codes[-1]) + 2 if len(codes) else 1, 256)
+            unk = -1 if self.unk is None else self.unk
+            table = np.full(size, unk, dtype=id_dtype(len(self)))
+            table[codes] = np.arange(len(codes))
+        object.__setattr__(self, "_table", table)
 
     def __len__(self):
         return len(self.symbols)
@@ -79,23 +93,30 @@ class Vocabulary:
 
         A character not in the vocabulary maps to ``UNK`` when present, else raises
         ``CorpusError`` naming the character, ``where`` and the line it is on (``text``
-        starting at line ``first_line``). Cost O(len(text) log V); about 16 bytes of
-        temporaries per character.
+        starting at line ``first_line``). Cost O(len(text)) (a table lookup; O(len(text)
+        log V) when a symbol is above U+1FFFF); about 16 bytes of temporaries per character.
         """
-        cp = _code_points(text)  # (N,)
-        pos = np.minimum(np.searchsorted(self._codes, cp), max(len(self._codes) - 1, 0))
-        known = self._codes[pos] == cp if len(self._codes) else np.zeros(cp.shape, dtype=bool)
-        if not np.all(known):
-            if self.unk is None:
-                i = int(np.argmin(known))  # first unknown character
-                c = text[i]
-                line = text.count(EOL, 0, i) + first_line
-                raise CorpusError(
-                    f"{where} line {line}: symbol {c!r} (U+{ord(c):04X}) does not occur in the "
-                    f"training split (allow unknown symbols to map them to {UNK!r})"
-                )
-            pos = np.where(known, pos, self.unk)
-        return pos.astype(id_dtype(len(self)))
+        return self._encode(_code_points(text), where=where, first_line=first_line)
+
+    def _encode(self, cp, *, where, first_line):
+        """``encode`` of the code points ``cp`` (N,) (uint8 or uint32)."""
+        other = -1 if self.unk is None else self.unk  # the id of an unknown character
+        if self._table is not None:  # its last entry is no symbol: cp >= last are none
+            last = np.uint32(self._table.shape[0] - 1)  # >= 255: a uint8 cp needs no clamp
+            ids = self._table[cp if cp.dtype == np.uint8 else np.minimum(cp, last)]  # (N,)
+        else:
+            pos = np.minimum(np.searchsorted(self._codes, cp), len(self._codes) - 1)
+            ids = np.where(self._codes[pos] == cp, pos, other).astype(id_dtype(len(self)))
+        if other < 0 and ids.min(initial=0) < 0:
+            i = int(np.argmax(ids < 0))  # first unknown character
+            c = chr(int(cp[i]))
+            line = int(np.count_nonzero(cp[:i] == ord(EOL))) + first_line
+            raise CorpusError(
+                f"{where} line {line}: symbol {c!r} (U+{ord(c):04X}) does not occur in the "
+                f"training split (allow unknown symbols to map them to {UNK!r})"
+            )
+        return ids
+
 
 @dataclass(frozen=True)
 class Corpus:
@@ -138,19 +159,20 @@ def split_files(path, format="mikolov"):
     return found
 
 
-def read_corpus(path, format="mikolov", *, unknown=False):
+def read_corpus(path, format="mikolov", *, unknown=False, block=None):
     """Read the directory ``path`` (see the module docstring for the formats) into a Corpus.
 
     The vocabulary is the sorted set of training symbols (plus ``UNK``, last, when
     ``unknown``). A validation/test symbol not in it raises ``CorpusError`` naming the
-    symbol, the file and the line, unless ``unknown`` maps it to ``UNK``.
+    symbol, the file and the line, unless ``unknown`` maps it to ``UNK``. Files are read
+    ``block`` bytes at a time (None: ``BLOCK``).
     """
     files = split_files(path, format)
     chars, counts = {}, {}
     for split in SPLITS:  # pass 1: the training symbols, every split's length
-        chars[split], counts[split] = _scan(files[split], format)
-    vocab = Vocabulary(tuple(chr(c) for c in sorted(chars["train"])) + ((UNK,) if unknown else ()))
-    ids = {s: _encode_file(files[s], format, vocab, counts[s]) for s in SPLITS}  # pass 2
+        chars[split], counts[split] = _scan(files[split], format, block)
+    vocab = Vocabulary(tuple(map(chr, chars["train"].tolist())) + ((UNK,) if unknown else ()))
+    ids = {s: _encode_file(files[s], format, vocab, counts[s], block) for s in SPLITS}  # pass 2
     return Corpus(vocab, ids["train"], ids["valid"], ids["test"], files)
 
 
@@ -162,27 +184,33 @@ def id_dtype(size):
     return np.dtype(np.int64)
 
 
-def _scan(file, format):
-    """The set of code points in ``file`` and its number of symbols (>= 2, else an error)."""
-    chars, count = set(), 0
-    for block in symbol_blocks(file, format):
-        chars.update(np.unique(_code_points(block)).tolist())
-        count += len(block)
+def _scan(file, format, block=None):
+    """The code points in ``file`` (sorted, distinct) and its number of symbols (>= 2, else
+    an error)."""
+    seen, count = np.zeros(128, dtype=bool), 0  # seen[c]: code point c occurs
+    for codes in _symbol_codes(file, format, block):
+        top = int(codes.max())
+        if top >= seen.shape[0]:  # doubles, up to 0x110000 entries (1.1 MB) at most
+            size = min(max(top + 1, 2 * seen.shape[0]), 0x110000)
+            seen = np.concatenate([seen, np.zeros(size - seen.shape[0], dtype=bool)])
+        seen[codes] = True
+        count += codes.shape[0]
     if count < 2:
         what = "empty split (no symbols)" if not count else "only one symbol (nothing to predict)"
         raise CorpusError(f"{file}: {what}; expected {_FORMAT_WORDS[format]}")
-    return chars, count
+    return np.flatnonzero(seen), count
 
 
-def _encode_file(file, format, vocab, count):
+def _encode_file(file, format, vocab, count, block=None):
     """The ``count`` symbols of ``file`` as one (count,) array of ids, filled block by block."""
     out = np.empty(count, dtype=id_dtype(len(vocab)))
     start, lines = 0, 0
-    for block in symbol_blocks(file, format):
-        ids = vocab.encode(block, where=str(file), first_line=lines + 1)
-        out[start:start + ids.shape[0]] = ids
-        start += ids.shape[0]
-        lines += block.count(EOL)
+    for codes in _symbol_codes(file, format, block):
+        n = codes.shape[0]
+        if start + n <= count:  # else the file grew between the two passes: counted only
+            out[start:start + n] = vocab._encode(codes, where=str(file), first_line=lines + 1)
+        start += n
+        lines += int(np.count_nonzero(codes == ord(EOL)))
     if start != count:  # the file changed between the two passes
         raise CorpusError(f"{file}: changed while it was read ({start:,} symbols, then {count:,})")
     return out
@@ -211,28 +239,25 @@ def _find(path, format):
     return found, missing
 
 
-#: bytes read at a time
-BLOCK = 1 << 18
-
-
-def _byte_blocks(file):
-    """The bytes of ``file`` (gunzipped if ``.gz``) in blocks of about ``BLOCK``, each
-    ending at a UTF-8 character boundary, so every block decodes on its own."""
+def _byte_blocks(file, block=None):
+    """The bytes of ``file`` (gunzipped if ``.gz``) in non-empty blocks of about ``block``
+    bytes, each ending at a UTF-8 character boundary, so every block decodes on its own.
+    At most 3 bytes (a character cut in two) are carried into the next block."""
+    block = BLOCK if block is None else int(block)
+    if block < 1:
+        raise ValueError(f"block must be >= 1 byte, not {block}")
     opener = gzip.open if file.name.endswith(".gz") else open
     carry = b""
     try:
         with opener(file, "rb") as f:
             while True:
-                raw = f.read(BLOCK)
+                raw = f.read(block)
                 if not raw:
                     break
-                data = carry + raw
-                cut = len(data)  # back off over the bytes of a character cut in two
-                while cut > 0 and len(data) - cut < 4 and (data[cut - 1] & 0xC0) == 0x80:
-                    cut -= 1
-                if cut > 0 and data[cut - 1] >= 0xC0:  # a lead byte: its character is cut
-                    cut -= 1
-                yield data[:cut]
+                data = carry + raw if carry else raw
+                cut = _utf8_cut(data)
+                if cut:
+                    yield data[:cut] if cut < len(data) else data
                 carry = data[cut:]
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
@@ -242,56 +267,121 @@ def _byte_blocks(file):
         yield carry
 
 
-def _text_blocks(file):
-    """The text of ``file`` in blocks; undecodable bytes raise ``CorpusError`` with their line."""
+def _utf8_cut(data):
+    """Where to cut ``data`` so that no UTF-8 character is cut in two: ``len(data)``, or the
+    start of a last character whose bytes are not all there yet (looks at the last 4 bytes;
+    bytes that are not UTF-8 are left for the decoder to report)."""
+    n = len(data)
+    i = n - 1
+    while i >= 0 and n - i <= 4 and (data[i] & 0xC0) == 0x80:  # continuation bytes
+        i -= 1
+    if i < 0 or n - i > 4 or data[i] < 0xC0:
+        return n
+    need = 2 if data[i] < 0xE0 else 3 if data[i] < 0xF0 else 4  # the lead byte's length
+    return i if n - i < need else n
+
+
+def _code_blocks(file, block=None):
+    """The code points of ``file`` in blocks (uint8 for ASCII, else uint32); undecodable
+    bytes raise ``CorpusError`` with their line and offset."""
     offset, lines = 0, 0
-    for raw in _byte_blocks(file):
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = lines + raw.count(b"\n", 0, exc.start) + 1
-            raise CorpusError(
-                f"{file} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
-                f"{offset + exc.start}); expected {_FORMAT_WORDS['raw']}"
-            ) from None
+    for raw in _byte_blocks(file, block):
+        if raw.isascii():  # ASCII is UTF-8: its bytes are its code points
+            yield np.frombuffer(raw, dtype=np.uint8)
+        else:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                line = lines + raw.count(b"\n", 0, exc.start) + 1
+                raise CorpusError(
+                    f"{file} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                    f"offset {offset + exc.start}); expected {_FORMAT_WORDS['raw']}"
+                ) from None
+            yield _code_points(text)
         offset += len(raw)
         lines += raw.count(b"\n")
 
 
-def symbol_blocks(file, format):
+def symbol_blocks(file, format, *, block=None):
     """The symbols of ``file`` in blocks of text (end of line = ``EOL``), as the module
-    docstring's format rules say."""
-    if format == "raw":
-        yield from _text_blocks(file)
-        return
-    carry, number = "", 0  # the line cut by the end of a block; lines done
-    for text in _text_blocks(file):
-        lines = (carry + text).split("\n")
-        carry = lines.pop()
-        if lines:
-            yield _parse_mikolov(lines, file, number)
-            number += len(lines)
-    if carry.strip():  # a last sentence without its newline (a whitespace-only tail is not one)
-        yield _parse_mikolov([carry], file, number)
+    docstring's format rules say; ``block`` bytes are read at a time (None: ``BLOCK``)."""
+    for codes in _symbol_codes(Path(file), format, block):
+        yield _text(codes)
 
 
-def _parse_mikolov(lines, file, number):
-    """Complete lines of Mikolov's spaced characters -> the text they spell, an EOL each.
+def _symbol_codes(file, format, block=None):
+    """The code points of the symbols of ``file`` in non-empty arrays (uint8 or uint32)."""
+    return (_code_blocks if format == "raw" else _mikolov_codes)(file, block)
 
-    ``number`` is the count of lines before these (for the line numbers of errors).
+
+def _mikolov_codes(file, block):
+    """Mikolov's spaced characters -> the code points of the text they spell, block by block.
+
+    A character is a symbol when it is not whitespace (as Python's isspace says), a newline is
+    ``EOL``, other whitespace is dropped; two non-whitespace characters in a row are a token
+    of more than one character (an error). Each block is looked at once, with one code point
+    of the one before (the end of a token cut by the block's end): time linear in the file
+    whatever its line lengths, memory a few blocks.
     """
-    words = []
-    for i, line in enumerate(lines, number + 1):
-        chars = line.split()
-        word = "".join(chars)
-        if len(word) != len(chars):
-            bad = next(c for c in chars if len(c) != 1)
-            raise CorpusError(
-                f"{file} line {i}: token {bad[:20]!r} is not one character; expected "
-                f"{_FORMAT_WORDS['mikolov']} (use format 'raw' for plain text)"
-            )
-        words.append(word)
-    return EOL.join(words) + EOL
+    blocks = _code_blocks(file, block)
+    lines = 0  # newlines before the block
+    last = None  # the block before's last code point, when not whitespace
+    tail = False  # a symbol since the last newline (the last line has no newline yet)
+    for codes in blocks:
+        ws = _whitespace(codes)  # (n,) bool
+        solid = ~ws
+        if (last is not None and solid[0]) or np.any(solid[1:] & solid[:-1]):
+            _bad_token(file, codes, ws, last, lines, blocks)
+        out = codes[solid | (codes == ord(EOL))]  # the symbols: not whitespace, or EOL
+        lines += int(np.count_nonzero(out == ord(EOL)))
+        last = int(codes[-1]) if not ws[-1] else None
+        if out.shape[0]:
+            tail = int(out[-1]) != ord(EOL)
+            yield out
+    if tail:  # a last sentence without its newline (a whitespace-only tail is not one)
+        yield np.array([ord(EOL)], dtype=np.uint8)
+
+
+def _bad_token(file, codes, ws, last, lines, blocks):
+    """Raise the error of the first token of more than one character in ``codes`` (or
+    starting with ``last``, the block before's last character), naming its first 20
+    characters (read on from ``blocks`` when the token runs past this block) and its line."""
+    if last is not None and not ws[0]:
+        start, head, line = 0, [last], lines + 1
+    else:
+        i = int(np.argmax(~ws[1:] & ~ws[:-1]))  # the token's second character is i + 1
+        before = np.flatnonzero(ws[:i])
+        start = int(before[-1]) + 1 if before.shape[0] else 0
+        head = [last] if start == 0 and last is not None else []
+        line = lines + int(np.count_nonzero(codes[:i] == ord(EOL))) + 1
+    more = codes[start:start + 21]
+    while True:
+        stop = np.flatnonzero(_whitespace(more))
+        head += more[:stop[0] if stop.shape[0] else more.shape[0]].tolist()
+        if stop.shape[0] or len(head) >= 20:
+            break
+        try:
+            more = next(blocks)[:21]
+        except (StopIteration, CorpusError):  # the end of the file ends the token
+            break
+    bad = "".join(map(chr, head))
+    raise CorpusError(
+        f"{file} line {line}: token {bad[:20]!r} is not one character; expected "
+        f"{_FORMAT_WORDS['mikolov']} (use format 'raw' for plain text)"
+    )
+
+
+#: (0x3001,) bool: the code points that are whitespace to Python's split and isspace (none
+#: above U+3000, the largest, IDEOGRAPHIC SPACE)
+_SPACE_MAX = 0x3000
+_SPACE = np.array([chr(c).isspace() for c in range(_SPACE_MAX + 1)])
+
+
+def _whitespace(codes):
+    """(n,) bool: which of the code points ``codes`` (uint8 or uint32) are whitespace."""
+    if codes.dtype == np.uint8:
+        return _SPACE[codes]
+    return _SPACE[np.minimum(codes, _SPACE_MAX)] & (codes <= _SPACE_MAX)
 
 
 def _code_points(text):
@@ -299,3 +389,8 @@ def _code_points(text):
     return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
 
 
+def _text(codes):
+    """The string of the code points ``codes`` (uint8 ASCII or uint32)."""
+    if codes.dtype == np.uint8:
+        return codes.tobytes().decode("ascii")
+    return codes.astype("<u4", copy=False).tobytes().decode("utf-32-le")

@@ -199,7 +199,7 @@ class TextTask:
         self.offsets = stream_offsets(self.ids.shape[0], batch)  # (B,)
         self.t = 0
         self.m, self.w = 0.0, 0.0  # train_bpc = m / w
-        self._eye = np.eye(self.n_in)
+        self._rows = np.arange(batch)  # (B,): one-hot rows are set in place, no V × V eye
         self._config = {"task": self.name, "format": data_format, "vocab": self.n_in,
                         "data": fingerprint(corpus), "reset_every": self.reset_every}
 
@@ -210,7 +210,9 @@ class TextTask:
         self.t += 1
         B = self.batch
         keep = np.full(B, 0.0 if reset else 1.0)
-        return loop.Batch(self._eye[x], y.astype(np.int64), np.ones(B), keep)
+        hot = np.zeros((B, self.n_in))  # (B, V)
+        hot[self._rows, x] = 1.0
+        return loop.Batch(hot, y.astype(np.int64), np.ones(B), keep)
 
     def observe(self, bits, steps=1):
         """Feed back the batch-mean loss (bits per character) of the last ``steps`` characters."""
