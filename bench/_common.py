@@ -206,34 +206,102 @@ def add_timer_flags(p, *, min_seconds, warmup_seconds):
 
 
 # ---- outputs ----------------------------------------------------------------------------
-def checked_output(flag, path, *, image=False, directory=False, fresh=()):
-    """``path`` checked like the drivers' outputs (``minirtrl.drivers.safety``) before any
-    work, or exit with one line and status 2. ``directory``: an output folder (made if
-    missing); ``fresh``: names in that folder that must not exist yet (never overwritten).
+# Every output of a bench script is checked before any work, with the drivers' checks
+# (``minirtrl.drivers.safety.check_output``): an existing file is never replaced unless the
+# script was given ``--force``, an input of the script never, and every file is written
+# atomically (``write_json``, ``write_text``, ``save_figure``: a failure leaves no partial file).
+def fail(message):
+    """Exit with ``<script>: error: <message>`` on stderr (one line) and status 2."""
+    print(f"{os.path.basename(sys.argv[0]) or 'bench'}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def add_force_flag(p):
+    """``--force``: the permission to replace existing output files (re-running a bench into
+    the folder of its committed results, e.g. ``bench/results/``)."""
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing output file (default: refuse)")
+
+
+def checked_output(flag, path, *, image=False, directory=False, files=(), replace=False,
+                   inputs=()):
+    """``path`` checked before any work, or exit with one line and status 2.
+
+    A file: it may not exist yet (``replace``: or it is a regular file, replaced) and is not
+    one of ``inputs``, in a folder where it can be written; ``image``: matplotlib writes its
+    suffix. ``directory``: an output folder (made later if missing) and ``files``, the names
+    the script writes in it, each checked like a file.
     """
     from minirtrl.drivers.safety import Failure, check_output, check_output_dir
 
     try:
-        if directory:
-            check_output_dir(flag, path)
-            for name in fresh:
-                if os.path.exists(os.path.join(path, name)):
-                    raise Failure(f"{flag} {path}: {name} exists there; remove it or choose "
-                                  "another folder")
-        else:
-            check_output(flag, path, image=image)
+        if not directory:
+            check_output(flag, path, image=image, replace=replace, inputs=inputs)
+            return path
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise Failure(f"{flag} {path}: is not a directory")
+        check_output_dir(flag, path)
+        if os.path.isdir(path):
+            for name in files:
+                check_output(flag, os.path.join(path, name), replace=replace, inputs=inputs)
     except Failure as exc:
-        print(f"{os.path.basename(sys.argv[0]) or 'bench'}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(exc)
     return path
+
+
+def replace_run_log(path):
+    """Remove ``path``, the ``--log`` of an earlier training run that ``--force`` replaces (a
+    driver refuses an existing log), unless a live run holds it: ``Failure`` then."""
+    from minirtrl.drivers.runfiles import Lock
+
+    lock = Lock("--out", path).acquire()
+    try:
+        if os.path.lexists(path):
+            os.remove(path)
+    finally:
+        lock.release()
 
 
 def write_json(path, doc):
     """``doc`` as indented JSON at ``path``, atomically (a failure leaves no partial file)."""
+    write_text(path, json.dumps(doc, indent=1))
+
+
+def write_text(path, text):
+    """``text`` (UTF-8) at ``path``, atomically (a failure leaves no partial file)."""
     from minirtrl.drivers.safety import write_atomic
 
-    text = json.dumps(doc, indent=1).encode("utf-8")
-    write_atomic(path, lambda f: f.write(text))
+    data = text.encode("utf-8")
+    write_atomic(path, lambda f: f.write(data))
+
+
+def save_figure(fig, path):
+    """A matplotlib figure at ``path`` in its suffix's format, atomically, then closed."""
+    from minirtrl.drivers import plot
+
+    plot.save(fig, path)
+
+
+def run_log(path, command):
+    """The records of ``path``, a ``--log`` of ``command`` (``minirtrl.ptb``, ...), header
+    first; anything else (not a log, another command's, damaged) exits with one line, 2."""
+    from minirtrl.drivers.plot import read
+    from minirtrl.drivers.safety import Failure
+
+    try:
+        records = read(path).records
+    except Failure as exc:
+        fail(exc)
+    if records[0].get("command") != command:
+        fail(f"{path}: a log of {records[0].get('command')}, not of {command}")
+    return records
+
+
+def damaged_log(path, command, exc):
+    """Exit with one line, status 2: the ``KeyError`` or ``TypeError`` ``exc`` met in reading
+    a field of ``path``, a log of ``command``."""
+    what = f"a record without {exc}" if isinstance(exc, KeyError) else "a field of another type"
+    fail(f"{path}: a damaged {command} log ({what})")
 
 
 # ---- backends ------------------------------------------------------------------------
@@ -246,8 +314,7 @@ def open_backend(name):
             array_api_strict.set_array_api_strict_flags(api_version="2024.12")
         return load(name)
     except (BackendError, ImportError) as exc:
-        print(f"{os.path.basename(sys.argv[0]) or 'bench'}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(exc)
 
 
 def synchronizer(xp, device):
@@ -546,7 +613,7 @@ def draw_runs(results, out, path):
     logs = [plot.read(os.path.join(out, r["log"])) for r in results if r["status"] == 0]
     if not logs or pyplot() is None:
         return False
-    plot.save(plot.figure(logs), path)
+    save_figure(plot.figure(logs), path)
     return True
 
 

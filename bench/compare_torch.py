@@ -267,6 +267,7 @@ def make_parser():
     p.add_argument("--seed", type=C.nonnegative, default=0,
                    help="seeds the parameters and the inputs")
     p.add_argument("--json", metavar="FILE", help="write every row and the machine as JSON")
+    C.add_force_flag(p)
     return p
 
 
@@ -284,7 +285,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.json:
-        C.checked_output("--json", args.json)
+        C.checked_output("--json", args.json, replace=args.force)
     backends = {name: C.open_backend(name) for name in ("numpy", "torch")}
     machine = C.machine_info("torch", backends["torch"][1])
     machine["backend"] = "numpy and torch (minirtrl); torch (PyTorch-user code)"

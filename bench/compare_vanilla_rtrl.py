@@ -63,6 +63,7 @@ def make_parser():
     p.add_argument("--seed", type=C.nonnegative, default=0,
                    help="seeds the weights and the inputs")
     p.add_argument("--json", metavar="FILE", help="write every timing and the machine as JSON")
+    C.add_force_flag(p)
     return p
 
 
@@ -219,7 +220,7 @@ def time_block(fn, min_seconds):
 def main(argv=None):
     args = make_parser().parse_args(argv)
     if args.json:
-        C.checked_output("--json", args.json)
+        C.checked_output("--json", args.json, replace=args.force)
     peer = import_peer(args.peer)
     info = C.machine_info("numpy", "cpu")
     print("# bench/compare_vanilla_rtrl.py  " + " ".join(sys.argv[1:]))

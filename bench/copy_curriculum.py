@@ -10,6 +10,9 @@ number of characters seen (``--data``). Reads each run's JSON-lines log, and wri
                            (data, T_) curve and the data needed to reach each level
     OUT/curriculum.png     T_ against characters seen (only if matplotlib is installed)
 
+An existing file among these is refused before any work unless ``--force`` (which replaces
+them: re-running into ``bench/results/copy``; ``--summarize`` rewrites the last two).
+
 Example (a quick look; the OK authors' runs use n=128 for 2M steps)::
 
     python bench/copy_curriculum.py --seconds 600 --hidden 64 --out bench/out-copy
@@ -19,19 +22,24 @@ import os
 import sys
 
 from _common import (
+    add_force_flag,
     add_training_flags,
     checked_output,
+    damaged_log,
     draw_runs,
+    fail,
     open_backend,
     parser,
     positive,
     positive_float,
+    replace_run_log,
+    run_log,
     specs_or_exit,
     write_json,
 )
 
-from minirtrl.drivers import plot
 from minirtrl.drivers.copy import main as copy_main
+from minirtrl.drivers.safety import Failure
 
 DEFAULT_RUNS = "bptt:10,bptt:50,uoro,kf,kf-avg,ok"
 
@@ -41,11 +49,15 @@ SETTINGS = ("cell", "algo", "rank", "truncation", "hidden", "depth", "batch", "l
 
 
 def read_log(path):
-    """The header's settings and the progress and final records of a driver's ``--log``."""
-    log = plot.read(path)
-    config = log.records[0]["config"]
+    """The header's settings and the progress and final records of a ``minirtrl.copy``
+    ``--log``; another file exits with one line naming it, status 2."""
+    header, *records = run_log(path, "minirtrl.copy")
+    config = header.get("config", {})
     settings = {key: config.get(key) for key in SETTINGS}
-    return settings, [r for r in log.records[1:] if r["kind"] in ("progress", "final")]
+    records = [r for r in records if r.get("kind") in ("progress", "final")]
+    if not records:
+        fail(f"{path}: no progress record: a run cut off at its start")
+    return settings, records
 
 
 def reached(curve):
@@ -67,6 +79,11 @@ def run_one(spec, args):
         argv += ["--rank", spec.rank]
     if K is not None:
         argv += ["--truncation", K]
+    if args.force:
+        try:
+            replace_run_log(log)
+        except Failure as exc:
+            fail(exc)
     chars_per_step = args.batch * (K or 1)
     if args.data is not None:
         steps = max(1, args.data // chars_per_step)
@@ -85,13 +102,17 @@ def from_log(label, log):
     """The summary of one run from its ``--log`` file (steps/s from the logged wall time)."""
     settings, records = read_log(log)
     last = records[-1]
-    curve = [(0, 1)] + [(r["data"], r["T"]) for r in records]
-    return {
-        "label": label, "status": 0, "log": os.path.basename(log), "settings": settings,
-        "T": last["T"], "bits": last["bits"], "steps": last["step"], "data": last["data"],
-        "seconds": last["seconds"], "steps_per_second": last["step"] / max(last["seconds"], 1e-9),
-        "curve": curve, "data_to_reach": reached(curve),
-    }
+    try:
+        curve = [(0, 1)] + [(r["data"], r["T"]) for r in records]
+        return {
+            "label": label, "status": 0, "log": os.path.basename(log), "settings": settings,
+            "T": last["T"], "bits": last["bits"], "steps": last["step"], "data": last["data"],
+            "seconds": last["seconds"],
+            "steps_per_second": last["step"] / max(last["seconds"], 1e-9),
+            "curve": curve, "data_to_reach": reached(curve),
+        }
+    except (KeyError, TypeError) as exc:
+        damaged_log(log, "minirtrl.copy", exc)
 
 
 def make_parser():
@@ -106,6 +127,7 @@ def make_parser():
     p.add_argument("--summarize", action="store_true",
                    help="do not run: summarise every <label>.jsonl already in --out (runs made "
                         "separately, e.g. with different budgets)")
+    add_force_flag(p)
     return p
 
 
@@ -114,8 +136,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     specs = [] if args.summarize else specs_or_exit(p, "--runs", args.runs, ranks=[args.rank],
                                                      truncations=[50])
-    checked_output("--out", args.out, directory=True,
-                   fresh=[f"{spec.label}.jsonl" for spec in specs])
+    checked_output("--out", args.out, directory=True, replace=args.force,
+                   files=[*(f"{spec.label}.jsonl" for spec in specs), "summary.json",
+                          "curriculum.png"])
     if not args.summarize:
         open_backend(args.backend)  # one line and exit status 2 when it is not installed
     os.makedirs(args.out, exist_ok=True)

@@ -43,6 +43,7 @@ def make_parser():
                    help="seconds of each driver run")
     p.add_argument("--rounds", type=C.positive, default=2, help="interleaved repetitions")
     p.add_argument("--json", metavar="FILE", help="write every run and the machine as JSON")
+    C.add_force_flag(p)
     return p
 
 
@@ -85,7 +86,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     specs = C.specs_or_exit(p, "--algo", args.algo, ranks=[8], truncations=[25])
     if args.json:
-        C.checked_output("--json", args.json)
+        C.checked_output("--json", args.json, replace=args.force)
     info = C.machine_info("numpy", "cpu")
     C.print_machine(info)
     runs = []

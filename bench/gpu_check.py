@@ -21,7 +21,11 @@ that fails or runs out of time is recorded and the next one runs:
               --data (default: a generated 50-symbol corpus: a step costs the same):
               steps/s and the time 1M steps would take
 
-``--quick`` uses tiny sizes and short limits everywhere (the rehearsal a test runs).
+``--quick`` uses tiny sizes and short limits everywhere (the rehearsal a test runs). The
+tests step runs pytest: it needs the ``test`` extra (``pip install -e ".[test]"``); without
+it the command stops at once (one line, exit status 2) unless ``--only`` leaves that step out.
+Every file the chosen steps write in ``DIR`` is checked before any work: an existing one is
+refused unless ``--force`` (which replaces them all).
 """
 
 import json
@@ -57,7 +61,17 @@ def make_parser():
     p.add_argument("--only", nargs="+", default=None,
                    choices=["machine", "tests", "check", "steps", "copy", "ptb"],
                    help="run only these steps")
+    C.add_force_flag(p)
     return p
+
+
+#: the files each step writes in --out (besides summary.json and summary.md, rewritten after
+#: every step)
+FILES = {"machine": [], "tests": ["tests.log"],
+         "check": ["check-depth1.log", "check-depth2.log"],
+         "steps": [f"steps-{shape}.{ext}" for shape in ("copy", "ptb", "rtrl")
+                   for ext in ("json", "log")],
+         "copy": ["copy.jsonl", "copy.out"], "ptb": ["ptb.jsonl", "ptb.out"]}
 
 
 LIMITS = {"machine": 60, "tests": 240, "check": 90, "steps": 150, "copy": 90, "ptb": 120}
@@ -75,8 +89,7 @@ class Summary:
     def record(self, name, result):
         self.doc["steps"][name] = result
         C.write_json(os.path.join(self.out, "summary.json"), self.doc)
-        with open(os.path.join(self.out, "summary.md"), "w", encoding="utf-8") as f:
-            f.write(markdown(self.doc))
+        C.write_text(os.path.join(self.out, "summary.md"), markdown(self.doc))
         status = result.get("status")
         print(f"# {name}: {status} ({result.get('seconds', 0):.1f} s)", flush=True)
 
@@ -95,8 +108,7 @@ def run(argv, limit, *, env=None, log=None):
         output = out.decode() if isinstance(out, bytes) else out
         status = f"timed out after {limit} s"
     if log:
-        with open(log, "w", encoding="utf-8") as f:
-            f.write(output)
+        C.write_text(log, output)
     return status, output, time.perf_counter() - start
 
 
@@ -184,7 +196,8 @@ def step_steps(args, limit):
     for label, algos, n, B, symbols in shapes:
         out = os.path.join(args.out, f"steps-{label}.json")
         argv = [*common, "--algo", *algos, "--sizes", str(n), "--batch", str(B), "--n-in",
-                str(symbols), "--n-out", str(symbols), "--json", out]
+                str(symbols), "--n-out", str(symbols), "--json", out,
+                *(["--force"] if args.force else [])]
         status, _, spent = run(argv, limit / len(shapes),
                                log=os.path.join(args.out, f"steps-{label}.log"))
         statuses.append(status)
@@ -202,8 +215,8 @@ def step_steps(args, limit):
 
 def driver(args, name, extra, limit):
     log = os.path.join(args.out, f"{name}.jsonl")
-    if os.path.exists(log):
-        os.remove(log)
+    if args.force:
+        C.replace_run_log(log)
     argv = [sys.executable, "-m", f"minirtrl.{name}", *backend_flags(args), *extra,
             "--steps", str(10**12), "--max-seconds", str(args.seconds), "--progress-seconds",
             "2", "--log", log]
@@ -281,7 +294,16 @@ def markdown(doc):
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
-    C.checked_output("--out", args.out, directory=True)
+    steps = [name for name in STEPS if not args.only or name in args.only]
+    files = [name for step in steps for name in FILES[step]]
+    C.checked_output("--out", args.out, directory=True, replace=args.force,
+                     files=["summary.json", "summary.md", *files])
+    if "tests" in steps:
+        try:
+            import pytest  # noqa: F401  (the tests step runs it in a child process)
+        except ImportError:
+            C.fail("the tests step needs pytest: pip install -e '.[test]' (or leave the step "
+                   "out: --only machine check steps copy ptb)")
     if args.data is not None and (not args.only or "ptb" in args.only):
         from minirtrl.drivers.corpus import CorpusError, split_files
 
@@ -296,9 +318,8 @@ def main(argv=None):
     summary = Summary(args.out, args)
     print(f"# bench/gpu_check.py on {platform.node()}: backend {args.backend}, out {args.out}",
           flush=True)
-    for name, fn in STEPS.items():
-        if args.only and name not in args.only:
-            continue
+    for name in steps:
+        fn = STEPS[name]
         start = time.perf_counter()
         try:
             result = fn(args, limits[name])

@@ -19,9 +19,11 @@ Writes, under ``--out``:
                      driver prints, taken out), the valid-bpc curve
     ptb.png          valid bpc against characters seen and against seconds (needs matplotlib)
 
-and prints a Markdown table. ``--paper-steps N`` also times N online steps at the paper's
-scale (the OK authors' setting: n=256, ``ok`` rank 8, batch 32; their 1M-step runs reach
-1.74-1.75 valid bpc) and prints what 1M steps would take here.
+(an existing file among these is refused before any work unless ``--force``, which replaces
+them: re-running into ``bench/results/ptb``), and prints a Markdown table. ``--paper-steps
+N`` also times N online steps at the paper's scale (the OK authors' setting: n=256, ``ok``
+rank 8, batch 32; their 1M-step runs reach 1.74-1.75 valid bpc) and prints what 1M steps
+would take here.
 
 On a machine shared with other processes pin the BLAS threads (they must be set before
 Python starts) and say so next to the figures::
@@ -30,7 +32,9 @@ Python starts) and say so next to the figures::
         --data /path/to/ptb --seconds 420 --hidden 64 --out ptb-bench --paper-steps 10
 
 A quick check that everything runs: ``--seconds 5 --calibrate 1 --hidden 8``. ``--summarize``
-rebuilds ``summary.json``, the table and the plot from the logs already in ``--out``.
+rebuilds ``summary.json``, the table and the plot from the logs already in ``--out`` (with
+``--force`` where they exist); a file there that is not a ``minirtrl.ptb`` log is one line,
+exit status 2.
 """
 
 import argparse
@@ -42,18 +46,24 @@ import tempfile
 import time
 
 from _common import (
+    add_force_flag,
     add_training_flags,
     checked_output,
+    damaged_log,
     draw_runs,
+    fail,
     machine_info,
     nonnegative,
     open_backend,
     parser,
     positive,
     positive_float,
+    replace_run_log,
+    run_log,
     specs_or_exit,
     synthetic_corpus,
     write_json,
+    write_text,
 )
 
 from minirtrl import RHN
@@ -62,6 +72,7 @@ from minirtrl.drivers.backends import load
 from minirtrl.drivers.corpus import CorpusError, read_corpus, split_files
 from minirtrl.drivers.ptb import eval_streams, evaluate
 from minirtrl.drivers.ptb import main as ptb_main
+from minirtrl.drivers.safety import Failure
 
 DEFAULT_RUNS = "bptt:25,kf,ok:8"
 SYNTHETIC = (("train", 20000), ("valid", 0), ("test", 0))  # the timing corpus: its splits' sizes
@@ -84,8 +95,7 @@ def quiet_main(argv, out_path=None):
     with contextlib.redirect_stdout(buffer):
         status = ptb_main([str(a) for a in argv])
     if out_path:
-        with open(out_path, "w", encoding="utf-8") as f:
-            f.write(buffer.getvalue())
+        write_text(out_path, buffer.getvalue())
     return status, buffer.getvalue()
 
 
@@ -139,6 +149,11 @@ def run_one(label, algo, K, rank, args, rate, eval_s):
             "--steps", args.steps or 10**12, "--max-seconds", args.seconds,
             "--eval-every", eval_every, "--progress-seconds", args.progress, "--log", log]
     print(f"== {label}: python -m minirtrl.ptb {' '.join(map(str, argv))}", flush=True)
+    if args.force:
+        try:
+            replace_run_log(log)
+        except Failure as exc:
+            fail(exc)
     start = time.perf_counter()
     status, _printed = quiet_main(argv, os.path.join(args.out, f"{label}.out"))
     wall = time.perf_counter() - start
@@ -155,8 +170,15 @@ def run_one(label, algo, K, rank, args, rate, eval_s):
 
 
 def from_log(label, log):
-    """The summary record of one run from its ``--log`` file (settings from its header)."""
-    header, *records = plot.read(log).records
+    """The summary record of one run from its ``--log`` file (settings from its header); a
+    file that is not a complete ``minirtrl.ptb`` log exits with one line, status 2."""
+    try:
+        return _summary(label, log, *run_log(log, "minirtrl.ptb"))
+    except (KeyError, TypeError) as exc:
+        damaged_log(log, "minirtrl.ptb", exc)
+
+
+def _summary(label, log, header, *records):
     config = header["config"]
     algo, K, rank = config["algo"], config.get("truncation"), config.get("rank")
     last = records[-1] if records else {}
@@ -226,6 +248,7 @@ def make_parser():
     p.add_argument("--summarize", action="store_true",
                    help="do not train: summarise every <label>.jsonl already in --out (and time "
                         "--paper-steps if asked)")
+    add_force_flag(p)
     return p
 
 
@@ -275,8 +298,9 @@ def main(argv=None):
     runs = [] if args.summarize else [
         (spec.label, spec.algo, spec.truncation, spec.rank)
         for spec in specs_or_exit(p, "--runs", args.runs, ranks=[args.rank], truncations=[25])]
-    checked_output("--out", args.out, directory=True,
-                   fresh=[f"{label}.{ext}" for label, *_ in runs for ext in ("jsonl", "out")])
+    checked_output("--out", args.out, directory=True, replace=args.force,
+                   files=[*(f"{label}.{ext}" for label, *_ in runs for ext in ("jsonl", "out")),
+                          "summary.json", "ptb.png"])
     if not args.summarize:
         try:
             split_files(args.data, args.format)

@@ -16,6 +16,7 @@ uoro O(n²), kf and ok O(n³) (ok: O(r n³)), rtrl O(n⁴).
 
 import json
 import math
+import os
 import sys
 
 try:  # python -m bench.scaling
@@ -33,6 +34,7 @@ def make_parser():
     p.add_argument("--dtype", default="float64", choices=C.DTYPES, help="the float type to fit at")
     p.add_argument("--plot", metavar="FILE.png", help="draw the log-log plot (needs matplotlib)")
     p.add_argument("--json-out", metavar="FILE", help="write the fits as JSON")
+    C.add_force_flag(p)
     return p
 
 
@@ -45,24 +47,34 @@ def fit(xs, ys):
     return slope, my - slope * mx
 
 
+#: what a row of step_time.py must hold to be fitted
+FIELDS = ("label", "algo", "depth", "n", "rank")
+
+
 def rows_of(paths, batch, dtype):
+    """The measured rows at ``batch`` and ``dtype`` of ``step_time.py --json`` files;
+    ``OSError``, ``ValueError``, ``KeyError`` or ``TypeError`` for a file that is not one."""
     rows = []
     for path in paths:
         with open(path, encoding="utf-8") as f:
             rows += [r for r in json.load(f)["rows"] if r.get("status") == "ok"
                      and r["batch"] == batch and r["dtype"] == dtype]
+    for r in rows:
+        [r[key] for key in FIELDS], float(r["step"]["median"]), float(r["floor"]["median"])
     return rows
 
 
 def main(argv=None):
     args = make_parser().parse_args(argv)
     if args.plot:
-        C.checked_output("--plot", args.plot, image=True)
+        C.checked_output("--plot", args.plot, image=True, replace=args.force, inputs=args.json)
     if args.json_out:
-        C.checked_output("--json-out", args.json_out)
+        C.checked_output("--json-out", args.json_out, replace=args.force, inputs=args.json)
+        if args.plot and os.path.realpath(args.plot) == os.path.realpath(args.json_out):
+            C.fail(f"--json-out {args.json_out}: is also the --plot file; choose another path")
     try:
         rows = rows_of(args.json, args.batch, args.dtype)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         print(f"scaling.py: error: cannot read the step_time rows: {e}", file=sys.stderr)
         return 2
     if not rows:
@@ -133,7 +145,7 @@ def main(argv=None):
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3, which="both")
             fig.tight_layout()
-            fig.savefig(args.plot, dpi=110)
+            C.save_figure(fig, args.plot)
     return 0
 
 

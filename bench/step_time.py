@@ -285,6 +285,7 @@ def make_parser():
     p.add_argument("--seed", type=C.nonnegative, default=0,
                    help="seeds the parameters, inputs and signs")
     p.add_argument("--json", metavar="FILE", help="write every row (and the machine) as JSON")
+    C.add_force_flag(p)
     return p
 
 
@@ -307,7 +308,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.json:
-        C.checked_output("--json", args.json)
+        C.checked_output("--json", args.json, replace=args.force)
     algos = args.algos
     xp, device = C.open_backend(args.backend)
     sync = C.synchronizer(xp, device)

@@ -51,6 +51,7 @@ def make_parser():
                    help="keep this many other processes spinning on the CPU meanwhile (the "
                         "shared-machine case)")
     p.add_argument("--json", metavar="FILE", help="write every run and the machine as JSON")
+    C.add_force_flag(p)
     return p
 
 
@@ -112,7 +113,7 @@ def table(args, runs):
 def main(argv=None):
     args = make_parser().parse_args(argv)
     if args.json:
-        C.checked_output("--json", args.json)
+        C.checked_output("--json", args.json, replace=args.force)
     C.open_backend("torch")  # one line and exit status 2 when PyTorch is not installed
     info = C.machine_info("torch", "cpu")
     C.print_machine(info)

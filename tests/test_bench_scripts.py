@@ -40,7 +40,7 @@ def test_ptb_compare_runs_times_the_paper_scale_and_summarizes_from_its_logs(tmp
         assert math.isfinite(run["valid_bpc"]) and math.isfinite(run["test_bpc"])
         assert run["steps"] > 0 and run["data"] == run["steps"] * 3 * (run["truncation"] or 1)
     assert first["paper_scale"]["seconds_per_step"] > 0
-    printed = bench("ptb_compare.py", "--summarize", "--out", out, "--hidden", 99)
+    printed = bench("ptb_compare.py", "--summarize", "--force", "--out", out, "--hidden", 99)
     again = json.loads((out / "summary.json").read_text())
     keys = ("label", "hidden", "batch", "steps", "data", "valid_bpc", "test_bpc", "curve")
     assert [[r[k] for k in keys] for r in again["runs"]] == \
@@ -52,7 +52,7 @@ def test_copy_curriculum_summary_takes_each_runs_settings_from_its_log(tmp_path)
     out = tmp_path / "out"
     bench("copy_curriculum.py", "--data", 400, "--hidden", 6, "--batch", 4, "--runs", "kf,bptt:5",
           "--points", 2, "--out", out)
-    bench("copy_curriculum.py", "--summarize", "--out", out)  # the script's default n is 32
+    bench("copy_curriculum.py", "--summarize", "--force", "--out", out)  # default n is 32
     runs = {r["label"]: r for r in json.loads((out / "summary.json").read_text())["runs"]}
     assert set(runs) == {"kf", "bptt-5"}
     for _label, run in runs.items():
@@ -60,3 +60,24 @@ def test_copy_curriculum_summary_takes_each_runs_settings_from_its_log(tmp_path)
         assert run["data"] == 400 // (4 * (run["settings"]["truncation"] or 1)) * 4 * \
             (run["settings"]["truncation"] or 1)
     assert runs["bptt-5"]["settings"]["truncation"] == 5 and runs["kf"]["settings"]["algo"] == "kf"
+
+
+def test_copy_curriculum_reruns_into_its_folder_only_with_force(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--hidden", 4, "--batch", 2, "--runs", "kf", "--points", 2, "--out", out]
+    bench("copy_curriculum.py", "--data", 40, *argv)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    again = subprocess.run([sys.executable, str(ROOT / "bench" / "copy_curriculum.py"),
+                            "--data", "80", *map(str, argv)], capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert again.stderr.strip().splitlines() == [
+        f"copy_curriculum.py: error: --out {out / 'kf.jsonl'}: exists; remove it, choose "
+        "another path or pass --force to replace it"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing lost
+    bench("copy_curriculum.py", "--data", 80, *argv, "--force")
+    runs = json.loads((out / "summary.json").read_text())["runs"]
+    assert [(r["label"], r["data"]) for r in runs] == [("kf", 80)]  # the new run's, not 40
+    final = json.loads((out / "kf.jsonl").read_text().splitlines()[-1])
+    assert final["kind"] == "final" and final["data"] == 80

@@ -42,3 +42,45 @@ def test_a_failing_step_is_recorded_and_the_next_one_runs(tmp_path):
     steps = json.loads((out / "summary.json").read_text())["steps"]
     assert list(steps) == ["machine", "check"]
     assert all(step["status"] != "ok" for step in steps.values())
+
+
+def test_without_pytest_one_line_says_what_to_install(tmp_path):
+    fake = tmp_path / "site"  # a pytest that cannot be imported, ahead of the real one
+    (fake / "pytest").mkdir(parents=True)
+    (fake / "pytest" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    out = tmp_path / "gpu"
+    env = {**os.environ, "PYTHONPATH": f"{fake}{os.pathsep}{ROOT}"}
+    argv = [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--backend", "numpy",
+            "--quick", "--out", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "gpu_check.py: error: the tests step needs pytest: pip install -e '.[test]' (or leave "
+        "the step out: --only machine check steps copy ptb)"]
+    assert not out.exists()  # refused before any work
+    done = subprocess.run([*argv, "--only", "machine"], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr  # without the tests step pytest is not needed
+    assert list(json.loads((out / "summary.json").read_text())["steps"]) == ["machine"]
+
+
+def test_a_rerun_replaces_its_files_only_with_force(tmp_path):
+    out = tmp_path / "gpu"
+    argv = [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--backend", "numpy",
+            "--quick", "--out", str(out), "--only", "machine", "copy"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert first.returncode == 0, first.stderr
+    before = (out / "copy.jsonl").read_bytes()
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert again.stderr.strip().splitlines() == [
+        f"gpu_check.py: error: --out {out / 'summary.json'}: exists; remove it, choose another "
+        "path or pass --force to replace it"]
+    assert (out / "copy.jsonl").read_bytes() == before
+    forced = subprocess.run([*argv, "--force"], capture_output=True, text=True, timeout=120,
+                            env=env)
+    assert forced.returncode == 0, forced.stderr
+    steps = json.loads((out / "summary.json").read_text())["steps"]
+    assert steps["copy"]["status"] == "ok" and steps["copy"]["steps_per_second"] > 0
+    assert (out / "copy.jsonl").read_bytes() != before  # a new run's log

@@ -3,22 +3,56 @@
 Builds a small random cell (``--cell``) on the chosen backend (float64), computes the gradient of a
 random masked sequence with every available method, and prints for each the largest
 relative difference from central finite differences of the summed loss. Exact methods
-(``bptt``, ``rtrl``) must agree to ``--tol``; the exit status is 1 if one does not.
-The estimators are unbiased but random: one estimate differs from the exact gradient by
-its noise, so their line also shows the error of the mean of ``--samples`` estimates.
+(``bptt``, ``rtrl``) must agree to ``--tol``. An estimator is random: one estimate differs
+from the exact gradient by its noise, so its line also shows the error of the mean of
+``--samples`` estimates (a figure, not a verdict), and its unbiasedness is *tested*: after
+T − 1 steps of the sequence, the expectation of its last step over every one of its 2^P
+sign patterns (``minirtrl.testing.expected_step``) must equal exact RTRL's step from the
+same estimate, influence and gradient, to ``--tol``. Where P is over ``MAX_SIGNS`` the
+line says it was not tested. The exit status is 1 if an exact method or an unbiasedness
+test fails.
 """
+
+import math
 
 import numpy as np
 
 from .._compat import to_numpy
-from ..methods import METHODS, RANKED, sequence_gradient
-from ..testing import numerical_gradient, random_problem, relative_error
+from ..methods import METHODS, RANKED, online, sequence_gradient
+from ..testing import expected_step, numerical_gradient, random_problem, relative_error
 from . import cli
 from .cli import add, nonnegative, positive, positive_float
 from .safety import command
 
 PROG = "minirtrl.check"
 EXACT = ("bptt", "rtrl")
+#: the most signs per sample and step whose 2^P patterns the unbiasedness test enumerates
+MAX_SIGNS = 12
+
+
+def unbiasedness(method, rank, cell, params, xs, ys, mask, seed, *, xp, device):
+    """``(error, P)``: the largest relative error of E[one step] against exact RTRL's step,
+    and the number P of signs per sample of that step (error None where P > ``MAX_SIGNS``).
+
+    Runs ``method`` (``minirtrl.online``) over the first T − 1 steps of ``xs`` (T, B, n_in),
+    ``ys``, ``mask`` with signs from ``seed``, then takes the exact expectation of step T
+    over its 2^P sign patterns (``expected_step``) and compares the influence and the
+    gradient with ``H_T Ĝ + F_T`` from the same estimate Ĝ: equal for an unbiased step,
+    whatever Ĝ is. Cost: T − 1 + 2^P steps.
+    """
+    algo = online(method, cell, rank)
+    T, B = xs.shape[0], xs.shape[1]
+    signs_per_sample = sum(math.prod(shape[1:]) for shape in algo.sign_shapes(B).values())
+    if signs_per_sample > MAX_SIGNS:
+        return None, signs_per_sample
+    state, rng = algo.init(B, xp=xp, dtype=xs.dtype, device=device), np.random.default_rng(seed)
+    for t in range(T - 1):
+        signs = algo.draw_signs(rng, B, xp=xp, dtype=xs.dtype, device=device)
+        state, _, _ = algo.step(params, state, xs[t, ...], ys[t, ...], mask[t, ...], signs=signs)
+    e = expected_step(algo, params, state, xs[T - 1, ...], ys[T - 1, ...], mask[T - 1, ...])
+    pairs = [(e.influence[k], e.exact[k]) for k in e.exact]
+    pairs += [(e.grads[k], e.exact_grads[k]) for k in e.exact_grads]
+    return max(relative_error(a, b) for a, b in pairs), signs_per_sample
 
 
 def make_parser():
@@ -77,6 +111,16 @@ def _main(argv):
             _, g = sequence_gradient(method, cell, params, xs, ys, mask, seed=seed, rank=rank)
             total = {k: total[k] + to_numpy(g[k]) for k in total}
         err_mean = max(relative_error(total[k] / args.samples, fd[k]) for k in fd)
-        print(f"{method:8s} {err:15.3e}  {err_mean:12.3e}  estimate (unbiased, not exact)")
+        bias, signs = unbiasedness(method, rank, cell, params, xs, ys, mask, args.seed, xp=xp,
+                                   device=device)
+        if bias is None:
+            verdict = (f"estimate; unbiasedness not tested (2^{signs} sign patterns a step, "
+                       f"over 2^{MAX_SIGNS})")
+        else:
+            ok = bias <= args.tol
+            failed |= not ok
+            verdict = (f"{'ok' if ok else 'FAILED'} (unbiased: E over 2^{signs} sign patterns "
+                       f"= exact RTRL step to {bias:.1e}, tol {args.tol:g})")
+        print(f"{method:8s} {err:15.3e}  {err_mean:12.3e}  {verdict}")
     return 1 if failed else 0
 

@@ -27,7 +27,7 @@ from . import cli, plot
 from .backends import dtype_of, threads_of
 from .cli import add, nonnegative, positive, positive_float
 from .report import header
-from .safety import check_output, command, deferred, io_failure, write_atomic
+from .safety import Failure, check_output, command, deferred, io_failure, write_atomic
 
 PROG = "minirtrl.noise"
 DEFAULT_RANK = 8
@@ -139,6 +139,7 @@ def make_parser():
     a("--plot", metavar="FILE.png", default=None,
       help="draw both tables, as python -m minirtrl.plot does (needs matplotlib: "
            "pip install 'minirtrl[plot]'; default: none)")
+    a("--force", action="store_true", help="replace an existing output file (default: refuse)")
     return p
 
 
@@ -166,8 +167,10 @@ def _row(name, t, n, res):
 def main(argv=None):
     """Run the noise tool with the command-line arguments ``argv``; returns the exit status.
 
-    ``--json`` and ``--plot`` are checked before anything is measured. Ctrl-C or SIGTERM
-    stops the measurement, writes what was measured so far and exits with 130 or 143.
+    ``--json`` and ``--plot`` are checked before anything is measured (an existing file is
+    refused without ``--force``). Ctrl-C, SIGTERM or SIGHUP stops the measurement, writes
+    what was measured so far and exits with 130, 143 or 129; a closed stdout (``| head``)
+    only drops the printed rows: the outputs are still written.
     """
     return command(PROG, lambda: _main(argv))
 
@@ -176,8 +179,7 @@ def _main(argv):
     args = parse(argv)
     if isinstance(args, int):
         return args
-    json_path = check_output("--json", args.json) if args.json else None
-    plot_path = check_output("--plot", args.plot, image=True) if args.plot else None
+    json_path, plot_path = _outputs(args)
     xp, device = cli.open_backend(args)
     dtype = dtype_of(xp, args.dtype)
     head = header(PROG, args, device=device, threads=threads_of(args.backend))
@@ -210,6 +212,17 @@ def _main(argv):
     if stopped is not None:
         raise stopped
     return 0
+
+
+def _outputs(args):
+    """The real paths of ``--json`` and ``--plot`` (None when not given), checked before any
+    work: an existing file only with ``--force``, and never both flags on one file."""
+    json_path = check_output("--json", args.json, replace=args.force) if args.json else None
+    plot_path = (check_output("--plot", args.plot, image=True, replace=args.force)
+                 if args.plot else None)
+    if json_path and json_path == plot_path:
+        raise Failure(f"--plot {args.plot}: is also the --json file; choose another path")
+    return json_path, plot_path
 
 
 def _measure_all(args, common, rows):

@@ -10,18 +10,22 @@ Whatever the logs are, read from their header records (``report.header``):
 
 Several logs overlay, one line each (a noise log: one line per estimator); the legend
 names what tells them apart (algorithm with its rank or window, n, seed, ...), the
-title what they share, both taken from the headers. A file that is missing, unreadable
-or not a minirtrl log is one line, exit status 2. matplotlib is optional (the ``plot``
-extra): without it, one line says what to install.
+title what they share, both taken from the headers. A file that is missing, unreadable,
+not a regular file (a FIFO, a device: refused unread) or not a minirtrl log, or a record
+without what is drawn, is one line naming the file (and the line), exit status 2. ``--out``
+is written atomically; an existing file is refused unless ``--force``, one of the logs
+always. matplotlib is optional (the ``plot`` extra): without it, one line says what to
+install.
 """
 
 import json
 import os
+import stat
 import sys
 from typing import NamedTuple
 
 from . import cli
-from .safety import Failure, check_output, command, io_failure
+from .safety import Failure, check_output, command, io_failure, write_atomic
 
 PROG = "minirtrl.plot"
 KINDS = {"minirtrl.copy": "copy", "minirtrl.ptb": "ptb", "minirtrl.noise": "noise"}
@@ -51,29 +55,137 @@ class Log(NamedTuple):
         return [r for r in self.records[1:] if r.get("kind") == kind]
 
 
-def read(path):
-    """The ``Log`` at ``path``, or a ``Failure`` naming it and what is wrong."""
+#: the longest line a log may have (a header is a few KB): reading a log is bounded
+MAX_LINE = 1 << 20
+#: the values each kind of log draws from its progress, eval and final records
+DRAWN = {"copy": ("T",), "ptb": ("valid_bpc", "train_bpc")}
+NOISE_FIELDS = (("table", str), ("algo", str), ("t", "number"), ("n", "number"),
+                ("influence", "pair"), ("gradient", "pair"))
+
+
+def _kind_of(mode):
+    """What a file of ``st_mode`` ``mode`` is, for a message (None: a regular file)."""
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _open_log(path):
+    """``path`` opened for reading, or a ``Failure`` unless it is a regular file.
+
+    A FIFO would block until some writer comes and a device may never end: both are refused
+    before they are read. The open file is checked again (``path`` may have changed in
+    between), opened with ``O_NONBLOCK`` so that even that open never waits.
+    """
+    what = _kind_of(os.stat(path).st_mode)
+    if what is None:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            what = _kind_of(os.fstat(fd).st_mode)
+            if what is None:
+                os.set_blocking(fd, True)
+                return open(fd, encoding="utf-8")
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise Failure(f"{path}: is {what}, not a log file")
+
+
+def _is_number(value):
+    """A JSON number a plot can draw: not a bool, and an integer that fits a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _is(value, kind):
+    if kind == "number":
+        return _is_number(value)
+    if kind == "pair":
+        return isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))
+    return isinstance(value, kind)
+
+
+def _problem(log_kind, record):
+    """What is wrong with a record of a ``log_kind`` log for drawing it, or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    kind = record.get("kind")
+    if kind == "header":
+        config = record.get("config", {})
+        if not isinstance(config, dict):
+            return "the header's config is not a JSON object"
+        for key, form in NAMED:
+            if ":" in form and config.get(key) is not None and not _is_number(config[key]):
+                return f"the header's {key} is not a number"
+        return None
+    if kind in ("progress", "eval", "final"):
+        drawn = [key for key in DRAWN.get(log_kind, ()) if record.get(key) is not None]
+        fields = [(key, "number") for key in (*drawn, "data", "seconds")] if drawn else []
+    elif kind == "noise" and log_kind == "noise":
+        fields = NOISE_FIELDS
+    else:
+        return None  # not drawn
+    for key, want in fields:
+        if key not in record:
+            return f"a {kind} record without {key!r}"
+        if not _is(record[key], want):
+            what = {"number": "a number", "pair": "a pair of numbers"}.get(want, "a string")
+            return f"a {kind} record whose {key!r} is not {what}"
+    return None
+
+
+def _records(path):
+    """``[(line number, record)]`` of the JSON lines of ``path`` (blank lines skipped, a last
+    line cut off by a kill dropped), or a ``Failure`` naming the line."""
+    out, cut = [], None
+    try:
+        with _open_log(path) as f:
+            for number, line in enumerate(iter(lambda: f.readline(MAX_LINE + 1), ""), 1):
+                if len(line) > MAX_LINE:
+                    raise Failure(f"{path} line {number}: longer than {MAX_LINE} characters; "
+                                  "not a minirtrl log")
+                if not line.strip():
+                    continue
+                if cut is not None:  # not the last line: not cut off by a kill
+                    raise Failure(f"{path} line {cut}: not JSON; not a minirtrl log")
+                try:
+                    out.append((number, json.loads(line)))
+                except ValueError:
+                    cut = number
     except (OSError, UnicodeDecodeError) as exc:
         raise Failure(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            if number == len(lines):  # a last line cut off by a kill
-                break
-            raise Failure(f"{path} line {number}: not JSON; not a minirtrl log") from None
-    if not records or not isinstance(records[0], dict) or records[0].get("kind") != "header":
+    return out
+
+
+def read(path):
+    """The ``Log`` at ``path``, or a ``Failure`` naming it (and the line) and what is wrong.
+
+    ``path`` must be a regular file. Every record is a JSON object, the first a header of a
+    command this draws, and every record drawn carries the fields drawn, as numbers; a last
+    line cut off by a kill is dropped. Cost: one pass over the file, lines of at most
+    ``MAX_LINE`` characters.
+    """
+    numbered = _records(path)
+    first = numbered[0][1] if numbered else None
+    if not isinstance(first, dict) or first.get("kind") != "header":
         raise Failure(f"{path}: not a minirtrl log (its first line is not a header record)")
-    if records[0].get("command") not in KINDS:
-        raise Failure(f"{path}: a log of {records[0].get('command')!r}, which this command "
-                      f"does not draw (it draws {', '.join(KINDS)})")
-    return Log(str(path), records)
+    command = first.get("command")
+    if not isinstance(command, str) or command not in KINDS:
+        raise Failure(f"{path}: a log of {command!r}, which this command does not draw (it "
+                      f"draws {', '.join(KINDS)})")
+    for number, record in numbered:
+        problem = _problem(KINDS[command], record)
+        if problem:
+            raise Failure(f"{path} line {number}: {problem}; not a minirtrl log")
+    return Log(str(path), [record for _, record in numbered])
 
 
 def _settings(log):
@@ -87,7 +199,8 @@ def _describe(config, keys):
     for key, form in NAMED:
         if key in keys and config.get(key) is not None:
             value = config[key]
-            parts.append(form.format(" ".join(value) if isinstance(value, list) else value))
+            value = " ".join(map(str, value)) if isinstance(value, list) else value
+            parts.append(form.format(value))
     return ", ".join(parts)
 
 
@@ -191,11 +304,13 @@ def figure(logs):
 
 
 def save(fig, path):
-    """Write ``fig`` to ``path`` and close it (``OSError`` if the file cannot be written)."""
+    """Write ``fig`` to ``path`` atomically (``write_atomic``: a failure leaves ``path`` as
+    it was) in the format of its suffix, and close it (``OSError`` if it cannot be written)."""
     import matplotlib.pyplot as plt
 
+    suffix = os.path.splitext(path)[1].lstrip(".").lower() or None
     try:
-        fig.savefig(path, dpi=110)
+        write_atomic(path, lambda f: fig.savefig(f, format=suffix, dpi=110))
     finally:
         plt.close(fig)
 
@@ -207,6 +322,8 @@ def make_parser():
                         "minirtrl.noise (any mix)")
     p.add_argument("--out", required=True, metavar="FILE.png",
                    help="the image to write; its suffix picks the format (required)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing output file (default: refuse)")
     return p
 
 
@@ -216,7 +333,7 @@ def main(argv=None):
         args = cli.parse_args(make_parser(), argv)
         if isinstance(args, int):
             return args
-        out = check_output("--out", args.out, image=True)
+        out = check_output("--out", args.out, image=True, replace=args.force, inputs=args.logs)
         logs = [read(path) for path in args.logs]
         fig = figure(logs)
         try:
