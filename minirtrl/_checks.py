@@ -12,6 +12,7 @@ import math
 import numbers
 import operator
 import types
+from collections.abc import Iterable
 
 from ._compat import array_namespace, get_device
 
@@ -45,14 +46,37 @@ def size(name, value):
     return integer(name, value, 1, type_error=ValueError)
 
 
-def positive_real(name, value):
-    """``value`` as a finite float > 0, or an error naming ``name``."""
+def _real(name, value, what, ok):
+    """``value`` as a finite float for which ``ok`` holds, else an error naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, not {type(value).__name__} ({value!r})")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, not {value!r}")
-    return value
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        number = math.inf
+    if not (math.isfinite(number) and ok(number)):
+        raise ValueError(f"{name} must be {what}, not {value!r}")
+    return number
+
+
+def positive_real(name, value):
+    """``value`` as a finite float > 0, or an error naming ``name``."""
+    return _real(name, value, "a finite number > 0", lambda x: x > 0)
+
+
+def nonnegative_real(name, value):
+    """``value`` as a finite float >= 0, or an error naming ``name``."""
+    return _real(name, value, "a finite number >= 0", lambda x: x >= 0)
+
+
+def finite_real(name, value):
+    """``value`` as a finite float, or an error naming ``name``."""
+    return _real(name, value, "a finite number", lambda x: True)
+
+
+def decay(name, value):
+    """A moment decay rate (Adam's beta1, beta2): a float in [0, 1)."""
+    return _real(name, value, "a number in [0, 1)", lambda x: 0 <= x < 1)
 
 
 def alpha(value):
@@ -145,8 +169,53 @@ def namespace(name, arrays, xp=None):
     return found
 
 
+#: the dtypes of parameters (and of everything computed from them)
+FLOATS = ("float32", "float64")
+
+
+def floating(name, key, array, xp):
+    """``array`` (``name[key]``) must be float32 or float64: other floats (float16, bfloat16)
+    are refused here, not deep inside a linear-algebra routine later."""
+    if array.dtype not in tuple(getattr(xp, f) for f in FLOATS):
+        raise TypeError(f"{name}[{key!r}] must be float32 or float64, not {array.dtype}")
+
+
+def arrays(name, values, xp=None):
+    """``values``, a non-empty dict of float32 or float64 arrays of one library (``xp``, the
+    namespace of the params, if given): its namespace."""
+    if not isinstance(values, dict):
+        raise TypeError(f"{name} must be a dict of arrays, not {type(values).__name__}")
+    if not values:
+        raise ValueError(f"{name} must hold at least one array")
+    xp = namespace(name, list(values.values()), xp)
+    for key, value in values.items():
+        floating(name, key, value, xp)
+    return xp
+
+
+def names(name, value, within):
+    """``value``, a non-empty sequence of keys of the dict ``within``, as a tuple.
+
+    A string is refused (``keys="W1"`` would be read as "W" and "1"): ``TypeError`` naming
+    ``name``; a key that ``within`` lacks is a ``ValueError``.
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a sequence of names such as ('W1', 'W2'), not "
+                        f"{type(value).__name__} {value!r}")
+    value = tuple(value)
+    if not value:
+        raise ValueError(f"{name} must name at least one array")
+    missing = [k for k in value if k not in within]
+    if missing:
+        raise ValueError(f"{name} names {missing[0]!r}, which is not one of {sorted(within)}")
+    return value
+
+
 def params(cell_, values):
-    """Check keys, shapes and dtypes of the parameter dict ``values``; return its namespace."""
+    """Check keys, shapes and dtypes of the parameter dict ``values``; return its namespace.
+
+    Every array must have the dtype of ``values["V"]``, float32 or float64.
+    """
     cell(cell_)
     if not isinstance(values, dict):
         raise TypeError(f"params must be a dict of arrays, not {type(values).__name__}")
@@ -154,12 +223,13 @@ def params(cell_, values):
     if set(values) != set(expected):
         raise ValueError(f"params must have keys {sorted(expected)}, not {sorted(values)}")
     xp = namespace("params", list(values.values()))
+    floating("params", "V", values["V"], xp)
     dtype = values["V"].dtype
     for key, shape in expected.items():
         if tuple(values[key].shape) != shape:
             raise ValueError(f"params[{key!r}] must have shape {shape}, "
                              f"not {tuple(values[key].shape)}")
-        if values[key].dtype != dtype or not xp.isdtype(dtype, "real floating"):
+        if values[key].dtype != dtype:
             raise TypeError(f"params[{key!r}] must share one real floating dtype with "
                             "params['V']")
     return xp
@@ -207,22 +277,40 @@ def _mask(name, mask, shape, xp, dtype, device):
     return mask
 
 
-def sequence(cell_, values, xs, ys=None, mask=None):
+def _real_targets(name, y, shape, xp, dtype):
+    """Real targets of ``shape`` (the ``mse`` readout's), finite, in ``dtype``."""
+    namespace(name, [y], xp)
+    if tuple(y.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape} (real targets of the mse loss), "
+                         f"not {tuple(y.shape)}")
+    y = xp.astype(y, dtype)
+    if not bool(xp.all(xp.isfinite(y))):
+        raise ValueError(f"{name} must be finite")
+    return y
+
+
+def _either_targets(name, y, shape, n_out, xp, dtype, loss):
+    if loss == "mse":
+        return _real_targets(name, y, (*shape, n_out), xp, dtype)
+    return _targets(name, y, shape, n_out, xp)
+
+
+def sequence(cell_, values, xs, ys=None, mask=None, loss="softmax"):
     """Check ``xs`` (T, B, n_in), ``ys`` (T, B), ``mask`` (T, B) against ``cell_``.
 
-    Returns ``(xp, xs, ys, mask)`` in the params' dtype (``ys`` int64; ``ys`` and
-    ``mask`` None when ``ys`` is None).
+    Returns ``(xp, xs, ys, mask)`` in the params' dtype (``ys`` int64, or (T, B, n_out)
+    real for ``loss="mse"``; ``ys`` and ``mask`` None when ``ys`` is None).
     """
     xp = params(cell_, values)
     xs = _inputs("xs", xs, ("T", "B"), cell_.n_in, xp, values["V"].dtype)
     if ys is None:
         return xp, xs, None, None
     shape = (xs.shape[0], xs.shape[1])
-    ys = _targets("ys", ys, shape, cell_.n_out, xp)
+    ys = _either_targets("ys", ys, shape, cell_.n_out, xp, values["V"].dtype, loss)
     return xp, xs, ys, _mask("mask", mask, shape, xp, values["V"].dtype, get_device(xs))
 
 
-def step(cell_, values, x, y=None, mask=None):
+def step(cell_, values, x, y=None, mask=None, loss="softmax"):
     """Check one step's ``x`` (B, n_in), ``y`` (B,), ``mask`` (B,) against ``cell_``.
 
     Returns ``(xp, x, y, mask)`` like ``sequence``.
@@ -234,7 +322,7 @@ def step(cell_, values, x, y=None, mask=None):
             raise ValueError("mask needs targets y")
         return xp, x, None, None
     shape = (x.shape[0],)
-    y = _targets("y", y, shape, cell_.n_out, xp)
+    y = _either_targets("y", y, shape, cell_.n_out, xp, values["V"].dtype, loss)
     return xp, x, y, _mask("mask", mask, shape, xp, values["V"].dtype, get_device(x))
 
 

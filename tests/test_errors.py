@@ -93,3 +93,34 @@ def test_bad_seed_and_backend_name():
             cell.init(seed)
     with pytest.raises(TypeError, match="not the string 'jax'"):  # a name, not a namespace
         cell.init(0, xp="jax")
+
+
+@pytest.mark.parametrize("make", [lambda: minirtrl.RHN(3, 4, 5, depth=2),
+                                  lambda: minirtrl.VanillaRNN(3, 4, 5)], ids=["rhn", "vanilla"])
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), -0.5, 10**400])
+def test_init_refuses_a_scale_that_is_not_a_finite_number_at_least_zero(make, scale):
+    with pytest.raises(ValueError, match=r"^init_scale must be a finite number >= 0"):
+        make().init(0, init_scale=scale)
+
+
+def test_init_refuses_a_gate_bias_that_is_not_finite():
+    for bias in (float("nan"), float("-inf")):
+        with pytest.raises(ValueError, match=r"^gate_bias must be a finite number"):
+            cell.init(0, gate_bias=bias)
+    with pytest.raises(TypeError, match="gate_bias"):
+        cell.init(0, gate_bias="2")
+    p = cell.init(0, init_scale=0.0, gate_bias=-2.0)  # both at their edges: fine
+    assert np.all(p["W2"][4:, -1] == -2.0) and np.all(p["W2"][:4] == 0.0)
+
+
+@pytest.mark.parametrize("method", ["ok", "kf", "rtrl", "uoro", "bptt"])
+def test_float16_params_are_refused_up_front_naming_the_dtype(method):
+    half = {k: v.astype(np.float16) for k, v in params.items()}
+    rank = 1 if method == "ok" else None
+    with pytest.raises(TypeError, match=r"params\['V'\] must be float32 or float64, not float16"):
+        grad(method=method, p=half, rank=rank)
+    algo = minirtrl.online("ok", cell)
+    state = algo.init(2)
+    with pytest.raises(TypeError, match="float16"):
+        algo.step(half, state, xs[0], ys[0], mask[0], signs=algo.draw_signs(
+            np.random.default_rng(0), 2))

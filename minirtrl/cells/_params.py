@@ -11,9 +11,10 @@ def normal_params(shapes, seed, *, xp, dtype, device, init_scale, adjust=None):
     ``xp``, ``dtype``, ``device`` as a cell's ``init`` takes them (``_checks.creation``);
     ``adjust(name, w)`` may change each host array ``w`` in place before it is moved (e.g.
     to set gate biases). Draws come from ``numpy.random.default_rng(seed)``, so a seed gives
-    the same parameters on every backend.
+    the same parameters on every backend. ``init_scale`` must be a finite number >= 0.
     """
     seed = _checks.seed(seed)
+    init_scale = _checks.nonnegative_real("init_scale", init_scale)
     xp, dtype, device = _checks.creation(xp, dtype, device)
     rng = np.random.default_rng(seed)
     params = {}

@@ -90,9 +90,11 @@ class RHN:
         ``xp`` an array namespace module (default NumPy), ``dtype`` one of its real floating
         dtypes (default float64), ``device`` where the arrays live. Draws are made on the host
         from ``numpy.random.default_rng(seed)`` in the order W1, ..., WL, V, so a seed gives
-        the same parameters on every backend.
+        the same parameters on every backend. ``init_scale`` must be a finite number >= 0 and
+        ``gate_bias`` a finite number (``ValueError`` naming it otherwise).
         """
         n = self.n_hidden
+        gate_bias = _checks.finite_real("gate_bias", gate_bias)
 
         def set_gate_bias(name, w):
             if name != "V":
