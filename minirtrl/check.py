@@ -1,8 +1,6 @@
 """``python -m minirtrl.check``: every gradient method against finite differences."""
 
-import sys
+if __name__ == "__main__":  # a SIGINT while the command loads is one line too
+    from .drivers.entry import start
 
-from .drivers.check import main
-
-if __name__ == "__main__":
-    sys.exit(main())
+    start("check")

@@ -1,9 +1,7 @@
 # Run only as `python -m minirtrl.copy`: run as a file it would shadow the stdlib `copy` module.
 """``python -m minirtrl.copy``: the copy task with a curriculum."""
 
-import sys
+if __name__ == "__main__":  # a SIGINT while the command loads is one line too
+    from .drivers.entry import start
 
-from .drivers.copy import main
-
-if __name__ == "__main__":
-    sys.exit(main())
+    start("copy")

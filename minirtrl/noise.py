@@ -1,8 +1,6 @@
 """``python -m minirtrl.noise``: how noisy each estimator is, against exact RTRL."""
 
-import sys
+if __name__ == "__main__":  # a SIGINT while the command loads is one line too
+    from .drivers.entry import start
 
-from .drivers.noise import main
-
-if __name__ == "__main__":
-    sys.exit(main())
+    start("noise")

@@ -1,8 +1,6 @@
 """``python -m minirtrl.plot``: draw the logs of minirtrl's commands."""
 
-import sys
+if __name__ == "__main__":  # a SIGINT while the command loads is one line too
+    from .drivers.entry import start
 
-from .drivers.plot import main
-
-if __name__ == "__main__":
-    sys.exit(main())
+    start("plot")

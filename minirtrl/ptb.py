@@ -1,8 +1,6 @@
 """``python -m minirtrl.ptb``: a character-level language model (Penn TreeBank or any text)."""
 
-import sys
+if __name__ == "__main__":  # a SIGINT while the command loads is one line too
+    from .drivers.entry import start
 
-from .drivers.ptb import main
-
-if __name__ == "__main__":
-    sys.exit(main())
+    start("ptb")

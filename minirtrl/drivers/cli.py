@@ -43,32 +43,83 @@ def parse_args(p, argv, check=None):
     return args
 
 
-def _number(kind, low, strict, name):
+#: the largest value of an integer flag without a maximum of its own (steps, intervals): far
+#: beyond any run (30 years at a million steps a second), and below 2^53, so that a count is
+#: exact in an int64 checkpoint and in a float64 alike (JSON readers)
+MAX_COUNT = 10**15
+
+
+def show_number(number):
+    """``number`` as help texts and errors show it: ``10^15`` for a large power of ten."""
+    digits = len(str(number)) - 1
+    return f"10^{digits}" if number >= 10**6 and number == 10**digits else str(number)
+
+
+class Integer:
+    """The type of an integer flag: a whole number from ``low`` to ``high``, written in digits.
+
+    Anything else (``1e9``, ``2.5``, a number out of range) is refused with one line naming the
+    range; ``add`` shows ``high`` in the flag's help.
+    """
+
+    def __init__(self, low, high=MAX_COUNT):
+        self.low, self.high = low, high
+
+    def __call__(self, text):
+        try:
+            value = int(text)
+        except ValueError:  # not an integer, or more digits than Python reads
+            value = None
+        if value is None or not self.low <= value <= self.high:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer from {self.low} to {show_number(self.high)}, not {text!r}")
+        return value
+
+    def at_most(self, high):
+        """The same type with maximum ``high``."""
+        return Integer(self.low, high)
+
+
+def _real(low, strict):
+    """The type of a number flag: a finite float above ``low`` (``strict``) or at least it."""
+    name = "a finite number"
+    if low is not None:
+        name += f" {'>' if strict else '>='} {low:g}"
+
     def parse(text):
         try:
-            value = kind(text)
+            value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {name}, not {text!r}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"expected {name}, not {text!r}")
-        if low is not None and (value <= low if strict else value < low):
+            value = math.nan
+        if not math.isfinite(value) or (
+                low is not None and (value <= low if strict else value < low)):
             raise argparse.ArgumentTypeError(f"expected {name}, not {text!r}")
         return value
 
     return parse
 
 
-positive = _number(int, 1, False, "an integer >= 1")
-nonnegative = _number(int, 0, False, "an integer >= 0")
-positive_float = _number(float, 0.0, True, "a number > 0")
-nonnegative_float = _number(float, 0.0, False, "a number >= 0")
-real = _number(float, None, False, "a finite number")
+positive = Integer(1)
+nonnegative = Integer(0)
+positive_float = _real(0.0, True)
+nonnegative_float = _real(0.0, False)
+real = _real(None, False)
+
+#: the sizes a run can take at most (more would not fit any machine, or would make one step
+#: run for minutes before its first line); ``--truncation`` has ``MAX_TRUNCATION``
+MAXIMA = {"--hidden": 1 << 16, "--batch": 1 << 14, "--rank": 256, "--depth": 100,
+          "--seed": 2**64 - 1}
+#: the longest bptt window: one window is one step, read and differentiated as a whole
+MAX_TRUNCATION = 10_000
 
 
 def leak_rate(text):
     """A number in (0, 1] (the vanilla cell's alpha)."""
-    value = positive_float(text)
-    if value > 1.0:
+    try:
+        value = positive_float(text)
+    except argparse.ArgumentTypeError:
+        value = None
+    if value is None or value > 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1], not {text!r}")
     return value
 
@@ -101,8 +152,13 @@ CELLS = ("rhn", "vanilla")
 
 
 def add(p, flag, default=None, *, shown=None, **kwargs):
-    """``p.add_argument(flag, ...)`` with the vocabulary's help and its default shown."""
+    """``p.add_argument(flag, ...)`` with the vocabulary's help, its default shown and, for an
+    integer flag, its maximum (``MAXIMA``, else ``MAX_COUNT``) enforced and shown."""
     text = shown if shown is not None else ("none" if default is None else f"{default}")
+    kind = kwargs.get("type")
+    if isinstance(kind, Integer):
+        kind = kwargs["type"] = kind.at_most(MAXIMA.get(flag, kind.high))
+        text = f"{text}, at most {show_number(kind.high)}"
     p.add_argument(flag, default=default, help=f"{HELP[flag]} (default {text})", **kwargs)
 
 
@@ -184,8 +240,9 @@ def training_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, s
       help=f"max norm of the recurrent gradient, all W_l (default {clip:g})")
     add(p, "--seed", 0, type=nonnegative)
     add(p, "--steps", steps, type=nonnegative)
-    a("--truncation", type=positive, default=None,
-      help=f"bptt window K in characters (default {truncation})")
+    a("--truncation", type=positive.at_most(MAX_TRUNCATION), default=None,
+      help=f"bptt window K in characters (default {truncation}, at most "
+           f"{show_number(MAX_TRUNCATION)})")
     a("--init-scale", type=nonnegative_float, default=0.01,
       help="std of the initial weights (default 0.01)")
     a("--gate-bias", type=real, default=None, help="initial RHN transform-gate bias (default 0)")

@@ -38,7 +38,7 @@ from .. import bptt
 from .._compat import to_numpy
 from ..adam import adam_init, adam_step, clip_by_norm
 from ..methods import INFLUENCE, host_signs, influence_step
-from . import checkpoint
+from . import checkpoint, memory
 from .backends import dtype_of, threads_of
 from .checkpoint import Run
 from .cli import CONFIG_KEYS, init_options, make_cell, open_backend
@@ -210,6 +210,7 @@ def run(args, task, *, prog, evaluate=None, eval_every=0, outputs=None):
 
 def _setup(args, task):
     xp, device = open_backend(args)
+    memory.refuse_oversized(args, task, device)  # before anything of the run's size exists
     cell = make_cell(args, task.n_in, task.n_out)
     module, shapes = None, {}
     if args.algo != "bptt":
