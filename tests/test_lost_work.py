@@ -251,7 +251,7 @@ def test_a_log_replaced_under_a_run_is_reported(tmp_path, capsys, monkeypatch):
     assert copy(*SMALL, "--steps", 10, "--report-every", 1, "--log", log,
                 "--checkpoint", ck) == 1
     one_error_line(capsys, "--log", "replaced by another file during the run")
-    assert load_checkpoint(ck)["step"] == 2
+    assert load_checkpoint(ck)["step"] == 3  # the first record that could not be written
 
 
 # ---- 8. empty paths ------------------------------------------------------------------------------

@@ -304,6 +304,10 @@ def _loop(session, now, seconds0):
         return reporter.record(kind, now.step, now.step * K * B,
                                seconds0 + time.perf_counter() - t0, task.figures(), **extra)
 
+    def progress_line():
+        elapsed, rate = clock()
+        reporter.progress(now.step, now.step * K * B, task.figures(), rate=rate, elapsed=elapsed)
+
     def evaluation(final):
         start = time.perf_counter()
         figures = evaluate(setup, now.params, final)
@@ -328,18 +332,17 @@ def _loop(session, now, seconds0):
                 settings.report_every and now.step % settings.report_every == 0) or (
                 not settings.report_every
                 and time.perf_counter() - last_report >= settings.progress_seconds)
-            if reporting:
-                elapsed, rate = clock()
-                reporter.progress(now.step, now.step * K * B, task.figures(), rate=rate,
-                                  elapsed=elapsed)
-            # the evaluation (its line after the step's) is part of the step: one that is
-            # interrupted undoes the step, so that the resumed run does it again
-            figures = evaluation(False) if evaluating else None
+            figures = None
+            if evaluating:  # part of the step (its line after the step's): an interrupted
+                progress_line()  # evaluation undoes the step, and the resumed run redoes it
+                figures = evaluation(False)
             snapshot = None  # the step is complete: from here it is kept
             if reporting:
                 record("progress")
                 if evaluating:
                     record("eval", **figures)
+                else:
+                    progress_line()
                 last_report = time.perf_counter()
             if settings.checkpoint_every and now.step % settings.checkpoint_every == 0:
                 save()

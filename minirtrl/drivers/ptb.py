@@ -168,13 +168,15 @@ class Evaluator:
 
 
 # ---- the training task ----------------------------------------------------------------------
-def fingerprint(corpus):
-    """First 16 hex digits of SHA-256 over the vocabulary and the three encoded splits."""
+def fingerprint(corpus, chunk=1 << 20):
+    """First 16 hex digits of SHA-256 over the vocabulary and the three encoded splits (the
+    ids as little-endian int32, ``chunk`` at a time: memory O(chunk), not a copy of a split)."""
     h = hashlib.sha256("\x00".join(corpus.vocab.symbols).encode("utf-8"))
     for split in ("train", "valid", "test"):
-        ids = np.ascontiguousarray(getattr(corpus, split), dtype="<i4")
+        ids = getattr(corpus, split)
         h.update(split.encode() + np.asarray(ids.shape[0], dtype="<i8").tobytes())
-        h.update(ids.tobytes())
+        for start in range(0, ids.shape[0], chunk):
+            h.update(np.ascontiguousarray(ids[start:start + chunk], dtype="<i4"))
     return h.hexdigest()[:16]
 
 
