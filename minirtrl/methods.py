@@ -31,8 +31,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _checks, bptt, kf, ok, readout, rtrl, uoro
+from . import _checks, bptt, kf, ok, rtrl, uoro
 from ._compat import array_namespace, get_device
+from .readout import SOFTMAX, Readout
+from .readout import make as make_readout
 
 #: influence method name -> the module implementing it
 INFLUENCE = {"rtrl": rtrl, "uoro": uoro, "kf": kf, "ok": ok, "kf-avg": kf}
@@ -43,14 +45,16 @@ RANKED = ("ok", "kf-avg")
 
 
 # ---- the step -------------------------------------------------------------------------------
-def influence_step(module, cell, params, s, est, x, y, mask, signs, *, xp, keep=None):
+def influence_step(module, cell, params, s, est, x, y, mask, signs, *, xp, keep=None,
+                   readout=SOFTMAX):
     """One online step of an influence method: ``(s_t, est_t, loss_t (B,), grads)``.
 
     ``s`` (B, n) and ``est`` are s_{t-1} and ``module``'s estimate of G_{t-1}; ``y`` None
     computes the influence alone (``loss_t`` and ``grads`` None); ``keep`` (B,) 0/1 or None
     restarts the streams where it is 0 from the zero state and influence. ``grads`` =
-    c_t · Ĝ_t per block plus the exact readout gradient ``"V"``, summed over the batch
-    (eq. (10)). Arguments are not checked (``Online.step`` checks them).
+    c_t · Ĝ_t per block plus the exact readout gradient ``"V"``, of ``readout``'s loss
+    (a ``readout.Readout``; softmax cross-entropy summed over the batch by default), eq.
+    (10). Arguments are not checked (``Online.step`` checks them).
     """
     if keep is not None:
         s = s * keep[:, None]
@@ -120,6 +124,7 @@ class Online(NamedTuple):
     cell: object
     rank: int  # r of ok and kf-avg; 1 for the others
     module: object  # the method's module (the interface above)
+    readout: Readout = SOFTMAX  # the loss (``readout.Readout``)
 
     def init(self, batch, *, xp=None, dtype=None, device=None):
         """Zero state and zero influence of ``batch`` streams: an ``OnlineState``.
@@ -131,6 +136,39 @@ class Online(NamedTuple):
         xp, dtype, device = _checks.creation(xp, dtype, device)
         est = self.module.init(self.cell, batch, self.rank, xp=xp, dtype=dtype, device=device)
         return OnlineState(xp.zeros((batch, self.cell.n_hidden), dtype=dtype, device=device), est)
+
+    def start(self, s, est):
+        """The ``OnlineState`` of your own arrays: ``s`` (B, n) and ``est``, the method's
+        state, e.g. ``rtrl.from_influence(cell, G)``, ``uoro.State(s̃, θ̃)``, or
+        ``kronecker.State(u, A)`` for kf, kf-avg and ok (shapes: ``init``'s; checked)."""
+        xp = array_namespace(s)
+        state = OnlineState(s, est)
+        _checks.state(self, state, s.shape[0], xp, s.dtype, OnlineState, leaves)
+        return state
+
+    def random_start(self, batch, seed, *, scale=1.0, xp=None, dtype=None, device=None):
+        """A seeded random ``OnlineState``: ``s`` uniform in (-1, 1) and every array of the
+        method's state standard normal times ``scale`` (from ``default_rng(seed)``, on the
+        host, so every backend gets the same start). For implementations that cannot start
+        from the zero influence (0/0 in their normalisers) and for checks away from it."""
+        zero = self.init(batch, xp=xp, dtype=dtype, device=device)
+        xp = array_namespace(zero.s)
+        rng = np.random.default_rng(_checks.seed(seed))
+
+        def draw(like, low=None):
+            host = rng.uniform(-1.0, 1.0, like.shape) if low else \
+                scale * rng.standard_normal(like.shape)
+            return xp.asarray(host, dtype=like.dtype, device=get_device(like))
+
+        return OnlineState(draw(zero.s, low=True), map_state(draw, zero.est))
+
+    def grads(self, state, c):
+        """``c · Ĝ_t`` per block, summed over the batch: ``{"W1": (m_1, k_1), ...}`` for
+        your own ``c`` (B, n) = ∂loss_t/∂s_t (any loss, computed anywhere)."""
+        xp = array_namespace(state.s, c)
+        if tuple(c.shape) != tuple(state.s.shape):
+            raise ValueError(f"c must have shape {tuple(state.s.shape)}, not {tuple(c.shape)}")
+        return self.module.grads(self.cell, state.est, c, xp=xp)
 
     def sign_shapes(self, batch):
         """``{name: shape}`` of the ±1 signs one step of ``batch`` streams consumes (§9)."""
@@ -150,13 +188,14 @@ class Online(NamedTuple):
 
         ``params`` the cell's parameters (their library is the one used); ``state`` the
         ``OnlineState`` after the previous step; ``x`` (B, n_in); ``y`` (B,) targets in
-        [0, n_out), or None for the influence alone (``loss_t``, ``grads_t`` None); ``mask``
+        [0, n_out) ((B, n_out) real for the mse loss), or None for the influence alone
+        (``loss_t``, ``grads_t`` None: then ``grads(state, c)`` for your own c); ``mask``
         (B,) 0/1 or None; ``signs`` ``{name: ±1 array of sign_shapes(B)[name]}`` (None for
         rtrl). ``grads_t``: c_t · Ĝ_t per block and the exact readout gradient, summed over
         the batch. Cost: one step of the method plus the checks (one host read each for the
         targets, the mask and the signs).
         """
-        xp, x, y, mask = _checks.step(self.cell, params, x, y, mask)
+        xp, x, y, mask = _checks.step(self.cell, params, x, y, mask, self.readout.loss)
         dtype = params["V"].dtype
         _checks.state(self, state, x.shape[0], xp, dtype, OnlineState, leaves)
         signs = _checks.signs(signs, self.sign_shapes(x.shape[0]), xp, dtype)
@@ -167,23 +206,25 @@ class Online(NamedTuple):
         return self.module.influence(self.cell, state.est, xp=array_namespace(state.s))
 
 
-def online(method, cell, rank=None):
+def online(method, cell, rank=None, *, loss="softmax", reduction="sum"):
     """An ``Online`` for influence method ``method`` on ``cell`` (``rank`` for ok, kf-avg).
 
-    ``bptt`` is refused: it is not online (it needs the whole window before a gradient).
+    ``loss``: ``"softmax"`` (cross-entropy, integer targets) or ``"mse"`` (½‖o − y‖², real
+    targets (B, n_out)) on the linear readout; ``reduction``: ``"sum"`` or ``"mean"`` over
+    the batch. ``bptt`` is refused: it is not online (it needs a whole window).
     """
     if method == "bptt":
         raise ValueError("method 'bptt' is not online (it back-propagates a whole window); "
                          f"choose one of {', '.join(INFLUENCE)}")
     _checks.method(method, tuple(INFLUENCE))
     return Online(method, _checks.cell(cell), _checks.rank(method, rank, RANKED),
-                  INFLUENCE[method])
+                  INFLUENCE[method], make_readout(loss, reduction))
 
 
 def advance(algo, params, state, x, y, mask, signs, *, xp):
     """``Online.step`` without the checks: ``(OnlineState, loss_t, grads_t)``."""
     s, est, loss, grads = influence_step(algo.module, algo.cell, params, state.s, state.est,
-                                         x, y, mask, signs, xp=xp)
+                                         x, y, mask, signs, xp=xp, readout=algo.readout)
     return OnlineState(s, est), loss, grads
 
 
@@ -192,8 +233,9 @@ def advance(algo, params, state, x, y, mask, signs, *, xp):
 SIGN_BLOCK = 256
 
 
-def run(algo, params, xs, ys=None, mask=None, *, seed=0, xp):
-    """The loop of ``advance`` over a sequence from the zero state: ``(loss, grads, state)``.
+def run(algo, params, xs, ys=None, mask=None, *, seed=0, xp, start=None):
+    """The loop of ``advance`` over a sequence from ``start`` (an ``OnlineState``; the zero
+    state and influence when None): ``(loss, grads, state)``.
 
     Each step's signs are those of ``Online.draw_signs`` from ``default_rng(seed)``, drawn
     ``SIGN_BLOCK`` steps at a time (the same signs). ``loss`` (B,) and ``grads`` are summed
@@ -203,16 +245,18 @@ def run(algo, params, xs, ys=None, mask=None, *, seed=0, xp):
     dtype, device = params["V"].dtype, get_device(xs)
     rng = np.random.default_rng(seed)
     shapes = algo.sign_shapes(B)
-    state = OnlineState(xp.zeros((B, algo.cell.n_hidden), dtype=dtype, device=device),
-                        algo.module.init(algo.cell, B, algo.rank, xp=xp, dtype=dtype,
-                                         device=device))
+    state = start
+    if state is None:
+        state = OnlineState(xp.zeros((B, algo.cell.n_hidden), dtype=dtype, device=device),
+                            algo.module.init(algo.cell, B, algo.rank, xp=xp, dtype=dtype,
+                                             device=device))
     loss, grads = None, None
     for t in range(T):
         if t % SIGN_BLOCK == 0:  # the next steps' signs at once: one transfer per block
             block = draw_sign_steps(rng, shapes, min(SIGN_BLOCK, T - t), xp=xp, dtype=dtype,
                                     device=device)
         signs = {k: v[t % SIGN_BLOCK, ...] for k, v in block.items()}
-        y, m = (None, None) if ys is None else (ys[t, :], mask[t, :])
+        y, m = (None, None) if ys is None else (ys[t, ...], mask[t, :])
         state, l_t, g = advance(algo, params, state, xs[t, ...], y, m, signs, xp=xp)
         if ys is not None:
             loss = l_t if loss is None else loss + l_t
@@ -221,7 +265,7 @@ def run(algo, params, xs, ys=None, mask=None, *, seed=0, xp):
 
 
 def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=None,
-                      truncation=None):
+                      truncation=None, loss="softmax", reduction="sum", start=None):
     """Loss and gradient (or an unbiased gradient estimate) of a whole sequence.
 
     Parameters
@@ -229,14 +273,19 @@ def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=N
     method : one of ``METHODS``: ``"bptt", "rtrl", "uoro", "kf", "ok", "kf-avg"``.
     cell : a cell (``RHN``, ``VanillaRNN``).
     params : dict of arrays with the keys of ``cell.shapes()``; their library is used.
-    xs : (T, B, n_in) real; ys : (T, B) integers in [0, n_out); mask : (T, B) 0/1 or None.
+    xs : (T, B, n_in) real; ys : (T, B) integers in [0, n_out) ((T, B, n_out) real for
+        ``loss="mse"``); mask : (T, B) 0/1 or None.
     seed : seeds the random signs of the estimators (ignored by exact methods).
     rank : r for ``ok`` and ``kf-avg`` (default 1); an error for the other methods.
     truncation : TBPTT window for ``bptt`` (default: the whole sequence).
+    loss, reduction : the readout's loss, as for ``online``.
+    start : an ``OnlineState`` to start from (``Online.start``, ``Online.random_start``);
+        default the zero state and influence. ``bptt`` takes the state of ``start``
+        and needs its estimate None (BPTT has no influence to start from).
 
     Returns
     -------
-    loss : 0-d array, ``Σ_t Σ_b mask·loss_t`` in nats, from the zero state, parameters fixed.
+    loss : 0-d array, ``Σ_t Σ_b mask·loss_t`` (nats for softmax), parameters fixed.
     grads : dict with the keys of ``params``: exact for ``rtrl`` and untruncated ``bptt``,
         one unbiased random estimate (given ``seed``) for the others.
     """
@@ -249,20 +298,31 @@ def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=N
         if method != "bptt":
             raise ValueError(f"truncation applies only to method 'bptt', not {method!r}")
         truncation = _checks.integer("truncation", truncation, 1, type_error=ValueError)
-    xp, xs, ys, mask = _checks.sequence(cell, params, xs, ys, mask)
+    readout = make_readout(loss, reduction)
+    xp, xs, ys, mask = _checks.sequence(cell, params, xs, ys, mask, readout.loss)
     if method == "bptt":
-        loss, grads = bptt.gradient(cell, params, xs, ys, mask, xp=xp, truncation=truncation)
+        if start is not None and start.est is not None:
+            raise ValueError("method 'bptt' starts from a state alone: pass start with est=None")
+        s0 = None if start is None else start.s
+        total, grads = bptt.gradient(cell, params, xs, ys, mask, xp=xp, truncation=truncation,
+                                     s0=s0, readout=readout)
     else:
-        algo = Online(method, cell, r, INFLUENCE[method])
-        loss, grads, _ = run(algo, params, xs, ys, mask, seed=seed, xp=xp)
-    return xp.sum(loss), grads
+        algo = Online(method, cell, r, INFLUENCE[method], readout)
+        if start is not None:
+            start = algo.start(*start)
+        total, grads, _ = run(algo, params, xs, ys, mask, seed=seed, xp=xp, start=start)
+    return xp.sum(total), grads
 
 
-def exact_influence(cell, params, xs):
-    """``{"W1": G^1, ...}``, each (B, n, m_l, k_l): ds_T/dW_l after the last step of ``xs``."""
+def exact_influence(cell, params, xs, *, start=None):
+    """``{"W1": G^1, ...}``, each (B, n, m_l, k_l): ds_T/dW_l after the last step of ``xs``,
+    from ``start`` (an ``OnlineState`` of ``rtrl``, e.g. ``online("rtrl", cell).start(s0,
+    rtrl.from_influence(cell, G0))``; the zero state and influence when None)."""
     xp, xs, _, _ = _checks.sequence(cell, params, xs)
     algo = Online("rtrl", cell, 1, rtrl)
-    _, _, state = run(algo, params, xs, xp=xp)
+    if start is not None:
+        start = algo.start(*start)
+    _, _, state = run(algo, params, xs, xp=xp, start=start)
     return rtrl.influence(cell, state.est, xp=xp)
 
 

@@ -1,13 +1,24 @@
-"""Linear softmax readout and cross-entropy, with its gradient written by hand.
+"""The linear readout and its loss, with gradients written by hand.
 
-    logits_t = [s_t ; 1] V^T                       # (B, n_out)
-    loss_t   = logsumexp(logits_t) - logits_t[y_t] # nats, per sample
+    o_t = [s_t ; 1] V^T                            # (B, n_out) logits or outputs
+    softmax: loss_t = logsumexp(o_t) - o_t[y_t]    # nats per sample, y_t (B,) integers
+    mse:     loss_t = ½ ‖o_t − y_t‖²               # per sample, y_t (B, n_out) real
+
+each times the 0/1 ``mask``; summed over the batch (``reduction="sum"``, the default) or
+divided by B (``"mean"``). ``Readout(loss, reduction)`` names the choice; the module
+functions ``loss_and_grad`` and ``loss`` are softmax summed.
 
 Notation: ``c`` is c_t = ∂loss_t/∂s_t (B, n), the vector every recurrent-gradient method
 contracts with its influence estimate (``docs/algorithms.md``, eq. (10)). Cost O(B n n_out).
 """
 
+from typing import NamedTuple
+
 from ._compat import get_device
+
+#: the losses a ``Readout`` computes, and how it reduces them over the batch
+LOSSES = ("softmax", "mse")
+REDUCTIONS = ("sum", "mean")
 
 
 def one_hot(y, n_out, *, xp, dtype):
@@ -59,3 +70,50 @@ def loss_and_grad(V, s, y, mask, *, xp):
     dV = xp.matrix_transpose(dlogits) @ sb  # (n_out, n+1)
     c = dlogits @ V[:, : s.shape[1]]  # (B, n)
     return loss, dV, c
+
+
+def squared_error_and_grad(V, s, y, mask, *, xp):
+    """Masked ½‖o − y‖² of one step and its gradients, like ``loss_and_grad``.
+
+    ``y`` (B, n_out) real targets. Returns ``(loss (B,), dV (n_out, n+1), c (B, n))``.
+    """
+    sb = with_bias(s, xp=xp)  # (B, n+1)
+    d = (sb @ xp.matrix_transpose(V) - y) * mask[:, None]  # (B, n_out) = ∂loss/∂o
+    loss = 0.5 * xp.sum(d * d, axis=1)  # (B,) (mask is 0/1: d*d is masked once)
+    return loss, xp.matrix_transpose(d) @ sb, d @ V[:, : s.shape[1]]
+
+
+class Readout(NamedTuple):
+    """A loss on the linear readout: ``loss`` one of ``LOSSES``, ``reduction`` of
+    ``REDUCTIONS``. ``loss_and_grad(V, s, y, mask, *, xp)`` -> ``(loss (B,), dV, c)`` of the
+    reduced loss (its sum over the batch is the loss; ``"mean"`` divides every term by B)."""
+
+    loss: str = "softmax"
+    reduction: str = "sum"
+
+    def loss_and_grad(self, V, s, y, mask, *, xp):
+        fn = loss_and_grad if self.loss == "softmax" else squared_error_and_grad
+        value, dV, c = fn(V, s, y, mask, xp=xp)
+        if self.reduction == "mean":
+            B = s.shape[0]
+            value, dV, c = value / B, dV / B, c / B
+        return value, dV, c
+
+    def value(self, V, s, y, mask, *, xp):
+        """The reduced loss of one step, (B,), without gradients."""
+        if self.loss == "softmax" and self.reduction == "sum":
+            return loss(V, s, y, mask, xp=xp)
+        return self.loss_and_grad(V, s, y, mask, xp=xp)[0]
+
+
+def make(loss="softmax", reduction="sum"):
+    """The ``Readout`` of ``loss`` and ``reduction``; ``ValueError`` naming a bad one."""
+    for name, value, choices in (("loss", loss, LOSSES), ("reduction", reduction, REDUCTIONS)):
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, "
+                             f"not {value!r}")
+    return Readout(loss, reduction)
+
+
+#: the default: softmax cross-entropy summed over the batch
+SOFTMAX = Readout()

@@ -15,6 +15,8 @@ size of G, then the sum); no F is kept between steps.
 
 from typing import NamedTuple
 
+from ._compat import array_namespace
+
 
 class State(NamedTuple):
     G: tuple  # per block: (B, n, m_l * k_l)
@@ -64,6 +66,14 @@ def grads(cell, state, c, *, xp):
         g = xp.reshape(c, (1, B * n)) @ xp.reshape(G, (B * n, G.shape[2]))  # (1, m k)
         out[name] = xp.reshape(g, shapes[name])
     return out
+
+
+def from_influence(cell, G):
+    """The ``State`` of a dense influence ``{"W1": (B, n, m_1, k_1), ...}`` (its last two
+    axes flattened row-major: entry (i, j) of W_l is column i·k_l + j)."""
+    xp = array_namespace(*G.values())
+    return State(tuple(xp.reshape(G[name], (G[name].shape[0], G[name].shape[1], -1))
+                       for name in cell.blocks))
 
 
 def influence(cell, state, *, xp):

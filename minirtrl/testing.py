@@ -28,18 +28,21 @@ MAX_PATTERNS = 2**16
 
 
 # ---- finite differences ---------------------------------------------------------------------
-def sequence_loss(cell, params, xs, ys, mask=None, s0=None):
-    """Forward pass only: ``Σ_t Σ_b mask·loss_t`` (nats) as a Python float (NumPy inputs).
+def sequence_loss(cell, params, xs, ys, mask=None, s0=None, *, loss="softmax",
+                  reduction="sum"):
+    """Forward pass only: ``Σ_t Σ_b mask·loss_t`` as a Python float (NumPy inputs).
 
-    ``s0`` (B, n): the state before the first step (zeros when None).
+    ``s0`` (B, n): the state before the first step (zeros when None); ``loss``,
+    ``reduction``: the readout's loss (``minirtrl.online``).
     """
+    head = readout.make(loss, reduction)
     xp = array_namespace(xs)
     s = xp.zeros((xs.shape[1], cell.n_hidden), dtype=xs.dtype) if s0 is None else s0
     total = 0.0
     for t in range(xs.shape[0]):
         s, _ = cell.step(params, s, xs[t, ...], xp=xp)
         w = xp.ones(xs.shape[1], dtype=xs.dtype) if mask is None else mask[t, :]
-        total += float(xp.sum(readout.loss(params["V"], s, ys[t, :], w, xp=xp)))
+        total += float(xp.sum(head.value(params["V"], s, ys[t, ...], w, xp=xp)))
     return total
 
 
@@ -59,21 +62,27 @@ def numerical_jacobian(f, x, eps=1e-6):
     return jac
 
 
-def numerical_gradient(cell, params, xs, ys, mask=None, eps=1e-6):
+def numerical_gradient(cell, params, xs, ys, mask=None, eps=1e-6, *, s0=None,
+                       loss="softmax", reduction="sum"):
     """Central finite differences of the summed loss w.r.t. every parameter (float64).
 
     Arrays of any backend are copied to NumPy float64 first; returns a dict of NumPy
-    arrays with the keys of ``params``. Costs 2 forward passes per parameter entry.
+    arrays with the keys of ``params``. ``s0``, ``loss``, ``reduction`` as for
+    ``sequence_loss``. Costs 2 forward passes per parameter entry.
     """
     p = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
     xs = to_numpy(xs).astype(np.float64)
     ys = to_numpy(ys)
+    if loss == "mse":
+        ys = ys.astype(np.float64)
     mask = None if mask is None else to_numpy(mask).astype(np.float64)
+    s0 = None if s0 is None else to_numpy(s0).astype(np.float64)
     grads = {}
     for key in p:
 
         def f(w, key=key):
-            return np.asarray(sequence_loss(cell, {**p, key: w}, xs, ys, mask))
+            return np.asarray(sequence_loss(cell, {**p, key: w}, xs, ys, mask, s0, loss=loss,
+                                            reduction=reduction))
 
         grads[key] = numerical_jacobian(f, p[key], eps)
     return grads
