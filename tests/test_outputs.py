@@ -111,6 +111,8 @@ BENCH_OUTPUTS = [
 @pytest.mark.parametrize("script, flag, argv", BENCH_OUTPUTS,
                          ids=[f"{s[:-3]} {f}" for s, f, _ in BENCH_OUTPUTS])
 def test_bench_scripts_refuse_an_existing_output_file(script, flag, argv, tmp_path):
+    if script == "compare_torch.py":  # it needs torch before it looks at its flags
+        pytest.importorskip("torch")
     rows = tmp_path / "rows.json"
     rows.write_text('{"rows": []}')
     target = tmp_path / ("kept.png" if flag == "--plot" else "kept.json")
@@ -240,12 +242,14 @@ def test_a_malformed_log_is_one_line_naming_its_line(what, records, line, needle
 
 
 def test_an_unhashable_command_is_one_line(tmp_path, capsys):
+    pytest.importorskip("matplotlib")  # --out is checked first
     log = write_log(tmp_path / "bad.jsonl", {**HEADER, "command": ["minirtrl.copy"]})
     assert plot.main([str(log), "--out", str(tmp_path / "x.png")]) == 2
     one_error_line(capsys, str(log), "does not draw")
 
 
 def test_a_line_longer_than_any_log_line_is_refused_without_reading_it_whole(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
     log = write_log(tmp_path / "big.jsonl", HEADER, "x" * (plot.MAX_LINE + 10), PROGRESS)
     assert plot.main([str(log), "--out", str(tmp_path / "x.png")]) == 2
     one_error_line(capsys, f"{log} line 2: longer than {plot.MAX_LINE} characters")
@@ -293,6 +297,7 @@ def test_copy_curriculum_summarize_refuses_a_foreign_log_in_one_line(tmp_path):
 # ---- case 12: plot refuses what is not a regular file, at once ---------------------------------
 @pytest.mark.parametrize("kind", ["FIFO", "device", "directory"])
 def test_plot_refuses_a_fifo_a_device_or_a_directory_without_blocking(kind, tmp_path):
+    pytest.importorskip("matplotlib")
     path = {"FIFO": tmp_path / "log.fifo", "device": Path("/dev/zero"),
             "directory": tmp_path}[kind]
     if kind == "FIFO":
