@@ -25,7 +25,7 @@ def run_blocks(path, blocks):
 def test_cross_check_guide_runs_in_order(capsys):
     path = ROOT / "docs" / "cross-check.md"
     blocks = python_blocks(path)
-    assert len(blocks) == 4  # (a) exact, (b) same signs and a given start, (c) statistics
+    assert len(blocks) == 5  # (a) exact, (b) same signs, (c) statistics, any loss and start
     namespace = run_blocks(path, blocks)
     out = capsys.readouterr().out
     assert "{'W1': (2, 1, 2)}" in out

@@ -320,3 +320,15 @@ def test_a_checkpoint_whose_settings_lack_keys_is_from_another_version(tmp_path,
     resave(ck, old, config=np.asarray(json.dumps(config, sort_keys=True)))
     assert copy(*SMALL, "--steps", 6, "--checkpoint", old, "--resume") == 2
     one_error_line(capsys, "written by another version of minirtrl", "lack ['alpha', 'cell']")
+
+
+def test_memory_that_runs_out_anyway_is_one_line(tmp_path, capsys, monkeypatch):
+    from minirtrl.drivers import noise
+
+    def exhausted(*args, **kwargs):  # what a size no estimate foresaw ends in
+        raise MemoryError
+
+    monkeypatch.setattr(noise, "measure", exhausted)
+    assert noise.main(["--hidden", "8", "--samples", "2", "--json", str(tmp_path / "n.json")]) == 1
+    one_error_line(capsys, "minirtrl.noise: error: out of memory; choose smaller sizes")
+    assert not (tmp_path / "n.json").exists()

@@ -176,8 +176,9 @@ def command(prog, body, *, err=None):
     """Run ``body()`` as a command; return its exit status, never a traceback for these.
 
     ``Failure``: ``prog: error: <reason>`` on stderr, its status. SIGINT, SIGTERM, SIGHUP:
-    ``prog: interrupted (SIGINT)``, 130, 143 or 129. A closed stdout or stderr (``| head``,
-    a terminal gone) is not an error: lines to it are dropped and the command goes on.
+    ``prog: interrupted (SIGINT)``, 130, 143 or 129. ``MemoryError``: one line, 1. A closed
+    stdout or stderr (``| head``, a terminal gone) is not an error: lines to it are dropped
+    and the command goes on.
     """
     with handled_signals(), _terminals(prog):
         err = sys.stderr if err is None else err
@@ -192,6 +193,11 @@ def command(prog, body, *, err=None):
                 print(f"{prog}: interrupted ({exc.args[0] if exc.args else 'SIGINT'})",
                       file=err, flush=True)
             return getattr(exc, "status", 130)
+        except MemoryError:  # what an estimate up front (drivers.memory) did not foresee
+            with deferred():
+                print(f"{prog}: error: out of memory; choose smaller sizes", file=err,
+                      flush=True)
+            return 1
 
 
 # ---- outputs -------------------------------------------------------------------------------
