@@ -6,8 +6,10 @@
 * ``exact_step``: exact RTRL's step from any dense influence (the oracle of one step).
 * ``sign_patterns``, ``expected_step``: the exact expectation of one estimator step over
   every sign pattern, beside ``exact_step`` from the same estimate (small cells).
+* ``expected_of``: the same expectation for a caller's own step function (any estimator).
 * ``unbiasedness_z``, ``assert_unbiased``, ``z_threshold``: the mean of many seeded
-  estimates against the exact value, in standard errors.
+  estimates against the exact value, in standard errors; ``detectable_bias`` and
+  ``seeds_needed``: what such a test can see with N seeds, and the N a given bias needs.
 
 Everything here copies to NumPy, which is right for tests and wrong in library code.
 Notation of the statistics: N seeds (estimates), M entries compared, z = (mean − exact) / SE
@@ -245,6 +247,27 @@ def expected_step(online, params, state, x, y=None, mask=None):
     return StepExpectation(mean, mean_g, exact, exact_g, P)
 
 
+def expected_of(step, shapes, batch):
+    """The exact mean over every sign pattern of a caller's estimator step.
+
+    ``step(signs) -> {name: array}``: your step from a fixed state, given ``{name: ±1 NumPy
+    float64 array of shapes[name]}`` (batch first, ``batch`` rows, every row the same
+    pattern: each sample of the batch still runs through all of its own patterns), returning
+    what to average (e.g. your dense influence estimate). ``shapes``: your step's signs per
+    sample and step, ``{name: (batch, ...)}``. Returns ``({name: NumPy mean}, patterns)``;
+    compare the mean with ``exact_step`` from your estimate before the step (the oracle for
+    estimators minirtrl does not have). Cost: 2^P calls of ``step``.
+    """
+    patterns = sign_patterns(shapes)
+    total = None
+    for pattern in patterns:
+        signs = {k: np.ascontiguousarray(np.broadcast_to(v, (batch, *v.shape)))
+                 for k, v in pattern.items()}
+        out = {k: to_numpy(v).astype(np.float64) for k, v in step(signs).items()}
+        total = out if total is None else {k: total[k] + out[k] for k in out}
+    return {k: v / len(patterns) for k, v in total.items()}, len(patterns)
+
+
 # ---- many estimates, in standard errors ---------------------------------------------
 def _z_scores(estimate_fn, exact, seeds, rtol):
     """``({name: z}, N, M)``: host float64 z arrays, N estimates, M varying entries.
@@ -331,3 +354,35 @@ def assert_unbiased(estimate_fn, exact, seeds, *, z_max=None, p=1e-3, rtol=1e-9)
             f"mean of {N} estimates is {z:.3g} standard errors from exact at {worst}{where} "
             f"(bound {bound:.3g} for {M} varying entries); the estimator looks biased")
     return z
+
+
+# ---- how many seeds a test needs --------------------------------------------------------
+def _normal_quantile(q):
+    """The z with P(Z < z) = q for a standard normal Z (bisection on erfc)."""
+    lo, hi = -40.0, 40.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if 0.5 * math.erfc(-mid / math.sqrt(2.0)) < q else (lo, mid)
+    return hi
+
+
+def detectable_bias(seeds, spread, entries=1, p=1e-3, power=0.9):
+    """The smallest bias an unbiasedness z-test with ``seeds`` estimates detects.
+
+    ``spread`` is one estimate's standard deviation in the units you want the bias in (e.g.
+    relative to ‖G‖: the square root of ``noise``'s E‖Ĝ − G‖²/‖G‖² per entry), ``entries``
+    the number of entries compared (the Bonferroni bound ``z_threshold(entries, p)``), and
+    ``power`` the probability of detection. A bias b is found with that probability when
+    b √N / spread ≥ z_threshold + z_power. Returns b in the units of ``spread``.
+    """
+    seeds = _checks.integer("seeds", seeds, 2)
+    return (z_threshold(entries, p) + _normal_quantile(power)) * spread / math.sqrt(seeds)
+
+
+def seeds_needed(bias, spread, entries=1, p=1e-3, power=0.9):
+    """The seeds a z-test needs to detect ``bias`` (same units as ``spread``) with
+    probability ``power`` at false-alarm rate ``p``: the inverse of ``detectable_bias``."""
+    if not bias > 0:
+        raise ValueError(f"bias must be > 0, not {bias!r}")
+    z = z_threshold(entries, p) + _normal_quantile(power)
+    return max(2, math.ceil((z * spread / bias) ** 2))
