@@ -155,12 +155,12 @@ class Online(NamedTuple):
         xp = array_namespace(zero.s)
         rng = np.random.default_rng(_checks.seed(seed))
 
-        def draw(like, low=None):
-            host = rng.uniform(-1.0, 1.0, like.shape) if low else \
-                scale * rng.standard_normal(like.shape)
+        def move(host, like):
             return xp.asarray(host, dtype=like.dtype, device=get_device(like))
 
-        return OnlineState(draw(zero.s, low=True), map_state(draw, zero.est))
+        s = move(rng.uniform(-1.0, 1.0, zero.s.shape), zero.s)
+        return OnlineState(s, map_state(
+            lambda like: move(scale * rng.standard_normal(like.shape), like), zero.est))
 
     def grads(self, state, c):
         """``c · Ĝ_t`` per block, summed over the batch: ``{"W1": (m_1, k_1), ...}`` for
