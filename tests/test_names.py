@@ -4,10 +4,11 @@ minirtrl, ``xp.linalg.eigh`` must be in the array API namespace (array-api-stric
 named like ``docs/algorithms.md`` must exist.
 
 A name's first part is looked up, in order, as: a file (a known suffix); a module of minirtrl
-(``minirtrl``, ``minirtrl.X``, ``minirtrl.cells.X``, ``minirtrl.drivers.X``); a class or
-function defined in one; an alias or a variable named in ``ROOTS`` (``cell``, ``algo``, ...,
-standing for an object of the type given there); an importable module (numpy, torch, ...).
-Libraries that are not installed here (cupy) are skipped.
+(``minirtrl``, ``minirtrl.X``, ``minirtrl.cells.X``, ``minirtrl.drivers.X``,
+``minirtrl.testing.X``); a class or function defined in one; an alias or a variable named
+in ``ROOTS`` (``cell``, ``algo``, ..., standing for an object of the type given there); an
+importable module (numpy, torch, ...). Libraries that are not installed here (cupy) are
+skipped.
 """
 
 import contextlib
@@ -89,7 +90,7 @@ def starts(root, mods):
     """The objects a name's first part ``root`` may stand for (empty: unknown; None: a library
     that is not installed here)."""
     objects = []
-    packages = ("minirtrl.", "minirtrl.cells.", "minirtrl.drivers.")
+    packages = ("minirtrl.", "minirtrl.cells.", "minirtrl.drivers.", "minirtrl.testing.")
     for full in [root] if root == "minirtrl" else [package + root for package in packages]:
         with contextlib.suppress(ImportError):
             objects.append(importlib.import_module(full))
