@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 
 class State(NamedTuple):
-    """r stacked Kronecker factor pairs per block."""
+    """r stacked Kronecker factor pairs per block; ``State(u, A)`` of your own arrays (tuples,
+    one per block) is a start of kf, kf-avg or ok (``Online.start``)."""
 
     u: tuple  # per block: (B, r, k_l)
     A: tuple  # per block: (B, r, n, m_l)

@@ -19,6 +19,9 @@ from ._compat import array_namespace
 
 
 class State(NamedTuple):
+    """The dense influence, each block's last two axes flattened row-major; build one from
+    ``{name: (B, n, m_l, k_l)}`` with ``from_influence``."""
+
     G: tuple  # per block: (B, n, m_l * k_l)
 
 

@@ -25,6 +25,9 @@ from .guard import norm_ratio
 
 
 class State(NamedTuple):
+    """The estimate ``G^l ≈ s̃ ⊗ θ̃^l``; ``State(s, theta)`` of your own arrays is a start
+    (``Online.start``)."""
+
     s: object  # (B, n)
     theta: tuple  # per block: (B, m_l, k_l)
 

@@ -261,3 +261,9 @@ def test_checks_that_do_not_apply_say_why():
     assert "your sign shapes {'W1': (2, 1, 2)} are not minirtrl's rtrl {}" in str(shapes)
     nothing = testing.Report(())
     assert not nothing.ok and nothing.failed == []
+
+
+def test_anything_but_an_estimator_is_refused():
+    cell, params, xs, ys, _ = problem()
+    with pytest.raises(TypeError, match=r"yours must be a testing\.Estimator, not dict"):
+        testing.check({}, cell, params, xs, ys)

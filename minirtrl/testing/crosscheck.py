@@ -104,6 +104,8 @@ def check(yours, cell, params, xs, ys=None, mask=None, *, method=None, rank=None
     each for the unbiased and noise checks; ``p`` their false-alarm rate; ``rtol`` the
     relative tolerance of the exact comparisons. Returns a ``Report``.
     """
+    if not isinstance(yours, Estimator):
+        raise TypeError(f"yours must be a testing.Estimator, not {type(yours).__name__}")
     params = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
     xs = to_numpy(xs).astype(np.float64)
     B = xs.shape[1]
