@@ -362,7 +362,7 @@ def state(online, value, batch, xp, dtype, state_type, leaves):
                         f"not {type(value).__name__}")
     arrays = leaves(value.est)
     namespace("state", [value.s, *arrays], xp)
-    n = online.cell.n_hidden
+    n = online.cell.n_state
     if tuple(value.s.shape) != (batch, n):
         raise ValueError(f"state.s must have shape {(batch, n)}, not {tuple(value.s.shape)}")
     template = online.module.init(online.cell, 0, online.rank, xp=xp, dtype=dtype)  # no data

@@ -62,7 +62,7 @@ def gradient(cell, params, xs, ys, mask, *, xp, truncation=None, s0=None, readou
     V = params["V"]
     s = s0
     if s is None:
-        s = xp.zeros((xs.shape[1], cell.n_hidden), dtype=V.dtype, device=get_device(V))
+        s = xp.zeros((xs.shape[1], cell.n_state), dtype=V.dtype, device=get_device(V))
     loss, grads = None, None
     for start in range(0, T, K):
         stop = min(start + K, T)

@@ -18,7 +18,7 @@ class State(NamedTuple):
 
 def zero_factors(cell, batch, rank, *, xp, dtype, device=None):
     """``State`` of zero factors: ``u^l`` (B, r, k_l), ``A^l`` (B, r, n, m_l) per block."""
-    n, shapes, blocks = cell.n_hidden, cell.shapes(), cell.blocks
+    n, shapes, blocks = cell.n_state, cell.shapes(), cell.blocks
     return State(
         tuple(xp.zeros((batch, rank, shapes[b][1]), dtype=dtype, device=device) for b in blocks),
         tuple(xp.zeros((batch, rank, n, shapes[b][0]), dtype=dtype, device=device) for b in blocks),

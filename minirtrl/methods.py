@@ -135,7 +135,7 @@ class Online(NamedTuple):
         batch = _checks.size("batch", batch)
         xp, dtype, device = _checks.creation(xp, dtype, device)
         est = self.module.init(self.cell, batch, self.rank, xp=xp, dtype=dtype, device=device)
-        return OnlineState(xp.zeros((batch, self.cell.n_hidden), dtype=dtype, device=device), est)
+        return OnlineState(xp.zeros((batch, self.cell.n_state), dtype=dtype, device=device), est)
 
     def start(self, s, est):
         """The ``OnlineState`` of your own arrays: ``s`` (B, n) and ``est``, the method's
@@ -247,7 +247,7 @@ def run(algo, params, xs, ys=None, mask=None, *, seed=0, xp, start=None):
     shapes = algo.sign_shapes(B)
     state = start
     if state is None:
-        state = OnlineState(xp.zeros((B, algo.cell.n_hidden), dtype=dtype, device=device),
+        state = OnlineState(xp.zeros((B, algo.cell.n_state), dtype=dtype, device=device),
                             algo.module.init(algo.cell, B, algo.rank, xp=xp, dtype=dtype,
                                              device=device))
     loss, grads = None, None

@@ -44,9 +44,16 @@ def log_softmax(z, *, xp):
     return z - (m + xp.log(xp.sum(xp.exp(z - m), axis=1, keepdims=True)))
 
 
+def output(V, s):
+    """The entries of the state ``s`` (B, n_state) the readout ``V`` (n_out, n+1) reads: the
+    first n (all of them but for the LSTM, whose state is [h; c])."""
+    n = V.shape[1] - 1
+    return s if s.shape[1] == n else s[:, :n]
+
+
 def loss(V, s, y, mask, *, xp):
     """Masked cross-entropy of one step, (B,) nats, without gradients (evaluation)."""
-    logp = log_softmax(logits(V, s, xp=xp), xp=xp)  # (B, n_out)
+    logp = log_softmax(logits(V, output(V, s), xp=xp), xp=xp)  # (B, n_out)
     return -xp.sum(one_hot(y, V.shape[0], xp=xp, dtype=s.dtype) * logp, axis=1) * mask
 
 
@@ -86,17 +93,23 @@ def squared_error_and_grad(V, s, y, mask, *, xp):
 class Readout(NamedTuple):
     """A loss on the linear readout: ``loss`` one of ``LOSSES``, ``reduction`` of
     ``REDUCTIONS``. ``loss_and_grad(V, s, y, mask, *, xp)`` -> ``(loss (B,), dV, c)`` of the
-    reduced loss (its sum over the batch is the loss; ``"mean"`` divides every term by B)."""
+    reduced loss (its sum over the batch is the loss; ``"mean"`` divides every term by B),
+    ``c`` (B, n_state) = ∂loss/∂s: the readout reads ``output(V, s)``."""
 
     loss: str = "softmax"
     reduction: str = "sum"
 
     def loss_and_grad(self, V, s, y, mask, *, xp):
         fn = loss_and_grad if self.loss == "softmax" else squared_error_and_grad
-        value, dV, c = fn(V, s, y, mask, xp=xp)
+        out = output(V, s)  # (B, n)
+        value, dV, c = fn(V, out, y, mask, xp=xp)
         if self.reduction == "mean":
             B = s.shape[0]
             value, dV, c = value / B, dV / B, c / B
+        if out is not s:  # the state entries the readout does not read: c is zero there
+            rest = xp.zeros((s.shape[0], s.shape[1] - out.shape[1]), dtype=c.dtype,
+                            device=get_device(c))
+            c = xp.concat([c, rest], axis=1)  # (B, n_state)
         return value, dV, c
 
     def value(self, V, s, y, mask, *, xp):

@@ -27,7 +27,7 @@ class State(NamedTuple):
 
 def init(cell, batch, rank=1, *, xp, dtype, device=None):
     """Zero influence: ``G^l`` (B, n, m_l·k_l) per block (``rank`` is ignored)."""
-    n = cell.n_hidden
+    n = cell.n_state
     shapes = cell.shapes()
     return State(tuple(
         xp.zeros((batch, n, shapes[name][0] * shapes[name][1]), dtype=dtype, device=device)
@@ -81,6 +81,6 @@ def from_influence(cell, G):
 
 def influence(cell, state, *, xp):
     """The influence as dense ``{"W1": (B, n, m_1, k_1), ...}``."""
-    n, shapes = cell.n_hidden, cell.shapes()
+    n, shapes = cell.n_state, cell.shapes()
     return {name: xp.reshape(G, (G.shape[0], n) + shapes[name])
             for name, G in zip(cell.blocks, state.G, strict=True)}

@@ -36,7 +36,7 @@ def init(cell, batch, rank=1, *, xp, dtype, device=None):
     """Zero factors: ``s̃`` (B, n) and ``θ̃^l`` (B, m_l, k_l) (``rank`` is ignored)."""
     shapes = cell.shapes()
     return State(
-        xp.zeros((batch, cell.n_hidden), dtype=dtype, device=device),
+        xp.zeros((batch, cell.n_state), dtype=dtype, device=device),
         tuple(xp.zeros((batch, *shapes[name]), dtype=dtype, device=device)
               for name in cell.blocks),
     )
@@ -44,7 +44,7 @@ def init(cell, batch, rank=1, *, xp, dtype, device=None):
 
 def sign_shapes(cell, batch, rank=1):
     """One sign vector ν per sample and step: ``{"nu": (B, n)}`` (§9)."""
-    return {"nu": (batch, cell.n_hidden)}
+    return {"nu": (batch, cell.n_state)}
 
 
 def update(cell, params, state, cache, signs, *, xp, keep=None):

@@ -6,6 +6,8 @@ Adding a cell means writing one class with this interface; the equations it must
 are ``docs/algorithms.md`` §1 (eq. (8)) and §2:
 
     n_in, n_hidden, n_out     sizes (n = n_hidden)
+    n_state                   length of the state s (n, or 2n for the LSTM's [h; c]); the
+                              readout reads its first n entries
     blocks                    names of the recurrent weight blocks, e.g. ("W1", ..., "WL")
     shapes()                  {name: shape} of every parameter: each block (m_l, k_l), then
                               "V" (n_out, n+1), the readout shared by all cells
@@ -46,6 +48,7 @@ class Cell(Protocol):
     n_in: int
     n_hidden: int
     n_out: int
+    n_state: int
     blocks: tuple
 
     def shapes(self) -> dict: ...

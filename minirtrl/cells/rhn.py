@@ -63,6 +63,11 @@ class RHN:
             object.__setattr__(self, name, _checks.size(name, getattr(self, name)))
 
     # ---- layout -------------------------------------------------------------------
+    @property
+    def n_state(self):
+        """Length of the state s_t: n."""
+        return self.n_hidden
+
     @cached_property
     def blocks(self):
         """Names of the recurrent weight blocks, ``("W1", ..., "WL")`` (made once)."""

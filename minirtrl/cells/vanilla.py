@@ -61,6 +61,11 @@ class VanillaRNN:
 
     # ---- layout -------------------------------------------------------------------
     @property
+    def n_state(self):
+        """Length of the state s_t: n."""
+        return self.n_hidden
+
+    @property
     def blocks(self):
         """Names of the recurrent weight blocks: ``("W1",)``."""
         return ("W1",)

@@ -232,7 +232,7 @@ def _fresh(setup, args):
     est = None
     if setup.module is not None:
         est = setup.module.init(cell, setup.B, args.rank or 1, xp=xp, dtype=dtype, device=device)
-    s = xp.zeros((setup.B, cell.n_hidden), dtype=dtype, device=device)
+    s = xp.zeros((setup.B, cell.n_state), dtype=dtype, device=device)
     return Run(0, params, adam_init(params), est, s)
 
 

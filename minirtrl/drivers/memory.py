@@ -57,7 +57,7 @@ def elements(cell, algo, batch, rank=1, truncation=1):
     """``{what: elements}`` a training step of ``algo`` on ``cell`` certainly holds at once
     (the table of the module docstring); ``rank`` for ok and kf-avg, ``truncation`` for bptt."""
     shapes = cell.shapes()
-    n, B = cell.n_hidden, batch
+    n, B = cell.n_state, batch
     blocks = [shapes[name] for name in cell.blocks]  # (m_l, k_l)
     terms = {"parameters, gradient and Adam moments": 4 * sum(map(math.prod, shapes.values()))}
     if algo == "bptt":

@@ -81,7 +81,7 @@ def measure(algo, *, n, report, samples, rank=8, depth=1, cell="rhn", alpha=1.0,
         if t in report:
             y = xp.asarray(sym[1:], dtype=xp.int64, device=device)
             ones = xp.ones((1,), dtype=dtype, device=device)
-            _, _, c = readout.loss_and_grad(params["V"], s1, y, ones, xp=xp)  # (1, n)
+            _, _, c = readout.SOFTMAX.loss_and_grad(params["V"], s1, y, ones, xp=xp)  # (1, n)
             out[t] = _errors(cell, exact, est, g_state, e_state, c, samples, chunk, xp=xp)
     return out
 

@@ -109,7 +109,7 @@ def evaluate(cell, params, inputs, targets, mask, *, xp):
     """
     T, S = inputs.shape
     V = params["V"]
-    s = xp.zeros((S, cell.n_hidden), dtype=V.dtype, device=get_device(V))  # (S, n)
+    s = xp.zeros((S, cell.n_state), dtype=V.dtype, device=get_device(V))  # (S, n)
     losses = []
     for t in range(T):
         x = readout.one_hot(inputs[t, :], cell.n_in, xp=xp, dtype=V.dtype)  # (S, V)

@@ -109,7 +109,7 @@ def check(yours, cell, params, xs, ys=None, mask=None, *, method=None, rank=None
     params = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
     xs = to_numpy(xs).astype(np.float64)
     B = xs.shape[1]
-    s0 = np.zeros((B, cell.n_hidden)) if s0 is None else to_numpy(s0).astype(np.float64)
+    s0 = np.zeros((B, cell.n_state)) if s0 is None else to_numpy(s0).astype(np.float64)
     G0 = _dense(yours.influence(yours.start()))
     ours, why_not = _our_start(cell, method, rank, loss, reduction, s0, G0, start, rtol)
     path = _trajectory(yours, cell, params, xs, s0)

@@ -19,7 +19,7 @@ def sequence_loss(cell, params, xs, ys, mask=None, s0=None, *, loss="softmax",
     """
     head = readout.make(loss, reduction)
     xp = array_namespace(xs)
-    s = xp.zeros((xs.shape[1], cell.n_hidden), dtype=xs.dtype) if s0 is None else s0
+    s = xp.zeros((xs.shape[1], cell.n_state), dtype=xs.dtype) if s0 is None else s0
     total = 0.0
     for t in range(xs.shape[0]):
         s, _ = cell.step(params, s, xs[t, ...], xp=xp)

@@ -28,7 +28,7 @@ def exact_step(cell, params, s, G, x, y=None, mask=None):
     """
     xp, x, y, mask = _checks.step(cell, params, x, y, mask)
     algo = Online("rtrl", cell, 1, rtrl)
-    n = cell.n_hidden
+    n = cell.n_state
     state = OnlineState(s, rtrl.State(tuple(xp.reshape(G[k], (G[k].shape[0], n, -1))
                                             for k in cell.blocks)))
     new, _, grads = advance(algo, params, state, x, y, mask, {}, xp=xp)
