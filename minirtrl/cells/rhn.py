@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
+import numpy as np
+
 from .. import _checks
 from .._compat import get_device
 from ._params import normal_params
@@ -88,6 +90,20 @@ class RHN:
         out = {f"W{l}": (2 * n, self.width(l)) for l in range(1, self.depth + 1)}
         out["V"] = (self.n_out, n + 1)
         return out
+
+    def snap_units(self, name):
+        """The pattern of the immediate Jacobian M_l (SnAp-1, ``docs/algorithms.md`` §11):
+        (2n, c_l) int64, row i of ``W_l`` -> the units its pre-activation reaches in one step.
+
+        The last block's candidate row i and gate row n+i reach unit i alone (c_L = 1); a
+        block below it reaches every unit through P_l = K_L ⋯ K_{l+1} (c_l = n, eq. (7)).
+        """
+        if name not in self.blocks:
+            raise ValueError(f"name must be one of {', '.join(self.blocks)}, not {name!r}")
+        n = self.n_hidden
+        if name == self.blocks[-1]:
+            return np.tile(np.arange(n, dtype=np.int64), 2)[:, None]  # (2n, 1)
+        return np.tile(np.arange(n, dtype=np.int64), (2 * n, 1))  # (2n, n)
 
     def init(self, seed, *, xp=None, dtype=None, device=None, init_scale=0.01, gate_bias=0.0):
         """Random parameters: every entry ~ N(0, init_scale²), gate biases = gate_bias.

@@ -24,6 +24,8 @@ vector-Jacobian product through the step O(n²).
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
+
 from .. import _checks
 from .._compat import get_device
 from ._params import normal_params
@@ -78,6 +80,13 @@ class VanillaRNN:
         """Parameter name -> shape: ``W1`` (n, n_in+n+1), then ``V`` (n_out, n+1)."""
         n = self.n_hidden
         return {"W1": (n, self.n_in + n + 1), "V": (self.n_out, n + 1)}
+
+    def snap_units(self, name):
+        """The pattern of the immediate Jacobian (SnAp-1, ``docs/algorithms.md`` §11): row i
+        of ``W1`` reaches unit i alone, ``[[0], [1], ..., [n-1]]`` (n, 1) int64."""
+        if name not in self.blocks:
+            raise ValueError(f"name must be one of {', '.join(self.blocks)}, not {name!r}")
+        return np.arange(self.n_hidden, dtype=np.int64)[:, None]
 
     def init(self, seed, *, xp=None, dtype=None, device=None, init_scale=0.01):
         """Random parameters: every entry ~ N(0, init_scale²) (biases included).
