@@ -124,6 +124,29 @@ def cell(value):
     return value
 
 
+def defined_on(module, cell_):
+    """``cell_`` if the influence method ``module`` is defined for it: the module's optional
+    ``check_cell`` (snap1, rflo) refuses other cells with a one-line ``ValueError``."""
+    check = getattr(module, "check_cell", None)
+    return cell_ if check is None else check(cell_)
+
+
+def feedback(cell_, value):
+    """``value``: None, or a float32/float64 array (n_hidden, n_out) (the readout's fixed
+    feedback matrix); ``TypeError``/``ValueError`` naming ``feedback``."""
+    if value is None:
+        return None
+    namespace("feedback", [value])
+    want = (cell_.n_hidden, cell_.n_out)
+    if tuple(value.shape) != want:
+        raise ValueError(f"feedback must have shape {want} (n_hidden, n_out), "
+                         f"not {tuple(value.shape)}")
+    xp = array_namespace(value)
+    if value.dtype not in tuple(getattr(xp, f) for f in FLOATS):
+        raise TypeError(f"feedback must be float32 or float64, not {value.dtype}")
+    return value
+
+
 # ---- the array library ----------------------------------------------------------------------
 
 

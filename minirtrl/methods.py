@@ -13,6 +13,11 @@ of every recurrent block of a cell (§2, eq. (9)) and is a module with these fun
     update(cell, params, state, cache, signs, *, xp, keep=None) -> state    G_{t-1} -> G_t
     grads(cell, state, c, *, xp) -> {"W1": (m_1, k_1), ...}       c_t · Ĝ_t, summed over B
     influence(cell, state, *, xp) -> {"W1": (B, n, m_1, k_1), ...}   the estimate, dense
+    check_cell(cell) -> cell       (optional) refuses a cell the method is not defined for
+
+The methods: ``rtrl`` (exact), the unbiased estimators ``uoro``, ``kf``, ``kf-avg``, ``ok``
+(random signs), and the deterministic, biased approximations ``snap1`` (SnAp-1, any cell with
+``snap_units``) and ``rflo`` (RFLO, ``VanillaRNN`` only), §11.
 
 ``cache`` is what ``cell.step`` returned for this step, ``c`` (B, n) = ∂loss_t/∂s_t, ``rank``
 the r of ``ok`` and ``kf-avg`` (1 for the others, which ignore it), ``keep`` (B,) 0/1 or None:
@@ -31,17 +36,20 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _checks, bptt, kf, ok, rtrl, uoro
+from . import _checks, bptt, kf, ok, rflo, rtrl, snap, uoro
 from ._compat import array_namespace, get_device
 from .readout import SOFTMAX, Readout
 from .readout import make as make_readout
 
 #: influence method name -> the module implementing it
-INFLUENCE = {"rtrl": rtrl, "uoro": uoro, "kf": kf, "ok": ok, "kf-avg": kf}
+INFLUENCE = {"rtrl": rtrl, "uoro": uoro, "kf": kf, "ok": ok, "kf-avg": kf, "snap1": snap,
+             "rflo": rflo}
 #: every method name, in the order tables list them (``bptt``: ``minirtrl.bptt``)
 METHODS = ("bptt", *INFLUENCE)
 #: the methods that take a rank r (r Kronecker products per block)
 RANKED = ("ok", "kf-avg")
+#: the deterministic, biased approximations (no signs; their gradient is not RTRL's, §11)
+APPROXIMATE = ("snap1", "rflo")
 
 
 # ---- the step -------------------------------------------------------------------------------
@@ -120,7 +128,7 @@ class Online(NamedTuple):
             state, loss_t, grads_t = algo.step(params, state, xs[t], ys[t], signs=signs)
     """
 
-    method: str  # "rtrl", "uoro", "kf", "ok" or "kf-avg"
+    method: str  # "rtrl", "uoro", "kf", "ok", "kf-avg", "snap1" or "rflo"
     cell: object
     rank: int  # r of ok and kf-avg; 1 for the others
     module: object  # the method's module (the interface above)
@@ -191,9 +199,9 @@ class Online(NamedTuple):
         [0, n_out) ((B, n_out) real for the mse loss), or None for the influence alone
         (``loss_t``, ``grads_t`` None: then ``grads(state, c)`` for your own c); ``mask``
         (B,) 0/1 or None; ``signs`` ``{name: ±1 array of sign_shapes(B)[name]}`` (None for
-        rtrl). ``grads_t``: c_t · Ĝ_t per block and the exact readout gradient, summed over
-        the batch. Cost: one step of the method plus the checks (one host read each for the
-        targets, the mask and the signs).
+        rtrl, snap1 and rflo). ``grads_t``: c_t · Ĝ_t per block and the exact readout
+        gradient, summed over the batch. Cost: one step of the method plus the checks (one
+        host read each for the targets, the mask and the signs).
         """
         xp, x, y, mask = _checks.step(self.cell, params, x, y, mask, self.readout.loss)
         dtype = params["V"].dtype
@@ -206,19 +214,24 @@ class Online(NamedTuple):
         return self.module.influence(self.cell, state.est, xp=array_namespace(state.s))
 
 
-def online(method, cell, rank=None, *, loss="softmax", reduction="sum"):
+def online(method, cell, rank=None, *, loss="softmax", reduction="sum", feedback=None):
     """An ``Online`` for influence method ``method`` on ``cell`` (``rank`` for ok, kf-avg).
 
     ``loss``: ``"softmax"`` (cross-entropy, integer targets) or ``"mse"`` (½‖o − y‖², real
     targets (B, n_out)) on the linear readout; ``reduction``: ``"sum"`` or ``"mean"`` over
-    the batch. ``bptt`` is refused: it is not online (it needs a whole window).
+    the batch; ``feedback``: None, or a fixed (n_hidden, n_out) array F of the parameters'
+    library and dtype that takes the readout's error e_t to c_t = e_t F^T in place of
+    V[:, :n]^T (RFLO's random feedback, §11; any method). ``bptt`` is refused: it is not
+    online (it needs a whole window); so is a cell the method is not defined for (``snap1``
+    needs ``cell.snap_units``, ``rflo`` a ``VanillaRNN``).
     """
     if method == "bptt":
         raise ValueError("method 'bptt' is not online (it back-propagates a whole window); "
                          f"choose one of {', '.join(INFLUENCE)}")
     _checks.method(method, tuple(INFLUENCE))
-    return Online(method, _checks.cell(cell), _checks.rank(method, rank, RANKED),
-                  INFLUENCE[method], make_readout(loss, reduction))
+    cell = _checks.defined_on(INFLUENCE[method], _checks.cell(cell))
+    return Online(method, cell, _checks.rank(method, rank, RANKED), INFLUENCE[method],
+                  make_readout(loss, reduction, _checks.feedback(cell, feedback)))
 
 
 def advance(algo, params, state, x, y, mask, signs, *, xp):
@@ -265,20 +278,23 @@ def run(algo, params, xs, ys=None, mask=None, *, seed=0, xp, start=None):
 
 
 def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=None,
-                      truncation=None, loss="softmax", reduction="sum", start=None):
-    """Loss and gradient (or an unbiased gradient estimate) of a whole sequence.
+                      truncation=None, loss="softmax", reduction="sum", start=None,
+                      feedback=None):
+    """Loss and gradient (or a gradient estimate or approximation) of a whole sequence.
 
     Parameters
     ----------
-    method : one of ``METHODS``: ``"bptt", "rtrl", "uoro", "kf", "ok", "kf-avg"``.
+    method : one of ``METHODS``: ``"bptt", "rtrl", "uoro", "kf", "ok", "kf-avg", "snap1",
+        "rflo"`` (``snap1`` needs a cell with ``snap_units``, ``rflo`` a ``VanillaRNN``).
     cell : a cell (``RHN``, ``VanillaRNN``).
     params : dict of arrays with the keys of ``cell.shapes()``; their library is used.
     xs : (T, B, n_in) real; ys : (T, B) integers in [0, n_out) ((T, B, n_out) real for
         ``loss="mse"``); mask : (T, B) 0/1 or None.
-    seed : seeds the random signs of the estimators (ignored by exact methods).
+    seed : seeds the random signs of the estimators (ignored by the methods without signs).
     rank : r for ``ok`` and ``kf-avg`` (default 1); an error for the other methods.
     truncation : TBPTT window for ``bptt`` (default: the whole sequence).
-    loss, reduction : the readout's loss, as for ``online``.
+    loss, reduction, feedback : the readout's loss and its fixed feedback matrix (None:
+        V's own), as for ``online``.
     start : an ``OnlineState`` to start from (``Online.start``, ``Online.random_start``);
         default the zero state and influence. ``bptt`` takes the state of ``start``
         and needs its estimate None (BPTT has no influence to start from).
@@ -287,7 +303,8 @@ def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=N
     -------
     loss : 0-d array, ``Σ_t Σ_b mask·loss_t`` (nats for softmax), parameters fixed.
     grads : dict with the keys of ``params``: exact for ``rtrl`` and untruncated ``bptt``,
-        one unbiased random estimate (given ``seed``) for the others.
+        one unbiased random estimate (given ``seed``) for uoro, kf, ok and kf-avg, a
+        deterministic biased approximation for snap1 and rflo.
     """
     _checks.method(method, METHODS)
     if ys is None:
@@ -298,7 +315,8 @@ def sequence_gradient(method, cell, params, xs, ys, mask=None, *, seed=0, rank=N
         if method != "bptt":
             raise ValueError(f"truncation applies only to method 'bptt', not {method!r}")
         truncation = _checks.integer("truncation", truncation, 1, type_error=ValueError)
-    readout = make_readout(loss, reduction)
+    _checks.defined_on(INFLUENCE.get(method), _checks.cell(cell))  # snap1, rflo: the cell
+    readout = make_readout(loss, reduction, _checks.feedback(cell, feedback))
     xp, xs, ys, mask = _checks.sequence(cell, params, xs, ys, mask, readout.loss)
     if method == "bptt":
         if start is not None and start.est is not None:
@@ -348,5 +366,5 @@ def rebuild(template, arrays):
     return map_state(lambda _: next(it), template)
 
 
-__all__ = ["METHODS", "RANKED", "Online", "OnlineState", "exact_influence", "influence_step",
-           "online", "sequence_gradient"]
+__all__ = ["APPROXIMATE", "METHODS", "RANKED", "Online", "OnlineState", "exact_influence",
+           "influence_step", "online", "sequence_gradient"]

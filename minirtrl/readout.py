@@ -5,16 +5,20 @@
     mse:     loss_t = ½ ‖o_t − y_t‖²               # per sample, y_t (B, n_out) real
 
 each times the 0/1 ``mask``; summed over the batch (``reduction="sum"``, the default) or
-divided by B (``"mean"``). ``Readout(loss, reduction)`` names the choice; the module
+divided by B (``"mean"``). ``Readout(loss, reduction, feedback)`` names the choice; the module
 functions ``loss_and_grad`` and ``loss`` are softmax summed.
 
 Notation: ``c`` is c_t = ∂loss_t/∂s_t (B, n), the vector every recurrent-gradient method
-contracts with its influence estimate (``docs/algorithms.md``, eq. (10)). Cost O(B n n_out).
+contracts with its influence estimate (``docs/algorithms.md``, eq. (10)): c_t = e_t V[:, :n]
+with e_t = ∂loss_t/∂o_t (B, n_out) the readout's error. A fixed ``feedback`` matrix F
+(n, n_out) replaces V[:, :n]^T there, c_t = e_t F^T (RFLO's random feedback, Murray 2019;
+``docs/algorithms.md`` §11): every method then contracts that c with its influence, and the
+readout's own gradient stays exact. Cost O(B n n_out).
 """
 
 from typing import NamedTuple
 
-from ._compat import get_device
+from ._compat import array_namespace, get_device
 
 #: the losses a ``Readout`` computes, and how it reduces them over the batch
 LOSSES = ("softmax", "mse")
@@ -57,14 +61,15 @@ def loss(V, s, y, mask, *, xp):
     return -xp.sum(one_hot(y, V.shape[0], xp=xp, dtype=s.dtype) * logp, axis=1) * mask
 
 
-def loss_and_grad(V, s, y, mask, *, xp):
+def loss_and_grad(V, s, y, mask, *, xp, feedback=None):
     """Masked cross-entropy of one step and its gradients.
 
     Parameters: ``V`` (n_out, n+1), ``s`` (B, n), ``y`` (B,) integer, ``mask`` (B,) 0/1
-    in the dtype of ``s``.
+    in the dtype of ``s``; ``feedback`` None or a fixed (n, n_out) matrix F.
 
     Returns ``(loss, dV, c)``: ``loss`` (B,) nats times mask, ``dV`` (n_out, n+1) the
-    gradient of ``sum(loss)``, and ``c`` (B, n) = ∂ sum(loss)/∂s.
+    gradient of ``sum(loss)``, and ``c`` (B, n) = ∂ sum(loss)/∂s, or e F^T with a
+    ``feedback`` F (e = softmax − onehot, masked).
     """
     sb = with_bias(s, xp=xp)  # (B, n+1)
     z = sb @ xp.matrix_transpose(V)  # (B, n_out) logits
@@ -75,11 +80,11 @@ def loss_and_grad(V, s, y, mask, *, xp):
     loss = (xp.log(total)[:, 0] - xp.vecdot(onehot, z)) * mask  # (B,) = -log softmax[y]
     dlogits = (e / total - onehot) * mask[:, None]  # (B, n_out) = softmax - onehot
     dV = xp.matrix_transpose(dlogits) @ sb  # (n_out, n+1)
-    c = dlogits @ V[:, : s.shape[1]]  # (B, n)
+    c = dlogits @ back(V, s.shape[1], feedback, xp=xp)  # (B, n)
     return loss, dV, c
 
 
-def squared_error_and_grad(V, s, y, mask, *, xp):
+def squared_error_and_grad(V, s, y, mask, *, xp, feedback=None):
     """Masked ½‖o − y‖² of one step and its gradients, like ``loss_and_grad``.
 
     ``y`` (B, n_out) real targets. Returns ``(loss (B,), dV (n_out, n+1), c (B, n))``.
@@ -87,22 +92,37 @@ def squared_error_and_grad(V, s, y, mask, *, xp):
     sb = with_bias(s, xp=xp)  # (B, n+1)
     d = (sb @ xp.matrix_transpose(V) - y) * mask[:, None]  # (B, n_out) = ∂loss/∂o
     loss = 0.5 * xp.sum(d * d, axis=1)  # (B,) (mask is 0/1: d*d is masked once)
-    return loss, xp.matrix_transpose(d) @ sb, d @ V[:, : s.shape[1]]
+    return loss, xp.matrix_transpose(d) @ sb, d @ back(V, s.shape[1], feedback, xp=xp)
+
+
+def back(V, n, feedback, *, xp):
+    """The (n_out, n) matrix that takes the error e_t to c_t: V[:, :n], or F^T for a
+    ``feedback`` F (n, n_out), which must be an array of V's library and dtype."""
+    if feedback is None:
+        return V[:, :n]
+    lib, want = array_namespace(feedback), array_namespace(V)
+    if lib is not want or feedback.dtype != V.dtype:
+        raise TypeError(f"feedback must be a {V.dtype} array of {want.__name__}, like params, "
+                        f"not a {feedback.dtype} array of {lib.__name__}")
+    return xp.matrix_transpose(feedback)
 
 
 class Readout(NamedTuple):
     """A loss on the linear readout: ``loss`` one of ``LOSSES``, ``reduction`` of
     ``REDUCTIONS``. ``loss_and_grad(V, s, y, mask, *, xp)`` -> ``(loss (B,), dV, c)`` of the
     reduced loss (its sum over the batch is the loss; ``"mean"`` divides every term by B),
-    ``c`` (B, n_state) = ∂loss/∂s: the readout reads ``output(V, s)``."""
+    ``c`` (B, n_state) = ∂loss/∂s: the readout reads ``output(V, s)``. ``feedback`` None, or
+    a fixed (n, n_out) array F of the parameters' library and dtype: then c = e F^T (module
+    docstring) and the recurrent gradients are RFLO's feedback-alignment ones."""
 
     loss: str = "softmax"
     reduction: str = "sum"
+    feedback: object = None
 
     def loss_and_grad(self, V, s, y, mask, *, xp):
         fn = loss_and_grad if self.loss == "softmax" else squared_error_and_grad
         out = output(V, s)  # (B, n)
-        value, dV, c = fn(V, out, y, mask, xp=xp)
+        value, dV, c = fn(V, out, y, mask, xp=xp, feedback=self.feedback)
         if self.reduction == "mean":
             B = s.shape[0]
             value, dV, c = value / B, dV / B, c / B
@@ -119,13 +139,14 @@ class Readout(NamedTuple):
         return self.loss_and_grad(V, s, y, mask, xp=xp)[0]
 
 
-def make(loss="softmax", reduction="sum"):
-    """The ``Readout`` of ``loss`` and ``reduction``; ``ValueError`` naming a bad one."""
+def make(loss="softmax", reduction="sum", feedback=None):
+    """The ``Readout`` of ``loss``, ``reduction`` and ``feedback`` (checked by the caller);
+    ``ValueError`` naming a bad loss or reduction."""
     for name, value, choices in (("loss", loss, LOSSES), ("reduction", reduction, REDUCTIONS)):
         if not isinstance(value, str) or value not in choices:
             raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, "
                              f"not {value!r}")
-    return Readout(loss, reduction)
+    return Readout(loss, reduction, feedback)
 
 
 #: the default: softmax cross-entropy summed over the batch
