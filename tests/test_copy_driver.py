@@ -12,7 +12,8 @@ from minirtrl.drivers.backends import BackendError
 from minirtrl.drivers.copy import CopyTask, main
 from minirtrl.testing import assert_close
 
-EXTRA = {"bptt": ["--truncation", "4"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}
+EXTRA = {"bptt": ["--truncation", "4"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"],
+         "rflo": ["--cell", "vanilla"]}  # rflo: the leaky RNN only
 SMALL = ["--hidden", "6", "--batch", "3", "--progress-seconds", "1000"]
 
 

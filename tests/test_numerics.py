@@ -64,6 +64,8 @@ def test_sequence_gradient_of_exploding_parameters_is_non_finite_not_an_exceptio
     xs, ys, mask = random_problem(cell, 3, 2)
     with np.errstate(all="ignore"):
         for method in minirtrl.METHODS:
+            if method == "rflo":  # defined for the leaky RNN only
+                continue
             rank = 2 if method in ("ok", "kf-avg") else None
             loss, grads = minirtrl.sequence_gradient(method, cell, params, xs, ys, mask, rank=rank)
             assert not np.isfinite(float(loss)) or not np.all(np.isfinite(grads["W1"]))

@@ -341,4 +341,4 @@ def test_core_alone_runs_the_vanilla_cell_and_the_online_step(tmp_path):
     )
     out = run(code, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "7", "False"]
+    assert out.stdout.split() == ["True", "9", "False"]  # 8 methods and the step

@@ -22,7 +22,8 @@ from minirtrl.drivers.ptb import eval_streams, evaluate, main, parse
 from minirtrl.testing import assert_close, to_numpy
 
 PTB = Path(__file__).parents[1].parent / "shared" / "data" / "ptb"
-EXTRA = {"bptt": ["--truncation", "3"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"]}
+EXTRA = {"bptt": ["--truncation", "3"], "ok": ["--rank", "2"], "kf-avg": ["--rank", "2"],
+         "rflo": ["--cell", "vanilla"]}  # rflo: the leaky RNN only
 QUIET = ["--progress-seconds", "1000"]
 
 TRAIN = "the cat sat on the mat.\nthe dog sat on a log!\n" * 4

@@ -9,16 +9,18 @@ from the exact gradient by its noise, so its line also shows the error of the me
 T − 1 steps of the sequence, the expectation of its last step over every one of its 2^P
 sign patterns (``minirtrl.testing.expected_step``) must equal exact RTRL's step from the
 same estimate, influence and gradient, to ``--tol``. Where P is over ``MAX_SIGNS`` the
-line says it was not tested. The exit status is 1 if an exact method or an unbiasedness
-test fails.
+line says it was not tested. The approximations (``snap1``, ``rflo``) are deterministic and
+biased: their line shows their error, a figure and not a verdict; ``rflo`` runs on the
+vanilla cell only. The exit status is 1 if an exact method or an unbiasedness test fails.
 """
 
 import math
 
 import numpy as np
 
+from .. import _checks
 from .._compat import to_numpy
-from ..methods import METHODS, RANKED, online, sequence_gradient
+from ..methods import APPROXIMATE, INFLUENCE, METHODS, RANKED, online, sequence_gradient
 from ..testing import expected_step, numerical_gradient, random_problem, relative_error
 from . import cli
 from .cli import add, nonnegative, positive, positive_float
@@ -98,6 +100,12 @@ def _main(argv):
     failed = False
     for method in METHODS:
         rank = args.rank if method in RANKED else None
+        if method in INFLUENCE:
+            try:
+                _checks.defined_on(INFLUENCE[method], cell)
+            except ValueError as exc:
+                print(f"{method:8s} {'—':>15s}  {'':>12s}  not run: {exc}")
+                continue
         _, grads = sequence_gradient(method, cell, params, xs, ys, mask, seed=args.seed, rank=rank)
         err = max(relative_error(grads[k], fd[k]) for k in fd)
         if method in EXACT:
@@ -105,6 +113,9 @@ def _main(argv):
             failed |= not ok
             verdict = f"{'ok' if ok else 'FAILED'} (exact, tol {args.tol:g})"
             print(f"{method:8s} {err:15.3e}  {'':>12s}  {verdict}")
+            continue
+        if method in APPROXIMATE:
+            print(f"{method:8s} {err:15.3e}  {'':>12s}  approximation (deterministic, biased)")
             continue
         total = {k: np.zeros_like(v) for k, v in fd.items()}
         for seed in range(args.samples):
