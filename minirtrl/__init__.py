@@ -10,6 +10,10 @@ written by hand:
     kf       KF-RTRL, one Kronecker product per block   Σ_l (k_l + 2n²)      O(L n³)
     ok       r-OK, r Kronecker products per block        r Σ_l (k_l + 2n²)    O(r L n³)
     kf-avg   mean of r independent KF-RTRL estimates    r Σ_l (k_l + 2n²)    O(r L n³)
+    snap1    SnAp-1, the influence on the one-step       Σ_l 2n k_l (L = 1)   O(n²) (L = 1)
+             sparsity pattern (biased)
+    rflo     RFLO, H_t dropped, leak kept (biased;       n k                  O(n k)
+             VanillaRNN only)
 
 (figures for a depth-L RHN; for ``VanillaRNN``, the leaky tanh RNN, put L = 1 and n for
 2n.) Shapes in docstrings and comments use: B batch, T time, n hidden units, L depth,
