@@ -3,9 +3,12 @@ used, read in bounded time and memory.
 
 Layout (``.npz``, written with ``numpy.savez``): ``W1``..``WL``, ``V``; ``adam/m/<name>``,
 ``adam/v/<name>``, ``adam/step``; ``est/<i>`` the arrays of the method's state in order
-(``methods.leaves``); ``s``; ``step``, ``seconds``; ``rng/data``, ``rng/noise`` and
-``config`` as JSON text; ``run``, the run's identity (also in its log's header);
-``task/<key>`` the task's ``state_dict``; ``format``. A resumed run must have the same
+(``methods.leaves``), or for ``bptt --every-step`` its window: ``window/s``, ``window/xs``,
+``window/keep`` and ``window/filled``; with ``--align`` the shadow's influence
+``align/G/<i>``, its sums ``align/sums`` (cosines, relative errors) and ``align/count``;
+``s``; ``step``, ``seconds``; ``rng/data``, ``rng/noise`` and ``config`` as JSON text;
+``run``, the run's identity (also in its log's header); ``task/<key>`` the task's
+``state_dict``; ``format``. A resumed run must have the same
 ``config`` (everything but backend, device, steps, time limit, paths and reporting); it may
 run on another backend. A state that is not finite or not in range (``problem``) is never
 written, so the last checkpoint of a run can always be resumed.
@@ -26,7 +29,9 @@ import numpy as np
 
 from .._compat import to_numpy
 from ..adam import AdamState
+from ..bptt import Window
 from ..methods import leaves, rebuild
+from .align import Shadow
 from .safety import Failure, write_atomic
 
 FORMAT = "minirtrl-checkpoint-2"
@@ -41,8 +46,9 @@ class Run(NamedTuple):
     step: int
     params: dict
     adam: AdamState
-    est: object  # influence-method state; None for bptt
-    s: object  # (B, n)
+    est: object  # influence-method state; a bptt.Window for --every-step; None for bptt
+    s: object  # (B, n_state)
+    shadow: object = None  # align.Shadow with --align
 
 
 def _text(value):
@@ -56,8 +62,18 @@ def arrays_of(run, rngs, task, config, seconds, identity):
         arrays[f"adam/m/{k}"] = to_numpy(run.adam.m[k])
         arrays[f"adam/v/{k}"] = to_numpy(run.adam.v[k])
     arrays["adam/step"] = np.asarray(run.adam.step, dtype=np.int64)
-    for i, leaf in enumerate(leaves(run.est)):
-        arrays[f"est/{i}"] = to_numpy(leaf)
+    if isinstance(run.est, Window):
+        for k in ("s", "xs", "keep"):
+            arrays[f"window/{k}"] = to_numpy(getattr(run.est, k))
+        arrays["window/filled"] = np.asarray(run.est.filled, dtype=np.int64)
+    else:
+        for i, leaf in enumerate(leaves(run.est)):
+            arrays[f"est/{i}"] = to_numpy(leaf)
+    if run.shadow is not None:
+        for i, leaf in enumerate(leaves(run.shadow.est)):
+            arrays[f"align/G/{i}"] = to_numpy(leaf)
+        arrays["align/sums"] = np.asarray([run.shadow.cos, run.shadow.rel], dtype=np.float64)
+        arrays["align/count"] = np.asarray(run.shadow.count, dtype=np.int64)
     arrays["s"] = to_numpy(run.s)
     arrays["step"] = np.asarray(run.step, dtype=np.int64)
     arrays["seconds"] = np.asarray(seconds, dtype=np.float64)
@@ -87,14 +103,16 @@ def _floats(arrays):
 
 def problem(arrays):
     """Why the state in ``arrays`` cannot be a checkpoint (a non-finite value, Adam's second
-    moments < 0, a state outside [-1, 1]), or None; one pass over every float array."""
+    moments < 0, an output outside [-1, 1]), or None; one pass over every float array."""
     for k in _floats(arrays):
         if not np.all(np.isfinite(arrays[k])):
             return f"{k!r} holds values that are not finite"
     if any(np.any(arrays[k] < 0) for k in arrays if k.startswith("adam/v/")):
         return "Adam's second moments must be >= 0"
-    if np.any(np.abs(arrays["s"]) > 1.0 + 1e-5):  # states are convex combinations of tanh's
-        return "'s' holds states outside [-1, 1]"
+    n = arrays["V"].shape[1] - 1  # the outputs h: the first n entries of a state (LSTM [h; c])
+    for k in ("s", "window/s"):  # outputs are tanh's, their convex combinations, or o tanh(c)
+        if k in arrays and np.any(np.abs(arrays[k][:, :n]) > 1.0 + 1e-5):
+            return f"{k!r} holds outputs outside [-1, 1]"
     return None
 
 
@@ -107,8 +125,18 @@ def expected(template, task, dtype):
     for k, p in template.params.items():
         for prefix in ("", "adam/m/", "adam/v/"):
             out[prefix + k] = (float_, tuple(p.shape))
-    for i, leaf in enumerate(leaves(template.est)):
-        out[f"est/{i}"] = (float_, tuple(leaf.shape))
+    if isinstance(template.est, Window):
+        for k in ("s", "xs", "keep"):
+            out[f"window/{k}"] = (float_, tuple(getattr(template.est, k).shape))
+        out["window/filled"] = (int_, ())
+    else:
+        for i, leaf in enumerate(leaves(template.est)):
+            out[f"est/{i}"] = (float_, tuple(leaf.shape))
+    if template.shadow is not None:
+        for i, leaf in enumerate(leaves(template.shadow.est)):
+            out[f"align/G/{i}"] = (float_, tuple(leaf.shape))
+        out["align/sums"] = (np.dtype(np.float64), (2,))
+        out["align/count"] = (int_, ())
     out["s"] = (float_, tuple(template.s.shape))
     out.update({"adam/step": (int_, ()), "step": (int_, ()), "seconds": (np.dtype(np.float64), ())})
     for k in ("rng/data", "rng/noise", "config", "run", "format"):
@@ -273,7 +301,36 @@ def restore(path, arrays, template, rngs, task, *, xp, device):
     params = {k: move(k, p) for k, p in template.params.items()}
     m = {k: move(f"adam/m/{k}", p) for k, p in template.params.items()}
     v = {k: move(f"adam/v/{k}", p) for k, p in template.params.items()}
-    est = rebuild(template.est, [move(f"est/{i}", leaf)
-                                 for i, leaf in enumerate(leaves(template.est))])
-    now = Run(step, params, AdamState(adam_t, m, v), est, move("s", template.s))
+    if isinstance(template.est, Window):
+        est = Window(*(move(f"window/{k}", getattr(template.est, k)) for k in ("s", "xs", "keep")),
+                     _filled(arrays, template.est, bad))
+    else:
+        est = rebuild(template.est, [move(f"est/{i}", leaf)
+                                     for i, leaf in enumerate(leaves(template.est))])
+    shadow = None
+    if template.shadow is not None:
+        cos, rel, count = _sums(arrays, bad)
+        G = rebuild(template.shadow.est, [move(f"align/G/{i}", leaf)
+                                          for i, leaf in enumerate(leaves(template.shadow.est))])
+        shadow = Shadow(G, cos, rel, count)
+    now = Run(step, params, AdamState(adam_t, m, v), est, move("s", template.s), shadow)
     return now, seconds, identity
+
+
+def _filled(arrays, window, bad):
+    """The window's count of kept steps, checked: 0 .. K - 1, resets 0 or 1."""
+    filled, slots = int(arrays["window/filled"]), window.xs.shape[0]
+    if not 0 <= filled <= slots:
+        raise bad(f"'window/filled' {filled} must be from 0 to {slots}")
+    if not np.all((arrays["window/keep"] == 0) | (arrays["window/keep"] == 1)):
+        raise bad("'window/keep' must hold 0 and 1 only")
+    return filled
+
+
+def _sums(arrays, bad):
+    """The alignment sums ``(cosines, relative errors, count)``, checked against their count."""
+    (cos, rel), count = (float(v) for v in arrays["align/sums"]), int(arrays["align/count"])
+    if count < 0 or abs(cos) > count + 1e-9 or rel < 0:
+        raise bad(f"'align/sums' [{cos}, {rel}] and 'align/count' {count} are inconsistent (a "
+                  "sum of cosines within ±count, of relative errors >= 0)")
+    return cos, rel, count

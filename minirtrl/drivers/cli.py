@@ -136,7 +136,8 @@ HELP = {
     "--algo": "gradient algorithm",
     "--rank": "r, the Kronecker products per block of ok and kf-avg (refused for the others)",
     "--hidden": "hidden units n",
-    "--cell": "rhn (recurrent highway network) or vanilla (leaky tanh RNN)",
+    "--cell": ("rhn (recurrent highway network), vanilla (leaky tanh RNN), gru or lstm (the "
+               "layouts of torch.nn.GRUCell and LSTMCell)"),
     "--alpha": "leak rate of --cell vanilla, 0 < alpha <= 1",
     "--depth": "RHN recurrence depth L",
     "--batch": "parallel streams B",
@@ -191,10 +192,21 @@ def check_cell_flags(p, args):
 
 
 def make_cell(args, n_in, n_out):
-    """The cell the parsed flags ask for: ``RHN`` (``--depth``) or ``VanillaRNN`` (``--alpha``)."""
-    if args.cell == "vanilla":
-        return VanillaRNN(n_in, args.hidden, n_out, alpha=args.alpha)
-    return RHN(n_in, args.hidden, n_out, depth=args.depth)
+    """The cell the parsed flags ask for: ``RHN`` (``--depth``), ``VanillaRNN`` (``--alpha``),
+    ``GRU`` or ``LSTM``."""
+    return build_cell(args.cell, n_in, args.hidden, n_out, depth=args.depth, alpha=args.alpha)
+
+
+def build_cell(name, n_in, n_hidden, n_out, *, depth=1, alpha=None):
+    """The cell ``name`` (one of ``CELLS``) of these sizes; ``depth`` for rhn, ``alpha`` for
+    vanilla (None: 1.0)."""
+    if name == "vanilla":
+        return VanillaRNN(n_in, n_hidden, n_out, alpha=1.0 if alpha is None else alpha)
+    if name in ("gru", "lstm"):
+        from ..cells import GRU, LSTM
+
+        return (GRU if name == "gru" else LSTM)(n_in, n_hidden, n_out)
+    return RHN(n_in, n_hidden, n_out, depth=depth)
 
 
 def open_backend(args):
@@ -217,7 +229,7 @@ def settings_of(args):
 # ---- the training commands -------------------------------------------------------------------
 #: run settings a resumed run must share with its checkpoint (besides the task's own)
 CONFIG_KEYS = ("algo", "rank", "truncation", "hidden", "depth", "batch", "lr", "clip", "seed",
-               "dtype", "init_scale", "gate_bias", "cell", "alpha")
+               "dtype", "init_scale", "gate_bias", "cell", "alpha", "every_step", "align")
 
 
 def training_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, steps,
@@ -243,6 +255,15 @@ def training_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, s
     a("--truncation", type=positive.at_most(MAX_TRUNCATION), default=None,
       help=f"bptt window K in characters (default {truncation}, at most "
            f"{show_number(MAX_TRUNCATION)})")
+    a("--every-step", action="store_true",
+      help="bptt: one Adam step per character, with the gradient of that character's loss "
+           "back-propagated through the last --truncation characters (default: one step per "
+           "window)")
+    a("--align", type=positive, default=None, metavar="N",
+      help="run exact RTRL beside the method on the states it visits and log, every N steps, "
+           "the cosine and the relative error of the method's recurrent gradient against "
+           "exact RTRL's, averaged over those steps (small --hidden only: exact RTRL's time "
+           "and memory; default: off)")
     a("--init-scale", type=nonnegative_float, default=0.01,
       help="std of the initial weights (default 0.01)")
     a("--gate-bias", type=real, default=None, help="initial RHN transform-gate bias (default 0)")
@@ -269,6 +290,11 @@ def parse_training(p, argv, check=None):
             p.error(f"--rank applies only to --algo {' or '.join(RANKED)}, not {args.algo}")
         if args.truncation is not None and args.algo != "bptt":
             p.error(f"--truncation applies only to --algo bptt, not {args.algo}")
+        if args.every_step and args.algo != "bptt":
+            p.error(f"--every-step applies only to --algo bptt, not {args.algo}")
+        if args.algo == "rflo" and args.cell != "vanilla":
+            p.error(f"--algo rflo applies only to --cell vanilla (the leaky RNN), not "
+                    f"{args.cell}")
         if args.resume and not args.checkpoint:
             p.error("--resume needs --checkpoint FILE")
         if args.gate_bias is not None and args.cell != "rhn":

@@ -3,11 +3,15 @@
 One optimiser step of the RTRL family reads one character of every stream
 (``docs/algorithms.md``, "Online training"): ``methods.influence_step`` (streams that start
 a new sequence are reset inside it), the gradient of the batch-mean loss, the recurrent
-gradient (all W_l, not V) clipped to ``--clip``, one Adam step, checked (``apply_step``:
+gradient (all W_l, not V) clipped to ``--clip``, one Adam step, checked (``steps.apply_step``:
 divergence is named, never saved); the influence estimate is
 carried across updates. ``bptt`` reads windows of ``--truncation`` characters
 (``bptt.window_gradient``), carries the state across windows and takes one Adam step per
-window. ``step`` counts optimiser steps; ``data`` the characters read by all streams.
+window; with ``--every-step`` it takes one per character, the gradient of that character's
+loss through the last ``--truncation`` characters (``bptt.every_step``; its ``Window`` is the
+run's ``est``). ``--align N`` runs exact RTRL beside any of them (``align``) and logs an
+``align`` record every N steps. ``step`` counts optimiser steps; ``data`` the characters read
+by all streams.
 
 A task (``copy.CopyTask``, ``ptb.TextTask``) is host-side and provides ``name``, ``n_in``,
 ``n_out``, ``batch``; ``next_batch(rng) -> Batch`` once per character (K times per bptt
@@ -24,7 +28,6 @@ gradient norms) for the curriculum and the non-finite guard.
 """
 
 import contextlib
-import math
 import os
 import sys
 import time
@@ -35,20 +38,24 @@ from typing import NamedTuple, TextIO
 import numpy as np
 
 from .. import bptt
-from .._compat import to_numpy
-from ..adam import adam_init, adam_step, clip_by_norm
-from ..methods import INFLUENCE, host_signs, influence_step
-from . import checkpoint, memory
+from ..adam import adam_init
+from ..methods import INFLUENCE, host_signs
+from . import align, checkpoint, memory
 from .backends import dtype_of, threads_of
 from .checkpoint import Run
 from .cli import CONFIG_KEYS, init_options, make_cell, open_backend
 from .report import RESUMED, Reporter, fmt, header, settings_line
 from .runfiles import Outputs
 from .safety import Diverged, Failure, WriteFailed, deferred, io_failure
-
-#: a batch-mean loss above this many bits per character is divergence: the right character
-#: was given a probability below 2^-100, which no model being trained gets to
-MAX_BITS = 100.0
+from .steps import (
+    Setup,
+    apply_step,
+    every_step,
+    online_step,
+    pack,
+    shadow_step,
+    window_step,
+)
 
 
 # ---- what a task provides ------------------------------------------------------------------
@@ -61,105 +68,6 @@ class Batch(NamedTuple):
     y: np.ndarray
     mask: np.ndarray
     keep: np.ndarray
-
-
-# ---- one optimiser step -------------------------------------------------------------------
-class Setup(NamedTuple):
-    """What does not change during a run: the model, where it lives, the method."""
-
-    cell: object
-    xp: object
-    device: object
-    dtype: object
-    module: object  # influence method module; None for bptt
-    sign_shapes: dict
-    K: int  # characters per optimiser step
-    B: int
-    lr: float
-    clip: float
-
-
-def pack(batches, signs=None):
-    """Host batches of K characters and a step's signs -> one (K, B, width) float64 array,
-    rows ``[x | y | mask | keep | signs]`` (the step's one transfer to the device)."""
-    rows = np.stack([
-        np.concatenate([b.x, b.y[:, None], b.mask[:, None], b.keep[:, None]], axis=1)
-        for b in batches
-    ])
-    if signs:
-        B = rows.shape[1]
-        flat = np.concatenate([v.reshape(B, -1) for v in signs.values()], axis=1)
-        rows = np.concatenate([rows, np.broadcast_to(flat, (rows.shape[0], *flat.shape))],
-                              axis=2)
-    return rows
-
-
-def _unpack(packed, n_in, xp):
-    x = packed[..., :n_in]
-    y = xp.astype(packed[..., n_in], xp.int64)
-    return x, y, packed[..., n_in + 1], packed[..., n_in + 2]
-
-
-def _signs(packed, n_in, shapes, xp):
-    """The step's sign arrays from the columns after ``[x | y | mask | keep]``."""
-    out, start = {}, n_in + 3
-    for name, shape in shapes.items():
-        size = math.prod(shape[1:])
-        out[name] = xp.reshape(packed[:, start:start + size], shape)
-        start += size
-    return out
-
-
-def online_step(setup, now, packed, resets=True):
-    """One character of the RTRL family: ``(loss (B,), grads, est, s)``, not yet applied.
-
-    ``resets`` is False when the host knows no stream starts a sequence here (one pass less).
-    """
-    cell, xp = setup.cell, setup.xp
-    row = packed[0, ...]
-    x, y, mask, keep = _unpack(row, cell.n_in, xp)
-    signs = _signs(row, cell.n_in, setup.sign_shapes, xp)
-    s, est, loss, grads = influence_step(setup.module, cell, now.params, now.s, now.est, x, y,
-                                         mask, signs, xp=xp, keep=keep if resets else None)
-    return loss, grads, est, s
-
-
-def window_step(setup, now, packed, resets=True):
-    """One bptt window of K characters: ``(loss (B,), grads, None, s)``."""
-    cell, xp = setup.cell, setup.xp
-    x, y, mask, keep = _unpack(packed, cell.n_in, xp)
-    keep = keep if resets else None
-    loss, grads, s = bptt.window_gradient(cell, now.params, now.s, x, y, mask, xp=xp, keep=keep)
-    return loss, grads, None, s
-
-
-def apply_step(setup, now, loss, grads, est, s):
-    """Batch-mean gradient, clip, Adam, guard: ``(new Run, batch-mean bits per character)``.
-
-    ``Diverged`` (nothing committed) when the loss, a gradient or a new parameter is not
-    finite, or the loss is above ``MAX_BITS`` bits per character.
-    """
-    xp, B = setup.xp, setup.B
-    grads = {k: g / B for k, g in grads.items()}
-    grads, norm = clip_by_norm(grads, setup.clip, setup.cell.blocks)
-    params, adam = adam_step(now.params, grads, now.adam, lr=setup.lr)
-    # an array is finite iff its sum is (up to an overflow of the sum, which would stop a
-    # run that was about to diverge anyway)
-    probe = xp.stack([xp.sum(loss) / B, norm, xp.sum(grads["V"]),
-                      sum(xp.sum(p) for p in params.values())])
-    mean_loss, norm_w, sum_v, sum_p = (float(v) for v in to_numpy(probe))  # the one host read
-    step, bits = now.step + 1, mean_loss / math.log(2.0) / setup.K
-    if not all(map(math.isfinite, (mean_loss, norm_w, sum_v, sum_p))):
-        raise Diverged(
-            f"diverged at step {step}: non-finite loss, gradient or parameters (loss {mean_loss}, "
-            f"recurrent gradient norm {norm_w}, readout gradient sum {sum_v}, parameter sum "
-            f"{sum_p}); stopped without saving this state", step)
-    if bits > MAX_BITS:
-        raise Diverged(
-            f"diverged at step {step}: a loss of {bits:.4g} bits per character, over "
-            f"{MAX_BITS:g} (the right character given a probability below 2^-100); stopped "
-            "without saving this state", step)
-    return Run(step, params, adam, est, s), bits
 
 
 # ---- the run ----------------------------------------------------------------------------
@@ -216,9 +124,9 @@ def _setup(args, task):
     if args.algo != "bptt":
         module = INFLUENCE[args.algo]
         shapes = module.sign_shapes(cell, task.batch, args.rank or 1)
-    K = args.truncation if args.algo == "bptt" else 1
+    K = args.truncation if args.algo == "bptt" and not args.every_step else 1
     return Setup(cell, xp, device, dtype_of(xp, args.dtype), module, shapes, K, task.batch,
-                 args.lr, args.clip)
+                 args.lr, args.clip, bool(args.every_step), args.align or 0)
 
 
 def _fresh(setup, args):
@@ -232,8 +140,11 @@ def _fresh(setup, args):
     est = None
     if setup.module is not None:
         est = setup.module.init(cell, setup.B, args.rank or 1, xp=xp, dtype=dtype, device=device)
+    elif setup.every_step:
+        est = bptt.start_window(cell, setup.B, args.truncation, xp=xp, dtype=dtype, device=device)
     s = xp.zeros((setup.B, cell.n_state), dtype=dtype, device=device)
-    return Run(0, params, adam_init(params), est, s)
+    shadow = align.start(cell, setup.B, xp=xp, dtype=dtype, device=device) if setup.align else None
+    return Run(0, params, adam_init(params), est, s, shadow)
 
 
 def run_config(args, task):
@@ -278,7 +189,8 @@ def _loop(session, now, seconds0):
     """Train from ``now`` (a ``Run``) until the steps or the time are used up."""
     settings, setup, task, config, rngs, reporter, identity = session
     xp, K, B = setup.xp, setup.K, setup.B
-    step_fn = window_step if setup.module is None else online_step
+    step_fn = online_step if setup.module is not None else (
+        every_step if setup.every_step else window_step)
     evaluate, eval_every = settings.evaluate, settings.eval_every
     t0 = last_report = time.perf_counter()
     step0 = now.step
@@ -304,9 +216,12 @@ def _loop(session, now, seconds0):
         return reporter.record(kind, now.step, now.step * K * B,
                                seconds0 + time.perf_counter() - t0, task.figures(), **extra)
 
+    aligned = {}  # the last align record's figures, shown on the terminal
+
     def progress_line():
         elapsed, rate = clock()
-        reporter.progress(now.step, now.step * K * B, task.figures(), rate=rate, elapsed=elapsed)
+        reporter.progress(now.step, now.step * K * B, {**task.figures(), **aligned}, rate=rate,
+                          elapsed=elapsed)
 
     def evaluation(final):
         start = time.perf_counter()
@@ -325,8 +240,14 @@ def _loop(session, now, seconds0):
             resets = not all(np.all(b.keep == 1) for b in batches)  # known on the host
             signs = host_signs(rngs[1], setup.sign_shapes)  # {} for rtrl and bptt
             packed = xp.asarray(pack(batches, signs), dtype=setup.dtype, device=setup.device)
-            now, bits = apply_step(setup, now, *step_fn(setup, now, packed, resets))
+            loss, grads, est, s = step_fn(setup, now, packed, resets)
+            shadow = shadow_step(setup, now, packed, resets, grads) if setup.align else None
+            now, bits = apply_step(setup, now, loss, grads, est, s, shadow)
             task.observe(bits, steps=K)
+            alignment = None
+            if setup.align and now.step % setup.align == 0:  # the sums start again
+                alignment, shadow = align.figures(now.shadow)
+                now = now._replace(shadow=shadow)
             evaluating = evaluate is not None and eval_every and now.step % eval_every == 0
             reporting = evaluating or (
                 settings.report_every and now.step % settings.report_every == 0) or (
@@ -337,6 +258,9 @@ def _loop(session, now, seconds0):
                 progress_line()  # evaluation undoes the step, and the resumed run redoes it
                 figures = evaluation(False)
             snapshot = None  # the step is complete: from here it is kept
+            if alignment is not None:
+                record("align", **alignment)
+                aligned = {k: v for k, v in alignment.items() if k != "align_steps"}
             if reporting:
                 record("progress")
                 if evaluating:
@@ -373,7 +297,7 @@ def _loop(session, now, seconds0):
     extra = evaluation(True) if evaluate is not None else {}
     final = record("final", final=True, stopped=why, **extra)
     elapsed, rate = clock()
-    shown = "  ".join(f"{k} {fmt(v)}" for k, v in final.items()
+    shown = "  ".join(f"{k} {fmt(v)}" for k, v in {**final, **aligned}.items()
                       if k not in ("kind", "step", "data", "seconds", "final", "stopped",
                                    "eval_seconds"))
     reporter.say(f"{settings.prog}: {'steps done' if why == 'steps' else 'time limit'} at step "

@@ -14,9 +14,13 @@ streams, parameter count |θ| (every block and the readout), depth L, block shap
     Jacobians     B·n·(n + Σ m_l): H_t and every M_l of ``cell.influence_pieces`` (not uoro,
                   which takes products through the step instead)
     bptt window   K·B·(n + Σ k_l): every state and every block's input a_l of a window, kept
-                  for the backward pass
+                  for the backward pass (``--every-step`` too: it runs K steps every step)
+    every-step window  B·(n + (K − 1)(n_in + 1)): the state and the inputs and resets of the
+                  last K − 1 steps, kept between steps
     inputs        K·B·(n_in + 3) plus the step's signs: one step's packed inputs (K = 1 for
-                  the online methods)
+                  the online methods and ``--every-step``)
+    --align       2·B·n·Σ m_l k_l: exact RTRL's influence, old and new, beside the method,
+                  and the Jacobians above (its step forms them)
 
 The shapes of the method state come from the method's own ``init``, run on a namespace that
 records shapes instead of allocating. The memory available is the host's (MemAvailable plus
@@ -53,9 +57,10 @@ class _Shapes:
         return _Blank(shape)
 
 
-def elements(cell, algo, batch, rank=1, truncation=1):
+def elements(cell, algo, batch, rank=1, truncation=1, *, every_step=False, align=False):
     """``{what: elements}`` a training step of ``algo`` on ``cell`` certainly holds at once
-    (the table of the module docstring); ``rank`` for ok and kf-avg, ``truncation`` for bptt."""
+    (the table of the module docstring); ``rank`` for ok and kf-avg, ``truncation`` and
+    ``every_step`` for bptt, ``align`` for the exact RTRL shadow of ``--align``."""
     shapes = cell.shapes()
     n, B = cell.n_state, batch
     blocks = [shapes[name] for name in cell.blocks]  # (m_l, k_l)
@@ -63,16 +68,30 @@ def elements(cell, algo, batch, rank=1, truncation=1):
     if algo == "bptt":
         K = truncation
         terms["bptt window"] = K * B * (n + sum(k for _, k in blocks))
-        terms["inputs"] = K * B * (cell.n_in + 3)
-        return terms
-    module = INFLUENCE[algo]
-    state = module.init(cell, B, rank, xp=_Shapes, dtype=None)
-    terms[f"{algo} state, old and new"] = 2 * sum(math.prod(a.shape) for a in leaves(state))
-    if algo != "uoro":
-        terms["Jacobians"] = B * n * (n + sum(m for m, _ in blocks))
-    signs = module.sign_shapes(cell, B, rank)
-    terms["inputs"] = B * (cell.n_in + 3) + sum(map(math.prod, signs.values()))
+        terms["inputs"] = (1 if every_step else K) * B * (cell.n_in + 3)
+        if every_step:
+            terms["every-step window"] = B * (n + (K - 1) * (cell.n_in + 1))
+    else:
+        module = INFLUENCE[algo]
+        state = module.init(cell, B, rank, xp=_Shapes, dtype=None)
+        terms[f"{algo} state, old and new"] = 2 * sum(math.prod(a.shape) for a in leaves(state))
+        if algo != "uoro":
+            terms["Jacobians"] = _jacobians(n, B, blocks)
+        signs = module.sign_shapes(cell, B, rank)
+        terms["inputs"] = B * (cell.n_in + 3) + sum(map(math.prod, signs.values()))
+    if align:
+        terms[SHADOW] = 2 * B * n * sum(m * k for m, k in blocks)
+        terms.setdefault("Jacobians", _jacobians(n, B, blocks))
     return terms
+
+
+#: the term of the exact RTRL shadow of ``--align``
+SHADOW = "exact RTRL shadow of --align, old and new"
+
+
+def _jacobians(n, B, blocks):
+    """H_t (B, n, n) and every M_l (B, n, m_l)."""
+    return B * n * (n + sum(m for m, _ in blocks))
 
 
 def available(device):
@@ -130,7 +149,12 @@ def sizes_of(args):
     if args.truncation is not None:
         flags.append(("--truncation", args.truncation))
     flags.append(("--dtype", args.dtype))
-    return " ".join(f"{flag} {value}" for flag, value in flags)
+    text = " ".join(f"{flag} {value}" for flag, value in flags)
+    if getattr(args, "every_step", False):
+        text += " --every-step"
+    if getattr(args, "align", None):
+        text += f" --align {args.align}"
+    return text
 
 
 def refuse_oversized(args, task, device):
@@ -138,12 +162,15 @@ def refuse_oversized(args, task, device):
     needs more memory than ``device`` has available (the module docstring); else nothing."""
     cell = make_cell(args, task.n_in, task.n_out)  # sizes only: nothing is allocated
     itemsize = 4 if args.dtype == "float32" else 8
-    terms = elements(cell, args.algo, task.batch, args.rank or 1, args.truncation or 1)
+    terms = elements(cell, args.algo, task.batch, args.rank or 1, args.truncation or 1,
+                     every_step=bool(getattr(args, "every_step", False)),
+                     align=bool(getattr(args, "align", None)))
     need = {what: count * itemsize for what, count in terms.items()}
     total, room = sum(need.values()), available(device)
     if room is None or total <= room[0]:
         return
     largest = max(need, key=need.get)
+    advice = "choose smaller sizes" + (" or leave out --align" if SHADOW in need else "")
     raise Failure(f"{sizes_of(args)}: this run needs at least {size_text(total)} ({largest} "
                   f"{size_text(need[largest])}), more than the {size_text(room[0])} {room[1]}; "
-                  "choose smaller sizes")
+                  f"{advice}")

@@ -8,6 +8,10 @@ Whatever the logs are, read from their header records (``report.header``):
     minirtrl.noise   relative squared error of the influence and of the gradient,
                      against the step t and against the hidden units n
 
+A copy or ptb row gains a panel of ``align_cos`` (the cosine between the method's recurrent
+gradient and exact RTRL's, ``--align``) against optimiser steps when one of its logs has
+``align`` records.
+
 Several logs overlay, one line each (a noise log: one line per estimator); the legend
 names what tells them apart (algorithm with its rank or window, n, seed, ...), the
 title what they share, both taken from the headers. A file that is missing, unreadable,
@@ -30,7 +34,8 @@ from .safety import Failure, check_output, command, io_failure, write_atomic
 PROG = "minirtrl.plot"
 KINDS = {"minirtrl.copy": "copy", "minirtrl.ptb": "ptb", "minirtrl.noise": "noise"}
 #: settings that tell runs apart, in the order a legend or a title names them
-NAMED = (("algo", "{}"), ("rank", "rank {}"), ("truncation", "window {}"), ("cell", "{}"),
+NAMED = (("algo", "{}"), ("rank", "rank {}"), ("truncation", "window {}"),
+         ("every_step", "every step"), ("cell", "{}"),
          ("alpha", "alpha {:g}"), ("hidden", "n={}"),
          ("depth", "depth {}"), ("batch", "B={}"), ("lr", "lr {:.3g}"), ("clip", "clip {:g}"),
          ("dtype", "{}"), ("backend", "{}"), ("seed", "seed {}"), ("samples", "M={}"))
@@ -108,6 +113,8 @@ def _is_number(value):
 def _is(value, kind):
     if kind == "number":
         return _is_number(value)
+    if kind == "number or null":
+        return value is None or _is_number(value)
     if kind == "pair":
         return isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))
     return isinstance(value, kind)
@@ -129,6 +136,8 @@ def _problem(log_kind, record):
     if kind in ("progress", "eval", "final"):
         drawn = [key for key in DRAWN.get(log_kind, ()) if record.get(key) is not None]
         fields = [(key, "number") for key in (*drawn, "data", "seconds")] if drawn else []
+    elif kind == "align" and log_kind in DRAWN:
+        fields = [("step", "number"), ("align_cos", "number or null")]
     elif kind == "noise" and log_kind == "noise":
         fields = NOISE_FIELDS
     else:
@@ -137,7 +146,8 @@ def _problem(log_kind, record):
         if key not in record:
             return f"a {kind} record without {key!r}"
         if not _is(record[key], want):
-            what = {"number": "a number", "pair": "a pair of numbers"}.get(want, "a string")
+            what = {"number": "a number", "pair": "a pair of numbers",
+                    "number or null": "a number or null"}.get(want, "a string")
             return f"a {kind} record whose {key!r} is not {what}"
     return None
 
@@ -197,7 +207,7 @@ def _settings(log):
 def _describe(config, keys):
     parts = []
     for key, form in NAMED:
-        if key in keys and config.get(key) is not None:
+        if key in keys and config.get(key) not in (None, False):
             value = config[key]
             value = " ".join(map(str, value)) if isinstance(value, list) else value
             parts.append(form.format(value))
@@ -211,8 +221,9 @@ def labels_and_title(logs):
     differ = {k for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1}
     shared = [k for k in keys if k not in differ]
     if logs[0].kind != "noise":
-        differ |= {"algo", "rank", "truncation"}  # a run's line is always named by its method
-        shared = [k for k in shared if k not in ("algo", "rank", "truncation")]
+        method = ("algo", "rank", "truncation", "every_step")
+        differ |= set(method)  # a run's line is always named by its method
+        shared = [k for k in shared if k not in method]
     labels = [_describe(c, differ) or os.path.basename(log.path) for c, log in zip(configs, logs)]
     if len(set(labels)) < len(labels):  # the settings named do not tell them apart
         labels = [f"{name} ({os.path.basename(log.path)})" for name, log in zip(labels, logs)]
@@ -231,23 +242,27 @@ def _pyplot():
     return plt
 
 
-def _series(log, key):
-    """(data, seconds, value) of the records that carry ``key`` (ptb: valid after each eval)."""
-    rows = [r for r in log.records[1:] if r.get("kind") in ("progress", "eval", "final")
-            and r.get(key) is not None]
+def _series(log, key, x):
+    """(x, value) of the records that carry ``key``: ``x`` their ``data``, ``seconds`` or
+    ``step`` (ptb: valid after each eval; align_cos from the align records)."""
+    kinds = ("align",) if key == "align_cos" else ("progress", "eval", "final")
+    rows = [r for r in log.records[1:] if r.get("kind") in kinds and r.get(key) is not None]
     if key == "valid_bpc":  # the final record repeats the last evaluation
         rows = [r for r in rows if r["kind"] == "eval"] or rows
-    return [r["data"] for r in rows], [r["seconds"] for r in rows], [r[key] for r in rows]
+    return [r[x] for r in rows], [r[key] for r in rows]
+
+
+XLABELS = {"data": "characters seen (all streams)", "seconds": "wall seconds",
+           "step": "optimiser steps"}
 
 
 def _draw_runs(axes, logs, labels, panels):
     for (key, x, ylabel), ax in zip(panels, axes):
         for log, name in zip(logs, labels):
-            data, seconds, values = _series(log, key)
-            ax.plot(data if x == "data" else seconds, values, label=name,
-                    drawstyle="steps-post" if key == "T" else "default",
+            xs, values = _series(log, key, x)
+            ax.plot(xs, values, label=name, drawstyle="steps-post" if key == "T" else "default",
                     marker="" if key in ("T", "train_bpc") else "o", ms=3)
-        ax.set_xlabel("characters seen (all streams)" if x == "data" else "wall seconds")
+        ax.set_xlabel(XLABELS[x])
         ax.set_ylabel(ylabel)
         if x == "data":
             ax.set_xscale("log")
@@ -277,15 +292,26 @@ PANELS = {
     "copy": [("T", "data", "curriculum level T_"), ("T", "seconds", "curriculum level T_")],
     "ptb": [("valid_bpc", "data", "validation bpc"), ("valid_bpc", "seconds", "validation bpc"),
             ("train_bpc", "data", "training bpc"), ("train_bpc", "seconds", "training bpc")],
+    "noise": [None] * 4,  # four panels of their own (``_draw_noise``)
 }
+#: the panel of ``--align`` runs, added where a log has align records
+ALIGN_PANEL = ("align_cos", "step", "cosine with exact RTRL (align_cos)")
+
+
+def panels(kind, logs):
+    """The panels of a row of ``kind`` for ``logs``: the kind's, and ``align_cos`` when one
+    of the logs has ``align`` records."""
+    if kind != "noise" and any(log.of("align") for log in logs):
+        return [*PANELS[kind], ALIGN_PANEL]
+    return PANELS[kind]
 
 
 def figure(logs):
     """A matplotlib ``Figure`` with one row of panels per kind of log in ``logs``."""
     plt = _pyplot()
     kinds = list(dict.fromkeys(log.kind for log in logs))
-    width = {"copy": 2, "ptb": 4, "noise": 4}
-    cols = max(width[k] for k in kinds)
+    rows = {k: panels(k, [log for log in logs if log.kind == k]) for k in kinds}
+    cols = max(len(p) for p in rows.values())
     fig, grid = plt.subplots(len(kinds), cols, figsize=(4.2 * cols, 3.6 * len(kinds)),
                              squeeze=False)
     for row, kind in zip(grid, kinds):
@@ -294,8 +320,8 @@ def figure(logs):
         if kind == "noise":
             _draw_noise(row, mine)
         else:
-            _draw_runs(row, mine, labels, PANELS[kind])
-        for ax in row[width[kind]:]:
+            _draw_runs(row, mine, labels, rows[kind])
+        for ax in row[len(rows[kind]):]:
             ax.set_visible(False)
         row[0].set_title(title, loc="left", fontsize=10)
         row[0].legend(fontsize=8)

@@ -1,8 +1,8 @@
 """What a run shows: lines on the terminal and JSON records in ``--log``.
 
 A log is JSON lines: a ``header`` record first, then records with a ``kind`` (``resume``,
-``progress``, ``eval``, ``final``), ``step``, ``data``, ``seconds`` and the task's figures;
-``docs/commands.md`` gives the schema field by field.
+``progress``, ``eval``, ``align``, ``final``), ``step``, ``data``, ``seconds`` and the task's
+figures; ``docs/commands.md`` gives the schema field by field.
 """
 
 import contextlib
@@ -101,7 +101,13 @@ def settings_line(prog, args, device, threads):
         algo += f" rank {args.rank}"
     if args.truncation is not None:
         algo += f" window {args.truncation}"
-    cell = "" if getattr(args, "cell", "rhn") == "rhn" else f"{args.cell} alpha {args.alpha:g}, "
+    if getattr(args, "every_step", False):
+        algo += ", a step every character"
+    if getattr(args, "align", None):
+        algo += f", aligned with exact RTRL every {args.align} steps"
+    cell = getattr(args, "cell", "rhn")
+    cell = "" if cell == "rhn" else (
+        f"vanilla alpha {args.alpha:g}, " if cell == "vanilla" else f"{cell}, ")
     return (f"{prog}: {algo}, {cell}n {args.hidden}, depth {args.depth}, B {args.batch}, "
             f"lr {args.lr:.4g}, clip {args.clip:g}, {args.dtype}, {args.backend} on {device}, "
             f"threads {threads}")
