@@ -25,13 +25,18 @@ def run_blocks(path, blocks):
 def test_cross_check_guide_runs_in_order(capsys):
     path = ROOT / "docs" / "cross-check.md"
     blocks = python_blocks(path)
-    assert len(blocks) == 5  # (a) exact, (b) same signs, (c) statistics, any loss and start
+    # (a) exact, (b) same signs, (c) statistics, any loss and start, one call, leaks, seeds
+    assert len(blocks) == 8
     namespace = run_blocks(path, blocks)
     out = capsys.readouterr().out
     assert "{'W1': (2, 1, 2)}" in out
     assert "largest difference of the KF-RTRL influence over 10 steps" in out
     assert "UORO: largest |z|" in out and "KF-RTRL with skewed signs" in out
     assert namespace["worst"] < 1e-12 and namespace["z"] < namespace["z_skewed"]
+    for check in ("expectation", "same signs", "unbiased", "noise", "sampler"):
+        assert f"pass  {check}" in out
+    assert namespace["report"].ok and namespace["alpha"] == 0.2
+    assert "6400 seeds: 0.057 σ for one entry, 0.071 σ for the largest of 100" in out
 
 
 def test_readme_snippet_runs():
