@@ -48,6 +48,10 @@ CASES = [
     ("gpu_check.py", "--backend", ["--backend", "array_api_strict", "--out", "{out}"]),
     ("gpu_check.py", "--seconds", ["--seconds", "nan", "--out", "{out}"]),
     ("gpu_check.py", "--data", ["--data", MISSING, "--out", "{out}"]),  # after parsing
+    ("alignment.py", "--runs", ["--runs", "kf,nope", "--out", "{out}"]),
+    ("alignment.py", "--runs", ["--cell", "rhn", "--out", "{out}"]),  # rflo: vanilla only
+    ("alignment.py", "--every", ["--every", "0", "--out", "{out}"]),
+    ("alignment.py", "--alpha", ["--alpha", "1.5", "--out", "{out}"]),
 ]
 
 

@@ -81,3 +81,20 @@ def test_copy_curriculum_reruns_into_its_folder_only_with_force(tmp_path):
     assert [(r["label"], r["data"]) for r in runs] == [("kf", 80)]  # the new run's, not 40
     final = json.loads((out / "kf.jsonl").read_text().splitlines()[-1])
     assert final["kind"] == "final" and final["data"] == 80
+
+
+def test_alignment_table_comes_from_the_runs_align_records(tmp_path):
+    """Every-step bptt with a window longer than the run is exact RTRL while the parameters
+    barely move (learning rate 1e-12; at the default rate the two differ by the drift, since
+    RTRL carries its influence across updates): cosine 1, error 0. kf is not."""
+    out = tmp_path / "al"
+    stdout = bench("alignment.py", "--runs", "kf,bptt:50", "--steps", 40, "--every", 20,
+                   "--hidden", 4, "--batch", 2, "--lr", 1e-12, "--out", out)
+    summary = json.loads((out / "summary.json").read_text())
+    runs = {r["label"]: r for r in summary["runs"]}
+    assert set(runs) == {"kf", "bptt-50"}
+    assert abs(runs["bptt-50"]["cos"] - 1) < 1e-9 and runs["bptt-50"]["rel"] < 1e-9
+    assert runs["kf"]["rel"] > 1e-3 and -1 <= runs["kf"]["cos"] <= 1
+    text = (out / "alignment.md").read_text()
+    assert "| kf |" in text and "| bptt-50 |" in text
+    assert "Command: `python bench/alignment.py" in text and "| kf |" in stdout
