@@ -489,8 +489,13 @@ class Bench:
     state_bytes: int
 
 
-def make_cell_and_params(n, depth, n_in, n_out, *, xp, dtype, device, seed=0, init_scale=0.01):
-    cell = minirtrl.RHN(n_in, n, n_out, depth=depth)
+def make_cell_and_params(n, depth, n_in, n_out, *, xp, dtype, device, seed=0, init_scale=0.01,
+                         cell="rhn"):
+    """``(cell, params)``: a depth-``depth`` RHN, or (``cell="vanilla"``) the tanh RNN."""
+    if cell == "vanilla":
+        cell = minirtrl.VanillaRNN(n_in, n, n_out)
+    else:
+        cell = minirtrl.RHN(n_in, n, n_out, depth=depth)
     params = cell.init(seed, xp=xp, dtype=dtype, init_scale=init_scale, device=device)
     return cell, params
 

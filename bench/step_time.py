@@ -155,9 +155,13 @@ def measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync):
         "n": n, "depth": depth, "batch": B, "dtype": dtype_name, "backend": args.backend,
         "n_in": args.n_in, "n_out": args.n_out, "through": args.through,
     }
+    row["cell"] = args.cell
+    if name == "rflo" and args.cell != "vanilla":
+        row["status"] = "skipped (rflo is defined for --cell vanilla only)"
+        return row
     cell, params = C.make_cell_and_params(
         n, depth, args.n_in, args.n_out, xp=xp, dtype=dtype, device=device,
-        seed=args.seed, init_scale=args.init_scale,
+        seed=args.seed, init_scale=args.init_scale, cell=args.cell,
     )
     if name == "rtrl":
         theory = C.rtrl_theory_bytes(cell, B, xp, dtype)
@@ -260,7 +264,9 @@ def make_parser():
     p.add_argument("--sizes", nargs="+", type=C.listed(C.positive),
                    default=["32,64,128,256"], help="hidden sizes n")
     p.add_argument("--depth", nargs="+", type=C.listed(C.positive), default=["1,2"],
-                   help="recurrence depths L")
+                   help="recurrence depths L (rhn; vanilla has depth 1)")
+    p.add_argument("--cell", choices=["rhn", "vanilla"], default="rhn",
+                   help="the cell: the RHN, or the tanh VanillaRNN (rflo runs on it alone)")
     p.add_argument("--batch", nargs="+", type=C.listed(C.positive), default=["1,16"],
                    help="batch sizes B")
     p.add_argument("--dtype", nargs="+", type=C.listed(C.dtype_name), default=["float32,float64"],
@@ -296,6 +302,8 @@ def parse_args(argv=None):
     args.truncations = C.parse_list(args.truncations, int)
     args.sizes = C.parse_list(args.sizes, int)
     args.depth = C.parse_list(args.depth, int)
+    if args.cell == "vanilla":
+        args.depth = [1]
     args.batch = C.parse_list(args.batch, int)
     args.dtype = C.parse_list(args.dtype)
     args.algos = C.specs_or_exit(p, "--algo", args.algo, ranks=args.ranks,
