@@ -32,12 +32,14 @@ Reading path: ``methods.py`` (the interface, the step, the entry points), then o
 """
 
 from .adam import AdamState, adam_init, adam_step, clip_by_norm, global_norm
-from .cells import RHN, VanillaRNN
+from .cells import GRU, LSTM, RHN, VanillaRNN
 from .methods import METHODS, Online, OnlineState, exact_influence, online, sequence_gradient
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GRU",
+    "LSTM",
     "METHODS",
     "RHN",
     "AdamState",

@@ -29,14 +29,27 @@ are ``docs/algorithms.md`` §1 (eq. (8)) and §2:
         back-propagation of g = ∂L/∂s_t (B, n) through the step (weights fixed): g^T H_t
         (B, n) and, per block, g^T M_l (B, m_l), whose outer product with a_l is the
         gradient of W_l.
+    snap_units(name) -> (m_l, c_l) NumPy int64   optional; needed by ``snap1`` alone
+        for each row i of block ``name``, the c_l indices (sorted, into s) of the state
+        entries that row's pre-activation reaches within one step: the structural nonzeros
+        of column i of M_l, the same count c_l for every row; a row that reaches fewer is
+        padded at its end with -1 (no entry). A cell without it is refused by ``snap1``.
 
-``xp`` is the namespace of the arrays, passed down by the method that found it. The two
-cells: ``RHN`` (m_l = 2n: candidate and gate rows; k_1 = n_in+n+1, k_l = n+1 for l >= 2)
-and ``VanillaRNN`` (one block, m = n, k = n_in+n+1).
+``xp`` is the namespace of the arrays, passed down by the method that found it. The
+cells:
+
+    RHN         m_l = 2n: candidate and gate rows; k_1 = n_in+n+1, k_l = n+1 for l >= 2
+    VanillaRNN  one block, m = n, k = n_in+n+1
+    GRU         torch.nn.GRUCell's layout: blocks W_ih (3n, n_in+1) and W_hh (3n, n+1),
+                rows r, z, n, bias last; state h
+    LSTM        torch.nn.LSTMCell's layout: blocks W_ih (4n, n_in+1) and W_hh (4n, n+1),
+                rows i, f, g, o, bias last; state [h; c] (n_state = 2n)
 """
 
 from typing import Protocol, runtime_checkable
 
+from .gru import GRU
+from .lstm import LSTM
 from .rhn import RHN
 from .vanilla import VanillaRNN
 
@@ -64,4 +77,4 @@ class Cell(Protocol):
     def vjp(self, params, cache, g, *, xp): ...
 
 
-__all__ = ["RHN", "Cell", "VanillaRNN"]
+__all__ = ["GRU", "LSTM", "RHN", "Cell", "VanillaRNN"]
