@@ -106,7 +106,7 @@ def test_defaults_and_help(capsys):
     assert (args.cell, args.alpha, args.gate_bias) == ("vanilla", 1.0, None)
     assert copy_driver.main(["--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "--cell {rhn,vanilla}" in out and "(default rhn)" in out
+    assert "--cell {rhn,vanilla,gru,lstm}" in out and "(default rhn)" in out
     assert "--alpha" in out and "(default 1.0" in out
 
 
@@ -140,7 +140,7 @@ def test_checkpoint_records_the_cell(tmp_path, capsys):
     (["--cell", "vanilla", "--alpha", "0"], "--alpha"),
     (["--cell", "vanilla", "--alpha", "1.5"], "--alpha"),
     (["--cell", "vanilla", "--alpha", "nan"], "--alpha"),
-    (["--cell", "lstm"], "--cell"),
+    (["--cell", "transformer"], "--cell"),
 ])
 @pytest.mark.parametrize("driver", ["copy", "ptb"])
 def test_refused_combinations_give_one_line_and_status_2(driver, argv, needle, tmp_path, capsys):

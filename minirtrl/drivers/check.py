@@ -93,8 +93,10 @@ def _main(argv):
     mask = xp.asarray(mask_np, dtype=xp.float64, device=device)
     fd = numerical_gradient(cell, params, xs, ys, mask)
 
-    model = f"alpha {args.alpha:g}" if args.cell == "vanilla" else f"depth {args.depth}"
-    print(f"backend {args.backend} on {device}, {args.cell} {model}, n {args.hidden}, "
+    model = ""  # gru, lstm: the name says it all
+    if args.cell in ("rhn", "vanilla"):
+        model = f" depth {args.depth}" if args.cell == "rhn" else f" alpha {args.alpha:g}"
+    print(f"backend {args.backend} on {device}, {args.cell}{model}, n {args.hidden}, "
           f"T {args.length}, B {args.batch}")
     print(f"{'method':8s} {'max rel. error':>15s}  {'mean of %d':>12s}  verdict" % args.samples)
     failed = False

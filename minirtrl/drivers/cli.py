@@ -7,7 +7,7 @@ import argparse
 import math
 import sys
 
-from ..cells import RHN, VanillaRNN
+from ..cells import GRU, LSTM, RHN, VanillaRNN
 from ..methods import METHODS, RANKED
 from .backends import NAMES, BackendError, keep_freed_memory, load, set_threads
 from .safety import Failure
@@ -149,7 +149,7 @@ HELP = {
              "with --resume)",
 }
 #: the cells a command can build
-CELLS = ("rhn", "vanilla")
+CELLS = ("rhn", "vanilla", "gru", "lstm")
 
 
 def add(p, flag, default=None, *, shown=None, **kwargs):
@@ -203,8 +203,6 @@ def build_cell(name, n_in, n_hidden, n_out, *, depth=1, alpha=None):
     if name == "vanilla":
         return VanillaRNN(n_in, n_hidden, n_out, alpha=1.0 if alpha is None else alpha)
     if name in ("gru", "lstm"):
-        from ..cells import GRU, LSTM
-
         return (GRU if name == "gru" else LSTM)(n_in, n_hidden, n_out)
     return RHN(n_in, n_hidden, n_out, depth=depth)
 

@@ -1,14 +1,16 @@
-"""``python -m minirtrl.noise``: how noisy each unbiased estimator is, against exact RTRL.
+"""``python -m minirtrl.noise``: how far each estimator is from exact RTRL (noise and bias).
 
-A fixed random cell (RHN or vanilla, ``--cell``) reads a fixed random one-hot stream; exact
-RTRL runs alongside. Each estimator runs as M independent chains that see the same stream and
-differ only in their signs (the chains are the batch axis: one batched run). At chosen steps t
-it reports, over the chains, with the standard error of each mean (std / sqrt(M)),
+A fixed random cell (RHN, vanilla, GRU or LSTM, ``--cell``) reads a fixed random one-hot
+stream; exact RTRL runs alongside. Each estimator runs as M independent chains that see the
+same stream and differ only in their signs (the chains are the batch axis: one batched run).
+At chosen steps t it reports, over the chains, with the standard error of each mean (std / sqrt(M)),
 
     influence:  E ‖Ĝ_t − G_t‖² / ‖G_t‖²          (all blocks together)
     gradient:   E ‖ĝ_t − g_t‖² / ‖g_t‖²,   g_t = c_t · G_t,  c_t = ∂loss_t/∂s_t
 
-and the same at one step against the number of hidden units n. Cost: the estimators' own with
+and the same at one step against the number of hidden units n. The deterministic
+approximations (``snap1``, ``rflo``; §11) have no signs: they run as one chain, and their
+figure is their squared relative bias (standard error 0). Cost: the estimators' own with
 B = M, plus exact RTRL with B = 1 (O(n⁴) per step) and, at report steps, the dense estimates.
 """
 
@@ -21,8 +23,7 @@ import numpy as np
 
 from .. import readout
 from .._compat import to_numpy
-from ..cells import RHN, VanillaRNN
-from ..methods import INFLUENCE, RANKED, host_signs, map_state
+from ..methods import APPROXIMATE, INFLUENCE, RANKED, host_signs, map_state
 from . import cli, plot
 from .backends import dtype_of, threads_of
 from .cli import add, nonnegative, positive, positive_float
@@ -33,6 +34,8 @@ PROG = "minirtrl.noise"
 DEFAULT_RANK = 8
 
 ESTIMATORS = ("uoro", "kf", "ok", "kf-avg")
+#: what ``--algo`` accepts: the unbiased estimators and the deterministic approximations
+CHOICES = (*ESTIMATORS, *APPROXIMATE)
 
 
 def label(algo, rank):
@@ -45,17 +48,16 @@ def measure(algo, *, n, report, samples, rank=8, depth=1, cell="rhn", alpha=1.0,
 
     Returns ``{t: {"influence": (mean, se), "gradient": (mean, se)}}`` over ``samples``
     chains, running up to the last step in ``report``. The network (``cell`` "rhn" of
-    ``depth`` or "vanilla" of leak ``alpha``, ``n`` units, ``init_scale`` default
+    ``depth``, "vanilla" of leak ``alpha``, "gru" or "lstm", ``n`` units, ``init_scale`` default
     ``1/sqrt(n)``) is drawn from ``seed``, the stream from ``seed + 1000`` and the signs from
     ``seed + 1``. All chains see the same stream and parameters, so they share one forward
-    pass (broadcast over the M chains).
+    pass (broadcast over the M chains). A deterministic method (``APPROXIMATE``) runs one
+    chain whatever ``samples`` is: every chain would be the same (standard error 0).
     """
+    samples = 1 if algo in APPROXIMATE else samples
     dtype = xp.float64 if dtype is None else dtype
     scale = 1.0 / math.sqrt(n) if init_scale is None else init_scale
-    if cell == "vanilla":
-        cell = VanillaRNN(n_in=n_sym, n_hidden=n, n_out=n_sym, alpha=alpha)
-    else:
-        cell = RHN(n_in=n_sym, n_hidden=n, n_out=n_sym, depth=depth)
+    cell = cli.build_cell(cell, n_sym, n, n_sym, depth=depth, alpha=alpha)
     params = cell.init(seed, xp=xp, dtype=dtype, init_scale=scale, device=device)
     stream = np.random.default_rng(seed + 1000)
     signs = np.random.default_rng(seed + 1)
@@ -65,15 +67,13 @@ def measure(algo, *, n, report, samples, rank=8, depth=1, cell="rhn", alpha=1.0,
     g_state = exact.init(cell, 1, xp=xp, dtype=dtype, device=device)
     e_state = est.init(cell, samples, r, xp=xp, dtype=dtype, device=device)
     shapes = est.sign_shapes(cell, samples, r)
-    s1 = xp.zeros((1, n), dtype=dtype, device=device)
+    s1 = xp.zeros((1, cell.n_state), dtype=dtype, device=device)
     out = {}
     for t in range(1, max(report) + 1):
         sym = stream.integers(0, n_sym, size=2)
         x1 = xp.asarray(eye[sym[:1]], dtype=dtype, device=device)  # (1, n_sym)
         s1, cache1 = cell.step(params, s1, x1, xp=xp)
-        cacheM = tuple(  # the same forward pass for every chain: (1, .) -> (M, .)
-            type(c)(*(xp.broadcast_to(f, (samples, f.shape[1])) for f in c)) for c in cache1
-        )
+        cacheM = _repeat(cache1, samples, xp)  # the same forward pass for every chain
         g_state = exact.update(cell, params, g_state, cache1, xp=xp)
         signs_t = {k: xp.asarray(v, dtype=dtype, device=device)
                    for k, v in host_signs(signs, shapes).items()}
@@ -84,6 +84,21 @@ def measure(algo, *, n, report, samples, rank=8, depth=1, cell="rhn", alpha=1.0,
             _, _, c = readout.SOFTMAX.loss_and_grad(params["V"], s1, y, ones, xp=xp)  # (1, n)
             out[t] = _errors(cell, exact, est, g_state, e_state, c, samples, chunk, xp=xp)
     return out
+
+
+def _repeat(cache, samples, xp):
+    """A step's cache of one sample as ``samples`` identical ones: every array (1, ...) of
+    every entry broadcast to (samples, ...), anything else kept."""
+    def repeat(value):
+        if isinstance(value, tuple):
+            items = [repeat(v) for v in value]
+            return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+        shape = getattr(value, "shape", None)
+        if shape is None or len(shape) == 0 or shape[0] != 1:
+            return value
+        return xp.broadcast_to(value, (samples, *shape[1:]))
+
+    return repeat(cache)
 
 
 def _errors(cell, exact, est, g_state, e_state, c, samples, chunk, *, xp):
@@ -111,17 +126,21 @@ def _errors(cell, exact, est, g_state, e_state, c, samples, chunk, *, xp):
 
 
 def _mean_se(values):
+    if len(values) == 1:  # a deterministic method: no spread
+        return float(values[0]), 0.0
     return float(np.mean(values)), float(np.std(values, ddof=1) / math.sqrt(len(values)))
 
 
 # ---- the command --------------------------------------------------------------------------
 def make_parser():
-    p = cli.parser(PROG, "Relative squared error of UORO, KF-RTRL, r-OK and r-KF-avg against "
-                         "exact RTRL, over time and against the number of hidden units.")
+    p = cli.parser(PROG, "Relative squared error of UORO, KF-RTRL, r-OK and r-KF-avg (and of "
+                         "SnAp-1 and RFLO: their bias) against exact RTRL, over time and "
+                         "against the number of hidden units.")
     a = p.add_argument
     cli.add_backend_flags(p, dtype="float64")
-    a("--algo", nargs="+", default=list(ESTIMATORS), choices=ESTIMATORS,
-      help=f"gradient algorithm: the estimators to measure (default {' '.join(ESTIMATORS)})")
+    a("--algo", nargs="+", default=list(ESTIMATORS), choices=CHOICES,
+      help=f"gradient algorithm: the methods to measure; snap1 and rflo (rflo: --cell vanilla "
+           f"only) are deterministic, one chain each (default {' '.join(ESTIMATORS)})")
     add(p, "--rank", None, type=positive, shown=DEFAULT_RANK)
     add(p, "--hidden", 32, type=positive, shown="32, for the table over time")
     cli.add_cell_flags(p)
@@ -154,6 +173,8 @@ def parse(argv):
             p.error(f"--rank applies only to --algo {' or '.join(RANKED)}, not "
                     f"{' '.join(args.algo)}")
         cli.check_cell_flags(p, args)
+        if "rflo" in args.algo and args.cell != "vanilla":
+            p.error(f"--algo rflo applies only to --cell vanilla (the leaky RNN), not {args.cell}")
         args.rank = DEFAULT_RANK if args.rank is None else args.rank
 
     return cli.parse_args(p, argv, check)
@@ -235,10 +256,13 @@ def _measure_all(args, common, rows):
         print(_row(name, t, n, res), flush=True)
         rows.append({"kind": "noise", "table": table, "algo": name, "method": algo,
                      "rank": args.rank if algo in RANKED else None, "n": n, "t": t,
-                     "cell": args.cell, "depth": args.depth, "samples": args.samples,
+                     "cell": args.cell, "depth": args.depth,
+                     "samples": 1 if algo in APPROXIMATE else args.samples,
                      "influence": list(res["influence"]), "gradient": list(res["gradient"])})
 
-    model = f"{args.cell} alpha {args.alpha:g}" if args.cell == "vanilla" else f"depth {args.depth}"
+    model = args.cell  # gru, lstm
+    if args.cell in ("rhn", "vanilla"):
+        model = f"depth {args.depth}" if args.cell == "rhn" else f"vanilla alpha {args.alpha:g}"
     print(f"# over time: n = {args.hidden}, {model}, M = {args.samples} chains", flush=True)
     print(header)
     for algo in args.algo:
