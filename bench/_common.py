@@ -43,8 +43,13 @@ from minirtrl.drivers.cli import (  # noqa: F401  (flag types)
 )
 from minirtrl.methods import INFLUENCE, METHODS, RANKED, host_signs, influence_step, leaves
 
-
 # ---- what to run ------------------------------------------------------------------------
+#: the runs that take a window K: TBPTT (one update per window) and every-step TBPTT
+WINDOWED = ("bptt", "every")
+#: every name a run spec accepts
+NAMES_RUN = (*METHODS, "every")
+
+
 class RunSpec(NamedTuple):
     """One algorithm with its rank (``ok``, ``kf-avg``) or truncation (``bptt``)."""
 
@@ -54,15 +59,16 @@ class RunSpec(NamedTuple):
 
     @property
     def label(self):
-        """``bptt-25``, ``ok-8``, ``kf``: the name of a run in tables and file names."""
-        value = self.truncation if self.algo == "bptt" else self.rank
+        """``bptt-25``, ``every-25``, ``ok-8``, ``kf``: the name of a run in tables and files."""
+        value = self.truncation if self.algo in WINDOWED else self.rank
         return self.algo if value is None else f"{self.algo}-{value}"
 
 
 def run_specs(tokens, *, ranks, truncations):
     """``["bptt", "ok:4", ...]`` or ``"bptt:10,kf"`` -> a list of ``RunSpec``.
 
-    Algorithm names are minirtrl's (``minirtrl.METHODS``). A bare ``bptt`` expands to every
+    Algorithm names are minirtrl's (``minirtrl.METHODS``) and ``every``, every-step TBPTT
+    (``bptt.every_step``). A bare ``bptt`` or ``every`` expands to every
     truncation in ``truncations``, ``ok`` to every rank in ``ranks`` and ``kf-avg`` to every
     rank > 1 (kf-avg with r = 1 is kf); ``name:v`` picks one value. Raises ``ValueError``
     with a one-line reason for an unknown name or a bad value.
@@ -72,14 +78,14 @@ def run_specs(tokens, *, ranks, truncations):
     out = []
     for tok in (t.strip() for item in tokens for t in str(item).split(",") if t.strip()):
         name, _, value = tok.partition(":")
-        if name not in METHODS:
-            raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(METHODS)}")
-        if value and name not in RANKED + ("bptt",):
+        if name not in NAMES_RUN:
+            raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(NAMES_RUN)}")
+        if value and name not in RANKED + WINDOWED:
             raise ValueError(f"{name!r} takes no ':value'")
         if value and (not value.isdigit() or int(value) < 1):
             raise ValueError(f"{tok!r}: the value after ':' must be an integer >= 1")
         values = [int(value)] if value else None
-        if name == "bptt":
+        if name in WINDOWED:
             out.extend(RunSpec(name, None, k) for k in (values or truncations))
         elif name == "ok":
             out.extend(RunSpec(name, r, None) for r in (values or ranks))
@@ -491,9 +497,12 @@ class Bench:
 
 def make_cell_and_params(n, depth, n_in, n_out, *, xp, dtype, device, seed=0, init_scale=0.01,
                          cell="rhn"):
-    """``(cell, params)``: a depth-``depth`` RHN, or (``cell="vanilla"``) the tanh RNN."""
+    """``(cell, params)``: a depth-``depth`` RHN, or (``cell=``) "vanilla" the tanh RNN,
+    "gru" or "lstm"."""
     if cell == "vanilla":
         cell = minirtrl.VanillaRNN(n_in, n, n_out)
+    elif cell in ("gru", "lstm"):
+        cell = (minirtrl.GRU if cell == "gru" else minirtrl.LSTM)(n_in, n, n_out)
     else:
         cell = minirtrl.RHN(n_in, n, n_out, depth=depth)
     params = cell.init(seed, xp=xp, dtype=dtype, init_scale=init_scale, device=device)
@@ -519,7 +528,7 @@ def influence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0,
     mask = xp.ones((B,), dtype=dtype, device=device)
     shapes = module.sign_shapes(cell, B, rank)
     carried = {
-        "s": xp.zeros((B, cell.n_hidden), dtype=dtype, device=device),
+        "s": xp.zeros((B, cell.n_state), dtype=dtype, device=device),
         "state": module.init(cell, B, rank, xp=xp, dtype=dtype, device=device),
         "t": 0,
     }
@@ -572,9 +581,10 @@ def bptt_bench(cell, params, B, K, *, xp, dtype, device, seed=0, windows=4):
                             device=device)
     mask = xp.ones((K, B), dtype=dtype, device=device)
     wins = [(xs[i * K:(i + 1) * K, ...], ys[i * K:(i + 1) * K, ...]) for i in range(windows)]
-    s0 = xp.zeros((B, cell.n_hidden), dtype=dtype, device=device)
+    s0 = xp.zeros((B, cell.n_state), dtype=dtype, device=device)
     s1, layers = cell.step(params, s0, wins[0][0][0, ...], xp=xp)
-    _, _, c = readout.loss_and_grad(params["V"], s1, wins[0][1][0, ...], mask[0, ...], xp=xp)
+    _, _, c = readout.SOFTMAX.loss_and_grad(params["V"], s1, wins[0][1][0, ...], mask[0, ...],
+                                            xp=xp)
     state_bytes = K * nbytes((layers, c), xp)
     carried = {"s": s0, "i": 0}
 
@@ -587,10 +597,35 @@ def bptt_bench(cell, params, B, K, *, xp, dtype, device, seed=0, windows=4):
     return Bench(step, K, state_bytes)
 
 
+def every_step_bench(cell, params, B, K, *, xp, dtype, device, seed=0, stream=64):
+    """One step of every-step TBPTT (``bptt.every_step``) with window ``K``, carried on.
+
+    ``per_call = 1``: each call back-propagates one character's loss through its last K
+    steps (K cell steps forward again and back). ``state_bytes`` is the window kept between
+    steps (the state K - 1 steps back and the inputs since).
+    """
+    rng = np.random.default_rng(seed)
+    xs, ys = one_hot_stream(rng, stream, B, cell.n_in, cell.n_out, xp=xp, dtype=dtype,
+                            device=device)
+    xs = [xs[t, ...] for t in range(stream)]
+    ys = [ys[t, ...] for t in range(stream)]
+    mask = xp.ones((B,), dtype=dtype, device=device)
+    carried = {"w": bptt.start_window(cell, B, K, xp=xp, dtype=dtype, device=device), "t": 0}
+
+    def step():
+        t = carried["t"] % stream
+        w, _, grads, _ = bptt.every_step(cell, params, carried["w"], xs[t], ys[t], mask, xp=xp)
+        carried["w"], carried["t"] = w, carried["t"] + 1
+        return grads
+
+    w = carried["w"]
+    return Bench(step, 1, nbytes((w.s, w.xs, w.keep), xp))
+
+
 def rtrl_theory_bytes(cell, B, xp, dtype):
-    """B · Σ_l n · m_l · k_l elements of exact RTRL's influence, in bytes."""
+    """B · Σ_l n_state · m_l · k_l elements of exact RTRL's influence, in bytes."""
     shapes = cell.shapes()
-    elems = B * sum(cell.n_hidden * shapes[b][0] * shapes[b][1] for b in cell.blocks)
+    elems = B * sum(cell.n_state * shapes[b][0] * shapes[b][1] for b in cell.blocks)
     return elems * itemsize(xp, dtype)
 
 

@@ -8,7 +8,8 @@ For each algorithm, hidden size n, depth L, batch B and dtype on one ``--backend
   ``readout.loss_and_grad`` and the method's ``grads``; no optimiser), after a warm-up, the
   estimator state carried from step to step. For
   ``bptt`` with truncation K: one window of K steps (``bptt.window_gradient``) divided
-  by K, i.e. a per-character cost.
+  by K, i.e. a per-character cost; for ``every`` (every-step TBPTT, window K) one
+  ``bptt.every_step``, i.e. one character's loss back-propagated through its last K steps.
 - **floor**: the median time of that step's unavoidable matrix products alone, same
   shapes, dtype, backend and process (see ``floor_bench`` below and bench/README.md), and
   the ratio step / floor.
@@ -50,7 +51,12 @@ def block_shapes(cell):
 
 def floor_description(name, rank, cell, B):
     """Human-readable list of the products the floor times (per character)."""
-    n, mks = cell.n_hidden, block_shapes(cell)
+    n, ns, mks = cell.n_hidden, cell.n_state, block_shapes(cell)
+    if name in ("snap1", "rflo"):
+        return " + ".join(f"a({B},{k})@W^T({k},{m})" for m, k in mks) + \
+            "  [the forward pass; the rest is elementwise]"
+    if name == "every":
+        return "K x bptt's: " + floor_description("bptt", rank, cell, B)
     if name in ("kf", "ok", "kf-avg"):
         r = rank or 1
 
@@ -60,14 +66,14 @@ def floor_description(name, rank, cell, B):
                 return f"{len(ms)} x matmul {text(ms[0])}"
             return " + ".join(text(m) for m in ms)
 
-        side = (per_block(lambda m: f"H({B},{n},{n}) @ A({B},{n},{r}*{m})")
+        side = (per_block(lambda m: f"H({B},{ns},{ns}) @ A({B},{ns},{r}*{m})")
                 + "  [r factors side by side]")
         if r == 1:
             return side
-        stacked = per_block(lambda m: f"H({B},1,{n},{n}) @ A({B},{r},{n},{m})")
+        stacked = per_block(lambda m: f"H({B},1,{ns},{ns}) @ A({B},{r},{ns},{m})")
         return f"faster of: {side} | {stacked}  [H broadcast over the r stacked factors]"
     if name == "rtrl":
-        return " + ".join(f"H({B},{n},{n}) @ G({B},{n},{m}*{k})" for m, k in mks)
+        return " + ".join(f"H({B},{ns},{ns}) @ G({B},{ns},{m}*{k})" for m, k in mks)
     if name == "uoro":
         return " + ".join(
             f"[a({B},{k})@W^T({k},{m}), v({B},{n})@Ws^T({n},{m}), dz({B},{m})@Ws({m},{n})]"
@@ -79,7 +85,7 @@ def floor_description(name, rank, cell, B):
     )
 
 
-def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
+def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1, window=1):
     """A callable running the step's unavoidable products once, on fresh arrays.
 
     kf / ok / kf-avg: per block, ``H (B, n, n) @ A (B, n, r·m_l)`` - the r stacked factors
@@ -91,23 +97,25 @@ def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
     uoro: per micro-layer the forward ``a @ W^T``, the tangent ``v @ Ws^T`` (H_t s̃) and the
     backward ``dz @ Ws`` (ν^T ∂s_t/∂z), where Ws are W_l's state columns (contiguous).
     bptt: per micro-layer and character the forward ``a @ W^T``, the backward
-    ``dz @ Ws`` and the weight gradient ``dz^T @ a``.
+    ``dz @ Ws`` and the weight gradient ``dz^T @ a``; every (every-step TBPTT, window K):
+    K times bptt's. snap1, rflo: the forward ``a @ W^T`` alone (the rest of their step is
+    elementwise). H is (n_state × n_state): 2n for the LSTM.
     Values are N(0, 1/n) so nothing is denormal; arrays are contiguous.
     """
     rng = np.random.default_rng(seed)
-    n, mks = cell.n_hidden, block_shapes(cell)
+    n, ns, mks = cell.n_hidden, cell.n_state, block_shapes(cell)
 
     def arr(*shape):
         return xp.asarray(rng.standard_normal(shape) / np.sqrt(n), dtype=dtype, device=device)
 
     mT = xp.matrix_transpose
     if name in ("kf", "ok", "kf-avg", "rtrl"):
-        H = arr(B, n, n)
+        H = arr(B, ns, ns)
         r = rank or 1
         if name == "rtrl":
-            rights = [arr(B, n, m * k) for m, k in mks]
+            rights = [arr(B, ns, m * k) for m, k in mks]
         else:
-            rights = [arr(B, n, r * m) for m, _ in mks]
+            rights = [arr(B, ns, r * m) for m, _ in mks]
 
         def run():
             return [H @ X for X in rights]
@@ -115,7 +123,7 @@ def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
         if name == "rtrl" or r == 1:
             return run
         # the r factors stacked (B, r, n, m_l), H broadcast over them: one matmul call too
-        stacked = [arr(B, r, n, m) for m, _ in mks]
+        stacked = [arr(B, r, ns, m) for m, _ in mks]
         Hb = H[:, None, :, :]
 
         def run_stacked():
@@ -128,7 +136,12 @@ def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
     As = [arr(B, k) for _, k in mks]
     vs = [arr(B, n) for _ in mks]
     dzs = [arr(B, m) for m, _ in mks]
-    if name == "uoro":
+    if name in ("snap1", "rflo"):
+
+        def run():
+            return [a @ mT(W) for a, W in zip(As, Ws)]
+
+    elif name == "uoro":
 
         def run():
             return [
@@ -137,10 +150,12 @@ def floor_bench(name, rank, cell, B, *, xp, dtype, device, seed=1):
             ]
 
     else:
+        times = window if name == "every" else 1  # every: K steps forward and back
 
         def run():
             return [
-                (a @ mT(W), dz @ Ws_, mT(dz) @ a) for a, W, Ws_, dz in zip(As, Ws, Wss, dzs)
+                [(a @ mT(W), dz @ Ws_, mT(dz) @ a) for a, W, Ws_, dz in zip(As, Ws, Wss, dzs)]
+                for _ in range(times)
             ]
 
     return run
@@ -169,11 +184,17 @@ def measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync):
         if theory > args.max_gib * GIB:
             row["status"] = f"skipped (memory: {theory / GIB:.2f} GiB > --max-gib {args.max_gib:g})"
             return row
+    if name == "every" and args.through == "sequence":
+        row["status"] = "skipped (sequence_gradient has no every-step TBPTT)"
+        return row
     try:
         if args.through == "sequence":
             bench = C.sequence_bench(name, cell, params, B, K if name == "bptt" else rank, xp=xp,
                                      dtype=dtype, device=device, seed=args.seed,
                                      length=args.length)
+        elif name == "every":
+            bench = C.every_step_bench(cell, params, B, K, xp=xp, dtype=dtype, device=device,
+                                       seed=args.seed)
         elif name == "bptt":
             bench = C.bptt_bench(cell, params, B, K, xp=xp, dtype=dtype, device=device,
                                  seed=args.seed)
@@ -186,7 +207,8 @@ def measure_row(algo, n, depth, B, dtype_name, args, xp, device, sync):
     row["state_bytes"] = bench.state_bytes
     step = C.measure(bench.step, sync, args.timer).scaled(1.0 / bench.per_call)
     del bench
-    floor_fn = floor_bench(name, rank, cell, B, xp=xp, dtype=dtype, device=device)
+    floor_fn = floor_bench(name, rank, cell, B, xp=xp, dtype=dtype, device=device,
+                           window=K or 1)
     if callable(floor_fn):
         floor = C.measure(floor_fn, sync, args.timer)
     else:  # two layouts of the same products: the floor is the faster one
@@ -255,18 +277,19 @@ def make_parser():
         "(the step's unavoidable matrix products alone). See bench/README.md.",
     )
     p.add_argument("--algo", nargs="+", type=C.run_tokens, default=list(C.METHODS),
-                   help="algorithms: bptt rtrl uoro kf ok kf-avg; 'ok:4', 'bptt:25' pick one "
-                   "rank / truncation")
+                   help="algorithms: bptt rtrl uoro kf ok kf-avg snap1 rflo, and every "
+                   "(every-step TBPTT); 'ok:4', 'bptt:25', 'every:25' pick one rank / window")
     p.add_argument("--ranks", nargs="+", type=C.listed(C.positive), default=["1,4,16"],
                    help="ranks for ok (kf-avg: those > 1)")
     p.add_argument("--truncations", nargs="+", type=C.listed(C.positive), default=["1,25"],
-                   help="TBPTT windows K for bptt")
+                   help="TBPTT windows K for bptt and every")
     p.add_argument("--sizes", nargs="+", type=C.listed(C.positive),
                    default=["32,64,128,256"], help="hidden sizes n")
     p.add_argument("--depth", nargs="+", type=C.listed(C.positive), default=["1,2"],
                    help="recurrence depths L (rhn; vanilla has depth 1)")
-    p.add_argument("--cell", choices=["rhn", "vanilla"], default="rhn",
-                   help="the cell: the RHN, or the tanh VanillaRNN (rflo runs on it alone)")
+    p.add_argument("--cell", choices=["rhn", "vanilla", "gru", "lstm"], default="rhn",
+                   help="the cell: the RHN, the tanh VanillaRNN (rflo runs on it alone), the "
+                   "GRU or the LSTM")
     p.add_argument("--batch", nargs="+", type=C.listed(C.positive), default=["1,16"],
                    help="batch sizes B")
     p.add_argument("--dtype", nargs="+", type=C.listed(C.dtype_name), default=["float32,float64"],
@@ -302,7 +325,7 @@ def parse_args(argv=None):
     args.truncations = C.parse_list(args.truncations, int)
     args.sizes = C.parse_list(args.sizes, int)
     args.depth = C.parse_list(args.depth, int)
-    if args.cell == "vanilla":
+    if args.cell != "rhn":
         args.depth = [1]
     args.batch = C.parse_list(args.batch, int)
     args.dtype = C.parse_list(args.dtype)

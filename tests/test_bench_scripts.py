@@ -98,3 +98,24 @@ def test_alignment_table_comes_from_the_runs_align_records(tmp_path):
     text = (out / "alignment.md").read_text()
     assert "| kf |" in text and "| bptt-50 |" in text
     assert "Command: `python bench/alignment.py" in text and "| kf |" in stdout
+
+
+def test_step_time_times_every_cell_and_the_new_methods(tmp_path):
+    """Every cell runs snap1, every-step TBPTT and the estimators; rflo only on the vanilla
+    cell (a skipped row elsewhere); the every-step floor is K times bptt's products."""
+    for cell in ("vanilla", "gru", "lstm"):
+        out = tmp_path / f"{cell}.json"
+        bench("step_time.py", "--cell", cell, "--algo", "every:3", "bptt:3", "snap1", "rflo",
+              "kf", "--sizes", 4, "--batch", 2, "--dtype", "float64", "--min-seconds", 0.01,
+              "--warmup-seconds", 0, "--repeats", 2, "--json", out)
+        rows = {r["label"]: r for r in json.loads(out.read_text())["rows"]}
+        assert set(rows) == {"every-3", "bptt-3", "snap1", "rflo", "kf"}
+        for label, row in rows.items():
+            if label == "rflo" and cell != "vanilla":
+                assert row["status"].startswith("skipped (rflo is defined for --cell vanilla")
+                continue
+            assert row["status"] == "ok", (cell, label, row["status"])
+            assert row["step"]["median"] > 0 and row["floor"]["median"] > 0
+        assert rows["every-3"]["floor_ops"] == "K x bptt's: " + rows["bptt-3"]["floor_ops"]
+        n_state = 8 if cell == "lstm" else 4
+        assert f"H(2,{n_state},{n_state})" in rows["kf"]["floor_ops"]

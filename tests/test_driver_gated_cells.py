@@ -162,7 +162,7 @@ def test_help_and_settings_line_name_the_cells(tmp_path, capsys):
     assert "--cell {rhn,vanilla,gru,lstm}" in out and "gru or lstm" in out
     assert run(copy_cmd.main, "--cell", "gru", "--algo", "kf", "--hidden", 3, "--batch", 2,
                "--steps", 1, *QUIET) == 0
-    assert "minirtrl.copy: kf, gru, n 3," in capsys.readouterr().out
+    assert "minirtrl.copy: kf, gru, n 3, B 2," in capsys.readouterr().out  # no depth
 
 
 @pytest.mark.parametrize("cell", ["rhn", "gru", "lstm"])

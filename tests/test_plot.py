@@ -73,6 +73,16 @@ def test_legend_names_the_settings_that_differ(tmp_path):
     assert "B=2" in title and "n=" not in title
 
 
+def test_settings_that_do_not_apply_are_not_named(tmp_path):
+    """A vanilla run names its alpha, not the RHN's depth; an LSTM neither; a title of runs
+    without a ranked method names no rank."""
+    logs = [copy_log(tmp_path, "kf", extra=("--cell", "vanilla", "--alpha", "0.5")),
+            copy_log(tmp_path, "uoro", extra=("--cell", "lstm"))]
+    labels, title = plot.labels_and_title([plot.read(p) for p in logs])
+    assert labels == ["kf, vanilla, alpha 0.5", "uoro, lstm"]
+    assert "depth" not in title and "rank" not in title and "B=2" in title
+
+
 def test_ptb_logs_draw_validation_and_training_bpc(tmp_path):
     logs = [plot.read(ptb_log(tmp_path, "kf")), plot.read(ptb_log(tmp_path, "bptt"))]
     fig = plot.figure(logs)

@@ -28,6 +28,7 @@ import stat
 import sys
 from typing import NamedTuple
 
+from ..methods import RANKED
 from . import cli
 from .safety import Failure, check_output, command, io_failure, write_atomic
 
@@ -199,8 +200,18 @@ def read(path):
 
 
 def _settings(log):
+    """The header's settings, less those that do not apply (depth off the RHN, alpha off the
+    vanilla cell, rank without a ranked method)."""
     config = dict(log.header.get("config", {}))
     config.setdefault("backend", log.header.get("backend"))
+    cell = config.get("cell", "rhn")
+    algos = config.get("algo") or []
+    algos = [algos] if isinstance(algos, str) else algos
+    unused = [("depth", cell != "rhn"), ("alpha", cell != "vanilla"),
+              ("rank", not set(algos) & set(RANKED))]
+    for key, drop in unused:
+        if drop:
+            config.pop(key, None)
     return config
 
 

@@ -108,7 +108,8 @@ def settings_line(prog, args, device, threads):
     cell = getattr(args, "cell", "rhn")
     cell = "" if cell == "rhn" else (
         f"vanilla alpha {args.alpha:g}, " if cell == "vanilla" else f"{cell}, ")
-    return (f"{prog}: {algo}, {cell}n {args.hidden}, depth {args.depth}, B {args.batch}, "
+    depth = f"depth {args.depth}, " if not cell else ""  # the RHN's micro-steps alone
+    return (f"{prog}: {algo}, {cell}n {args.hidden}, {depth}B {args.batch}, "
             f"lr {args.lr:.4g}, clip {args.clip:g}, {args.dtype}, {args.backend} on {device}, "
             f"threads {threads}")
 
