@@ -15,6 +15,8 @@ per step and batch 1, with the CPU clock:
               the cell's step, the method's update, the readout, the gradients)
     sequence  ``minirtrl.sequence_gradient`` over ``--length`` steps, divided by them:
               what a user pays through the public entry point
+    jax jit   (``--jax``) ``minirtrl.compiled.online_step`` on JAX, float64
+    jax scan  (``--jax``) ``minirtrl.compiled.scan_steps`` over ``--length`` steps per call
 
 for rtrl, kf and uoro at each ``--sizes`` n, with the vanilla cell and with the depth-1
 RHN (twice the recurrent parameters), and reports the ratio of recurrent parameters
@@ -62,6 +64,9 @@ def make_parser():
                    help="minirtrl's cells to time")
     p.add_argument("--seed", type=C.nonnegative, default=0,
                    help="seeds the weights and the inputs")
+    p.add_argument("--jax", action="store_true",
+                   help="also time minirtrl.compiled on JAX (float64, x64 mode switched on): "
+                   "the jitted step and a scan over --length steps (default: off)")
     p.add_argument("--json", metavar="FILE", help="write every timing and the machine as JSON")
     C.add_force_flag(p)
     return p
@@ -184,7 +189,64 @@ def contestants(peer, n, method, args):
             minirtrl.sequence_gradient(method, cell, params, xseq, yseq, seed=1)
 
         out[f"{name} sequence"] = (sequence_call, args.length, recurrent)
+        if args.jax:
+            out[f"{name} jax jit"] = (jax_call(method, cell, params, xs, ys, args.seed), 1,
+                                      recurrent)
+            out[f"{name} jax scan"] = (jax_scan(method, cell, params, xs, ys, args),
+                                       args.length, recurrent)
     return out
+
+
+def jax_call(method, cell, params, xs, ys, seed):
+    """``compiled.online_step``: one jitted step, the host's signs moved by the call, its
+    result waited for."""
+    import jax
+    import jax.numpy as jnp
+
+    from minirtrl import compiled
+
+    algo = minirtrl.online(method, cell)
+    step = compiled.online_step(algo)
+    pj = {k: jnp.asarray(v) for k, v in params.items()}
+    rng = np.random.default_rng(seed)
+    carried = {"state": algo.init(1, xp=jnp, dtype=jnp.float64), "t": 0}
+    xs1 = [jnp.asarray(xs[t][None, :]) for t in range(xs.shape[0])]
+    ys1 = [jnp.asarray(ys[t : t + 1]) for t in range(ys.shape[0])]
+    mask = jnp.ones(1)
+
+    def call():
+        t = carried["t"] % len(xs1)
+        signs = algo.draw_signs(rng, 1, dtype=np.float64)
+        carried["state"], _, g = step(pj, carried["state"], xs1[t], ys1[t], mask, signs)
+        carried["t"] += 1
+        jax.block_until_ready(g)
+
+    return call
+
+
+def jax_scan(method, cell, params, xs, ys, args):
+    """``compiled.scan_steps`` over ``--length`` steps per call, the signs of all of them
+    drawn on the host at once, the result waited for."""
+    import jax
+    import jax.numpy as jnp
+
+    from minirtrl import compiled
+    from minirtrl.methods import draw_sign_steps
+
+    algo = minirtrl.online(method, cell)
+    scan = compiled.scan_steps(algo)
+    pj = {k: jnp.asarray(v) for k, v in params.items()}
+    L = args.length
+    xk, yk, mk = jnp.asarray(xs[:L, None, :]), jnp.asarray(ys[:L, None]), jnp.ones((L, 1))
+    rng = np.random.default_rng(args.seed)
+    carried = {"state": algo.init(1, xp=jnp, dtype=jnp.float64)}
+
+    def call():
+        signs = draw_sign_steps(rng, algo.sign_shapes(1), L, xp=np, dtype=np.float64)
+        carried["state"], _, g = scan(pj, carried["state"], xk, yk, mk, signs)
+        jax.block_until_ready(g)
+
+    return call
 
 
 def online_call(method, cell, params, xs, ys, seed):
@@ -223,6 +285,11 @@ def main(argv=None):
         C.checked_output("--json", args.json, replace=args.force)
     peer = import_peer(args.peer)
     info = C.machine_info("numpy", "cpu")
+    if args.jax:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        info["jax"] = jax.__version__
     print("# bench/compare_vanilla_rtrl.py  " + " ".join(sys.argv[1:]))
     C.print_machine(info)
     print(f"# n_in {args.n_in}, n_out {args.n_out}, alpha {args.alpha:g}, batch 1, float64; CPU "

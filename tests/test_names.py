@@ -13,11 +13,16 @@ skipped.
 
 import contextlib
 import importlib
+import importlib.util
 import inspect
+import json
 import pkgutil
 import re
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import minirtrl
 
@@ -49,7 +54,38 @@ ROOTS = {
     "settings": lambda: importlib.import_module("minirtrl.drivers.loop").Settings,
     "nn": lambda: importlib.import_module("torch").nn,
 }
-NOT_INSTALLED_OK = ("cupy", "torch", "matplotlib")
+NOT_INSTALLED_OK = ("cupy", "torch", "matplotlib", "jax")
+#: names rooted in JAX, resolved in a child process: JAX imported here would make every later
+#: os.fork() of the suite warn (JAX is multithreaded)
+JAX_ROOTS = {"jax": "jax", "jnp": "jax.numpy", "lax": "jax.lax"}
+CHILD = """
+import importlib, json, sys
+try:
+    import jax
+except ImportError:
+    print("null"); sys.exit()
+bad = []
+for module, parts, name in json.loads(sys.argv[1]):
+    found = importlib.import_module(module)
+    for part in parts:
+        if not hasattr(found, part):
+            bad.append(name)
+            break
+        found = getattr(found, part)
+print(json.dumps(bad))
+"""
+
+
+def unresolved_jax(found):
+    """The names of ``found`` (``(name, path)`` rooted in ``JAX_ROOTS``) that do not resolve,
+    checked in a child interpreter; none when JAX is not installed there."""
+    if not found:
+        return []
+    args = [(JAX_ROOTS[n.split(".")[0]], n.split(".")[1:], n) for n, _ in found]
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    bad = json.loads(out.strip().splitlines()[-1]) or []
+    return [f"{_show(path)}: {name}" for name, path in found if name in bad]
 
 
 def modules():
@@ -118,7 +154,7 @@ def _show(path):
 
 def unresolved(texts=None):
     mods, tracked = modules(), _tracked_basenames()
-    bad = []
+    bad, jax_names = [], []
     for name, path in names(TEXTS if texts is None else texts):
         if name.endswith(SUFFIXES):
             if "/" in name:
@@ -129,10 +165,13 @@ def unresolved(texts=None):
                 bad.append(f"{_show(path)}: file {name}")
             continue
         root, *parts = name.split(".")
+        if root in JAX_ROOTS:
+            jax_names.append((name, path))
+            continue
         objects = starts(root, mods)
         if objects is not None and not any(_chain(obj, parts) for obj in objects):
             bad.append(f"{_show(path)}: {name}")
-    return bad
+    return bad + unresolved_jax(jax_names)
 
 
 def test_every_backquoted_name_resolves():
@@ -147,6 +186,18 @@ def test_the_resolver_catches_a_stale_name(tmp_path):
     bad = unresolved([stale])
     assert sorted(b.split(": ", 1)[1] for b in bad) == [
         "cell.no_method", "file docs/nope.md", "kf.no_such_function", "xp.not_in_the_standard"]
+
+
+def test_jax_names_are_resolved_in_a_child(tmp_path):
+    if importlib.util.find_spec("jax") is None:  # find_spec does not import it
+        pytest.skip("JAX not installed: its names cannot be checked here")
+    stale = tmp_path / "stale.md"
+    stale.write_text("``jax.jit``, ``jnp.asarray``, ``lax.scan``, ``jax.no_such``, "
+                     "``jnp.not_there``\n")
+    imported = "jax" in sys.modules
+    assert sorted(b.split(": ", 1)[1] for b in unresolved([stale])) == ["jax.no_such",
+                                                                       "jnp.not_there"]
+    assert ("jax" in sys.modules) == imported  # the child resolved them, not this process
 
 
 def test_no_function_shadows_a_module():

@@ -262,6 +262,10 @@ def training_parser(prog, description, *, algo, hidden, batch, lr, rank, clip, s
            "the cosine and the relative error of the method's recurrent gradient against "
            "exact RTRL's, averaged over those steps (small --hidden only: exact RTRL's time "
            "and memory; default: off)")
+    a("--shard", action="store_true",
+      help="--backend jax: spread the --batch streams over all of JAX's devices (the batch "
+           "axis sharded, one all-reduce of the gradients per step; --batch a multiple of the "
+           "device count; default: one device)")
     a("--init-scale", type=nonnegative_float, default=0.01,
       help="std of the initial weights (default 0.01)")
     a("--gate-bias", type=real, default=None, help="initial RHN transform-gate bias (default 0)")
@@ -293,6 +297,11 @@ def parse_training(p, argv, check=None):
         if args.algo == "rflo" and args.cell != "vanilla":
             p.error(f"--algo rflo applies only to --cell vanilla (the leaky RNN), not "
                     f"{args.cell}")
+        if args.shard and args.backend != "jax":
+            p.error(f"--shard applies only to --backend jax, not {args.backend}")
+        if args.shard and (args.align or args.every_step):
+            p.error(f"--shard does not combine with {'--align' if args.align else '--every-step'}"
+                    " (their steps run eagerly, on one device)")
         if args.resume and not args.checkpoint:
             p.error("--resume needs --checkpoint FILE")
         if args.gate_bias is not None and args.cell != "rhn":

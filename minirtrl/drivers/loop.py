@@ -51,6 +51,7 @@ from .steps import (
     Setup,
     apply_step,
     every_step,
+    fused_step,
     online_step,
     pack,
     shadow_step,
@@ -125,8 +126,31 @@ def _setup(args, task):
         module = INFLUENCE[args.algo]
         shapes = module.sign_shapes(cell, task.batch, args.rank or 1)
     K = args.truncation if args.algo == "bptt" and not args.every_step else 1
+    fused = args.backend == "jax" and not args.align and not args.every_step
     return Setup(cell, xp, device, dtype_of(xp, args.dtype), module, shapes, K, task.batch,
-                 args.lr, args.clip, bool(args.every_step), args.align or 0)
+                 args.lr, args.clip, bool(args.every_step), args.align or 0, fused,
+                 _spread(args, task) if getattr(args, "shard", False) else None)
+
+
+def _spread(args, task):
+    """``--shard``: the streams spread over JAX's devices, B a multiple of their count."""
+    from .. import compiled
+
+    spread = compiled.spread()
+    if task.batch % spread.count:
+        raise Failure(f"--batch {task.batch}: --shard spreads the streams over {spread.count} "
+                      f"devices, so --batch must be a multiple of {spread.count}")
+    return spread
+
+
+def _placed(setup, now):
+    """``now`` on the devices of ``--shard``: parameters and moments on every device, the
+    state and the estimate (batch first) split over them."""
+    if setup.spread is None:
+        return now
+    sp = setup.spread
+    return now._replace(params=sp.replicate(now.params), adam=sp.replicate(now.adam),
+                        est=sp.split(now.est), s=sp.split(now.s))
 
 
 def _fresh(setup, args):
@@ -163,6 +187,7 @@ def _run(args, task, settings, outputs):
         arrays = checkpoint.load(outputs.checkpoint, spec, task.MAX_WIDTH, config)
         now, seconds0, identity = checkpoint.restore(args.checkpoint, arrays, now, rngs, task,
                                                      xp=setup.xp, device=setup.device)
+    now = _placed(setup, now)
     settings = settings._replace(checkpoint=outputs.checkpoint)
     log = outputs.open_log(now.step, identity)
     threads = threads_of(args.backend)
@@ -191,6 +216,7 @@ def _loop(session, now, seconds0):
     xp, K, B = setup.xp, setup.K, setup.B
     step_fn = online_step if setup.module is not None else (
         every_step if setup.every_step else window_step)
+    fused = fused_step(setup, step_fn) if setup.fused else None
     evaluate, eval_every = settings.evaluate, settings.eval_every
     t0 = last_report = time.perf_counter()
     step0 = now.step
@@ -239,10 +265,19 @@ def _loop(session, now, seconds0):
             batches = [task.next_batch(rngs[0]) for _ in range(K)]
             resets = not all(np.all(b.keep == 1) for b in batches)  # known on the host
             signs = host_signs(rngs[1], setup.sign_shapes)  # {} for rtrl and bptt
-            packed = xp.asarray(pack(batches, signs), dtype=setup.dtype, device=setup.device)
-            loss, grads, est, s = step_fn(setup, now, packed, resets)
-            shadow = shadow_step(setup, now, packed, resets, grads) if setup.align else None
-            now, bits = apply_step(setup, now, loss, grads, est, s, shadow)
+            packed = pack(batches, signs)  # (K, B, width) float64 on the host
+            if setup.spread is not None:  # B split over the devices
+                packed = setup.spread.split(np.asarray(packed, np.dtype(setup.dtype)), axis=1)
+            elif fused is not None:  # moved by the compiled call, with its other arguments
+                packed = np.asarray(packed, np.dtype(setup.dtype))
+            else:
+                packed = xp.asarray(packed, dtype=setup.dtype, device=setup.device)
+            if fused is not None:
+                now, bits = fused(now, packed, resets)
+            else:
+                loss, grads, est, s = step_fn(setup, now, packed, resets)
+                shadow = shadow_step(setup, now, packed, resets, grads) if setup.align else None
+                now, bits = apply_step(setup, now, loss, grads, est, s, shadow)
             task.observe(bits, steps=K)
             alignment = None
             if setup.align and now.step % setup.align == 0:  # the sums start again

@@ -1,7 +1,8 @@
 """One optimiser step of the training loop (``loop``): the step's characters packed into one
 transfer, the gradient of each method (``online_step``, ``window_step``, ``every_step``), the
 exact RTRL shadow of ``--align`` (``shadow_step``) and the update (``apply_step``: batch-mean
-gradient, clip, Adam, checked for divergence).
+gradient, clip, Adam, checked for divergence); on JAX the gradient and the update compiled as
+one program (``fused_step``).
 """
 
 import math
@@ -11,7 +12,7 @@ import numpy as np
 
 from .. import bptt
 from .._compat import to_numpy
-from ..adam import adam_step, clip_by_norm
+from ..adam import AdamState, adam_step, clip_by_norm
 from ..methods import influence_step
 from . import align
 from .checkpoint import Run
@@ -38,6 +39,8 @@ class Setup(NamedTuple):
     clip: float
     every_step: bool = False  # bptt --every-step
     align: int = 0  # --align N: an align record every N steps (0: no shadow)
+    fused: bool = False  # JAX: the step and the update compiled as one (``fused_step``)
+    spread: object = None  # --shard: a ``compiled.Spread`` of the streams over devices
 
 
 def pack(batches, signs=None):
@@ -118,6 +121,14 @@ def apply_step(setup, now, loss, grads, est, s, shadow=None):
     ``Diverged`` (nothing committed) when the loss, a gradient or a new parameter is not
     finite, or the loss is above ``MAX_BITS`` bits per character.
     """
+    params, adam, probe = update(setup, now, loss, grads)
+    return accept(setup, now, params, adam, est, s, shadow, probe)
+
+
+def update(setup, now, loss, grads):
+    """The update's arrays, no host read (JAX can trace it): ``(params, adam, probe)``, the
+    batch-mean gradient clipped and one Adam step; ``probe`` (4,) = the batch-mean loss, the
+    recurrent gradient's norm, the sums of the readout gradient and of the new parameters."""
     xp, B = setup.xp, setup.B
     grads = {k: g / B for k, g in grads.items()}
     grads, norm = clip_by_norm(grads, setup.clip, setup.cell.blocks)
@@ -126,6 +137,11 @@ def apply_step(setup, now, loss, grads, est, s, shadow=None):
     # run that was about to diverge anyway)
     probe = xp.stack([xp.sum(loss) / B, norm, xp.sum(grads["V"]),
                       sum(xp.sum(p) for p in params.values())])
+    return params, adam, probe
+
+
+def accept(setup, now, params, adam, est, s, shadow, probe):
+    """The step's one host read (``probe``) and the divergence guard: ``(Run, bits)``."""
     mean_loss, norm_w, sum_v, sum_p = (float(v) for v in to_numpy(probe))  # the one host read
     step, bits = now.step + 1, mean_loss / math.log(2.0) / setup.K
     if not all(map(math.isfinite, (mean_loss, norm_w, sum_v, sum_p))):
@@ -139,3 +155,29 @@ def apply_step(setup, now, loss, grads, est, s, shadow=None):
             f"{MAX_BITS:g} (the right character given a probability below 2^-100); stopped "
             "without saving this state", step)
     return Run(step, params, adam, est, s, shadow), bits
+
+
+# ---- the compiled step (JAX) --------------------------------------------------------------------
+def fused_step(setup, step_fn):
+    """``step_fn`` and ``update`` compiled as one JAX program (``compiled.jit``):
+    ``f(now, packed, resets) -> (Run, bits)``, ``apply_step(*step_fn(...))`` in one
+    dispatch, the host read and the guard outside. Not for ``--align`` or ``--every-step``
+    (their Python-side state stays eager). Nothing is donated: the loop keeps the run before
+    a step to undo it on an interrupt."""
+    from .. import compiled
+
+    def pure(params, m, v, t, est, s, packed, resets):
+        now = Run(0, params, AdamState(t, m, v), est, s)
+        loss, grads, est, s = step_fn(setup, now, packed, resets)
+        params, adam, probe = update(setup, now, loss, grads)
+        return params, adam.m, adam.v, est, s, probe
+
+    fn = compiled.jit(pure, static_argnames=("resets",))
+
+    def step(now, packed, resets):
+        params, m, v, est, s, probe = fn(now.params, now.adam.m, now.adam.v, now.adam.step,
+                                         now.est, now.s, packed, resets=resets)
+        return accept(setup, now, params, AdamState(now.adam.step + 1, m, v), est, s, None,
+                      probe)
+
+    return step
