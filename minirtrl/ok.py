@@ -229,17 +229,17 @@ def bases_from_grams(*grams, xp):
     smaller than about sqrt(GRAM_RTOL·m·eps) of the largest is dropped; ``basis_qr`` keeps
     it. The Grams are stacked on a new leading axis for the one eigh.
     """
-    G, B, m = len(grams), grams[0].shape[0], grams[0].shape[1]
-    stacked = xp.reshape(xp.stack(grams, axis=0), (G * B, m, m))
-    lam, E = eigh_or_nan(stacked, xp=xp)  # (G·B, m), (G·B, m, m)
+    m = grams[0].shape[1]
+    stacked = xp.stack(grams, axis=0)  # (G, B, m, m): the batch axis stays whole (sharding)
+    lam, E = eigh_or_nan(stacked, xp=xp)  # (G, B, m), (G, B, m, m)
     rtol = GRAM_RTOL * m * xp.finfo(lam.dtype).eps
     significant = lam > rtol * xp.max(lam, axis=-1, keepdims=True)
     zero = xp.zeros_like(lam)
     root = xp.sqrt(xp.where(significant, lam, zero))  # √λ, 0 where dropped
     inv = divide_where(xp.ones_like(lam), root, significant, zero, xp=xp)  # 1/√λ, 0 there
-    L = E * root[:, None, :]
-    W = inv[:, :, None] * xp.matrix_transpose(E)
-    return [(L[g * B : (g + 1) * B, ...], W[g * B : (g + 1) * B, ...]) for g in range(G)]
+    L = E * root[..., None, :]
+    W = inv[..., :, None] * xp.matrix_transpose(E)
+    return [(L[g, ...], W[g, ...]) for g in range(len(grams))]
 
 
 #: the two forms of one block's step, by name
@@ -248,7 +248,7 @@ FORMS = {"gram": step_gram, "qr": step_qr}
 
 # ---- decompositions that fail soft --------------------------------------------------------------
 def eigh_or_nan(M, *, xp):
-    """``xp.linalg.eigh`` of a batch (B, m, m), NaN for the samples with non-finite entries.
+    """``xp.linalg.eigh`` of a batch (..., m, m), NaN for the matrices with non-finite entries.
 
     A diverging run feeds the reduction inf or NaN, where ``eigh`` raises (NumPy's
     ``LinAlgError``, torch's ``_LinAlgError``): the sample is replaced by the identity for
@@ -263,17 +263,17 @@ def svd_or_nan(M, *, xp):
 
 
 def _nan_on_failure(decompose, M, *, xp):
-    """``decompose(M)``'s outputs, the identity decomposed in place of non-finite samples
-    and their outputs set to NaN."""
-    bad = ~xp.all(xp.isfinite(xp.reshape(M, (M.shape[0], -1))), axis=1)  # (B,)
-    eye = xp.eye(M.shape[-1], dtype=M.dtype, device=get_device(M))
-    outputs = decompose(xp.where(bad[:, None, None], eye, M))
+    """``decompose(M)``'s outputs for M (..., m, k), the identity decomposed in place of the
+    non-finite matrices and their outputs set to NaN."""
+    bad = ~xp.all(xp.isfinite(M), axis=(-2, -1))  # (...,)
+    eye = xp.eye(M.shape[-2], M.shape[-1], dtype=M.dtype, device=get_device(M))
+    outputs = decompose(xp.where(bad[..., None, None], eye, M))
     return tuple(_nan_where(bad, o, xp=xp) for o in outputs)
 
 
 def _nan_where(bad, x, *, xp):
-    """``x`` (B, ...) with the samples where ``bad`` (B,) set to NaN."""
-    mask = xp.reshape(bad, (bad.shape[0],) + (1,) * (x.ndim - 1))
+    """``x`` (..., rest) with the matrices where ``bad`` (...,) set to NaN."""
+    mask = xp.reshape(bad, tuple(bad.shape) + (1,) * (x.ndim - bad.ndim))
     return xp.where(mask, xp.full_like(x, xp.nan), x)
 
 
