@@ -14,7 +14,7 @@ import operator
 import types
 from collections.abc import Iterable
 
-from ._compat import array_namespace, get_device
+from ._compat import array_namespace, get_device, made_dtype
 
 # ---- numbers ------------------------------------------------------------------------------
 
@@ -84,10 +84,9 @@ def alpha(value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"alpha must be a real number in (0, 1], "
                         f"not {type(value).__name__} ({value!r})")
-    number = float(value)
-    if math.isnan(number) or not 0.0 < number <= 1.0:
+    if not 0.0 < float(value) <= 1.0:  # NaN fails every comparison
         raise ValueError(f"alpha must be a real number in (0, 1], not {value!r}")
-    return number
+    return float(value)
 
 
 # ---- methods --------------------------------------------------------------------------------
@@ -136,12 +135,11 @@ def feedback(cell_, value):
     feedback matrix); ``TypeError``/``ValueError`` naming ``feedback``."""
     if value is None:
         return None
-    namespace("feedback", [value])
+    xp = namespace("feedback", [value])
     want = (cell_.n_hidden, cell_.n_out)
     if tuple(value.shape) != want:
         raise ValueError(f"feedback must have shape {want} (n_hidden, n_out), "
                          f"not {tuple(value.shape)}")
-    xp = array_namespace(value)
     if value.dtype not in tuple(getattr(xp, f) for f in FLOATS):
         raise TypeError(f"feedback must be float32 or float64, not {value.dtype}")
     return value
@@ -155,8 +153,8 @@ def creation(xp, dtype, device):
 
     ``xp`` is an array namespace module (``numpy``, ``torch``, ``cupy``, ``array_api_strict``,
     ...; None means NumPy), returned as the array-API namespace of its arrays (through
-    array-api-compat where the library needs it). ``dtype`` is its float32 or float64
-    (None means float64); ``device`` is passed on as given (None: the library's default).
+    array-api-compat where the library needs it). ``dtype`` is its float32 or float64 (None:
+    float64; refused where ``xp`` makes another); ``device`` as given (None: its default).
     """
     if xp is None:
         import numpy as xp
@@ -169,12 +167,16 @@ def creation(xp, dtype, device):
                         f"{type(xp).__name__}")
     xp = array_namespace(xp.empty(0))
     if dtype is None:
-        return xp, xp.float64, device
+        dtype = xp.float64
     if isinstance(dtype, str):
         raise TypeError(f"dtype must be a dtype of {xp.__name__}, not the string {dtype!r}: "
                         f"pass e.g. xp.{dtype}")
     if dtype not in (xp.float32, xp.float64):
         raise ValueError(f"dtype must be float32 or float64 of {xp.__name__}, not {dtype!r}")
+    if (made := made_dtype(xp, dtype)) != dtype:  # JAX without its 64-bit mode narrows
+        raise ValueError(f"dtype {getattr(dtype, '__name__', dtype)} was asked for but "
+                         f"{xp.__name__} made {made} arrays (JAX's 64-bit mode is off? "
+                         "call jax.config.update('jax_enable_x64', True) before creating arrays)")
     return xp, dtype, device
 
 

@@ -5,12 +5,15 @@ A project that vendors minirtrl may put its own copy of array-api-compat beside 
 package is used.
 """
 
+import warnings
+
 import numpy as np
 
 try:  # pragma: no cover - depends on how the package is vendored
     from .._array_api_compat_vendor import (  # type: ignore[import-not-found]
         array_namespace,
         is_array_api_strict_namespace,
+        is_jax_array,
         is_torch_array,
         to_device,
     )
@@ -19,6 +22,7 @@ except ImportError:
     from array_api_compat import (
         array_namespace,
         is_array_api_strict_namespace,
+        is_jax_array,
         is_torch_array,
         to_device,
     )
@@ -37,7 +41,18 @@ def to_numpy(x):
         return np.asarray(x.to_device(xp.Device("CPU_DEVICE")))
     if is_torch_array(x):
         return x.detach().cpu().numpy()
+    if is_jax_array(x):  # from any device; read-only, as the JAX array it shows
+        return np.asarray(x)
     return np.asarray(to_device(x, "cpu"))
 
 
-__all__ = ["array_namespace", "get_device", "to_device", "to_numpy"]
+def made_dtype(xp, dtype):
+    """The dtype of the arrays ``xp`` makes when asked for ``dtype``: ``dtype`` itself, except
+    where a library narrows silently (JAX without its 64-bit mode makes float32 for float64,
+    with a warning that the caller's error replaces). Cost: one empty array."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xp.empty(0, dtype=dtype).dtype
+
+
+__all__ = ["array_namespace", "get_device", "made_dtype", "to_device", "to_numpy"]

@@ -9,6 +9,9 @@
     array_api_strict-noext      with no optional extensions (no ``linalg``): tests marked
                                 ``linalg`` (they need it, e.g. for ``ok``) skip here
     torch, cupy                 where installed (cupy only with a working GPU)
+    jax                         only where MINIRTRL_BACKENDS names it (``tox -e jax``), with
+                                its 64-bit mode on: JAX in the suite's process makes every
+                                later os.fork() warn, so it runs in a session of its own
 
 ``driver_backend`` has the plain backends only (a command line names a backend, not a
 variant). ``MINIRTRL_BACKENDS=numpy,torch`` restricts both lists to those base names; a
@@ -26,9 +29,11 @@ import pytest
 from minirtrl.drivers.backends import BackendError, load
 from minirtrl.testing import to_numpy
 
-PLAIN = ["numpy", "array_api_strict", "torch", pytest.param("cupy", marks=pytest.mark.gpu)]
+PLAIN = ["numpy", "array_api_strict", "torch", pytest.param("cupy", marks=pytest.mark.gpu),
+         "jax"]
 VARIANTS = ["numpy", "numpy-readonly", "array_api_strict", "array_api_strict-device1",
-            "array_api_strict-noext", "torch", pytest.param("cupy", marks=pytest.mark.gpu)]
+            "array_api_strict-noext", "torch", pytest.param("cupy", marks=pytest.mark.gpu),
+            "jax"]
 
 
 class Backend(NamedTuple):
@@ -54,6 +59,8 @@ def _backend(request, param):
     wanted = os.environ.get("MINIRTRL_BACKENDS")
     if wanted and name not in wanted.split(","):
         pytest.skip(f"{name} not in MINIRTRL_BACKENDS")
+    if name == "jax" and not wanted:
+        pytest.skip("jax runs only where MINIRTRL_BACKENDS names it (tox -e jax)")
     found, why = _probe(name)
     if found is None:
         (pytest.fail if wanted else pytest.skip)(why)

@@ -62,7 +62,7 @@ def test_check_fails_when_an_exact_method_is_wrong(monkeypatch, capsys):
     assert "FAILED" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["--backend", "jax"], ["--depth", "0"], ["--hidden", "x"]])
+@pytest.mark.parametrize("argv", [["--backend", "mxnet"], ["--depth", "0"], ["--hidden", "x"]])
 def test_bad_arguments_exit_2_without_traceback(argv):
     out = subprocess.run([sys.executable, "-m", "minirtrl.check", *argv], capture_output=True,
                          text=True)

@@ -308,7 +308,7 @@ def test_mismatched_config_is_refused_and_left_alone(tmp_path, capsys):
     (["--clip", "0"], "--clip"),
     (["--steps", "-1"], "--steps"),
     (["--dtype", "float16"], "--dtype"),
-    (["--backend", "jax"], "--backend"),
+    (["--backend", "mxnet"], "--backend"),
     (["--max-seconds", "0"], "--max-seconds"),
     (["--algo", "rtrl", "--rank", "4"], "--rank"),
     (["--algo", "kf", "--truncation", "5"], "--truncation"),

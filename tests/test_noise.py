@@ -93,7 +93,7 @@ def test_plot_needs_matplotlib(tmp_path):
         assert out.returncode == 0 and png.stat().st_size > 0
 
 
-@pytest.mark.parametrize("argv", [["--algo", "sgd"], ["--samples", "1"], ["--backend", "jax"],
+@pytest.mark.parametrize("argv", [["--algo", "sgd"], ["--samples", "1"], ["--backend", "mxnet"],
                                   ["--seed", "-1"], ["--init-scale", "nan"],
                                   ["--json", "/no/such/dir/x.json"]])
 def test_bad_arguments(argv):

@@ -1,9 +1,11 @@
 """Array libraries by name, for the commands, the benchmarks and the tests: where a name
-("numpy", "cupy", "torch", "array_api_strict") becomes a namespace and a device, with its
-threads, and what a log or a table of timings says about the machine it ran on.
+("numpy", "cupy", "torch", "array_api_strict", "jax") becomes a namespace and a device, with
+its threads, and what a log or a table of timings says about the machine it ran on.
 
 The core never imports this module: it takes namespace modules. Each library is imported
-only when asked for.
+only when asked for. ``load("jax")`` switches JAX's 64-bit mode on (``jax_enable_x64``), so
+that float64 means float64 in the commands and the tests (without it JAX makes float32
+arrays when float64 is asked for, which the library refuses with one line).
 """
 
 import ctypes
@@ -14,14 +16,16 @@ import numpy as np
 
 from .._compat import array_namespace, get_device
 
-NAMES = ("numpy", "cupy", "torch", "array_api_strict")
-EXTRA = {"numpy": None, "cupy": "cupy", "torch": "torch", "array_api_strict": "test"}
+NAMES = ("numpy", "cupy", "torch", "array_api_strict", "jax")
+EXTRA = {"numpy": None, "cupy": "cupy", "torch": "torch", "array_api_strict": "test",
+         "jax": "jax"}
 #: the device names each library takes (``load(name, device)``, the commands' ``--device``)
 DEVICES = {
     "numpy": "cpu",
     "torch": "cpu, cuda, cuda:N (the N-th GPU), mps (Apple GPUs)",
     "cupy": "N, the index of a GPU (0 is the first)",
     "array_api_strict": "CPU_DEVICE, device1, device2",
+    "jax": "cpu, cpu:N, gpu, gpu:N (the N-th of that kind)",
 }
 #: torch's CPU threads when --threads is not given (measured: bench/README.md, "torch threads")
 TORCH_THREADS = 1
@@ -50,6 +54,8 @@ def load(name, device=None):
                            f"pip install 'minirtrl[{EXTRA[name]}]'") from None
     if name == "cupy":
         _probe_cupy(mod)
+    if name == "jax":
+        return _load_jax(mod, device)
     x = mod.empty(0)
     return array_namespace(x), get_device(x) if device is None else _device(name, mod, str(device))
 
@@ -72,9 +78,36 @@ def _import(name):
         import torch
 
         return torch
+    if name == "jax":
+        import jax
+
+        return jax
     import array_api_strict
 
     return array_api_strict
+
+
+def _load_jax(jax, device):
+    """``(jax.numpy, device)``, 64-bit mode on; ``device`` "cpu", "gpu" or "KIND:N"."""
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    if device is None:
+        return array_namespace(jnp.zeros(0)), jax.devices()[0]
+    text = str(device)
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "gpu") or (index and not index.isdigit()):
+        raise BackendError(f"backend 'jax' has no device {text!r} (not a device name); "
+                           f"devices: {DEVICES['jax']}")
+    try:
+        found = jax.devices(kind)
+    except RuntimeError:
+        found = []
+    if int(index or 0) >= len(found):
+        raise BackendError(f"backend 'jax' has no device {text!r} ({len(found)} {kind} "
+                           f"device{'s' if len(found) != 1 else ''} here); devices: "
+                           f"{DEVICES['jax']}")
+    return array_namespace(jnp.zeros(0)), found[int(index or 0)]
 
 
 def _probe_cupy(mod):
@@ -131,11 +164,15 @@ def _device(name, mod, text):
 # ---- threads and memory -------------------------------------------------------------------
 def set_threads(name, threads):
     """torch's CPU threads (``TORCH_THREADS`` when ``threads`` is None); ``BackendError`` if
-    ``threads`` is given for another library (NumPy's BLAS reads its environment at start)."""
+    ``threads`` is given for another library (NumPy's BLAS reads its environment at start;
+    JAX has no thread setter: XLA sizes its own pool)."""
     if name == "torch":
         import torch
 
         torch.set_num_threads(TORCH_THREADS if threads is None else threads)
+    elif threads is not None and name == "jax":
+        raise BackendError("--threads applies to --backend torch, not jax; XLA sizes its own "
+                           "CPU thread pool (XLA_FLAGS before the command starts)")
     elif threads is not None:
         raise BackendError(f"--threads applies to --backend torch, not {name}; NumPy's BLAS "
                            "threads are set by OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before "
@@ -150,6 +187,8 @@ def threads_of(name):
         return f"torch {torch.get_num_threads()}"
     if name == "cupy":
         return "GPU"
+    if name == "jax":
+        return "XLA (its own threads)"
     blas = [f"{k}={os.environ[k]}" for k in THREAD_VARS if k in os.environ]
     return "BLAS " + (" ".join(blas) if blas else f"default (up to {os.cpu_count()} cores)")
 
@@ -202,6 +241,12 @@ def machine_info(name, device):
         import array_api_strict
 
         info["array_api_strict"] = array_api_strict.__version__
+    elif name == "jax":
+        import jax
+
+        info.update(jax=jax.__version__, jax_x64=bool(jax.config.jax_enable_x64),
+                    jax_device_kind=getattr(device, "device_kind", str(device)),
+                    jax_devices=[str(d) for d in jax.devices()])
     return info
 
 
