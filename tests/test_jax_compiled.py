@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-if "jax" not in os.environ.get("MINIRTRL_BACKENDS", "jax").split(","):
+if "jax" not in os.environ.get("MINIRTRL_BACKENDS", "").split(","):
     # JAX in this process would make every later os.fork() warn (tox -e jax runs these apart)
     pytest.skip("jax not in MINIRTRL_BACKENDS", allow_module_level=True)
 jax = pytest.importorskip("jax", reason="JAX not installed (the jax extra)")
