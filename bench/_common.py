@@ -481,6 +481,27 @@ def one_hot_stream(rng, T, B, n_in, n_out, *, xp, dtype, device):
     )
 
 
+def step_inputs(rng, T, B, cell, *, xp, dtype, device):
+    """``one_hot_stream`` as lists of T per-step arrays (B, n_in) and (B,), and a (B,) mask
+    of ones: what a step-at-a-time benchmark cycles through."""
+    xs, ys = one_hot_stream(rng, T, B, cell.n_in, cell.n_out, xp=xp, dtype=dtype,
+                            device=device)
+    return ([xs[t, ...] for t in range(T)], [ys[t, ...] for t in range(T)],
+            xp.ones((B,), dtype=dtype, device=device))
+
+
+def cpu_per_call(fn, min_seconds):
+    """CPU seconds (``time.process_time``) per call of ``fn`` over a block of at least
+    ``min_seconds``."""
+    calls, start = 0, time.process_time()
+    while True:
+        fn()
+        calls += 1
+        spent = time.process_time() - start
+        if spent >= min_seconds:
+            return spent / calls
+
+
 # ---- the online step of each algorithm --------------------------------------------------------
 @dataclass
 class Bench:
@@ -521,11 +542,7 @@ def influence_bench(method, cell, params, B, rank, *, xp, dtype, device, seed=0,
     module = INFLUENCE[method]
     rank = rank or 1
     rng = np.random.default_rng(seed)
-    xs, ys = one_hot_stream(rng, stream, B, cell.n_in, cell.n_out, xp=xp, dtype=dtype,
-                            device=device)
-    xs = [xs[t, ...] for t in range(stream)]
-    ys = [ys[t, ...] for t in range(stream)]
-    mask = xp.ones((B,), dtype=dtype, device=device)
+    xs, ys, mask = step_inputs(rng, stream, B, cell, xp=xp, dtype=dtype, device=device)
     shapes = module.sign_shapes(cell, B, rank)
     carried = {
         "s": xp.zeros((B, cell.n_state), dtype=dtype, device=device),
@@ -605,11 +622,7 @@ def every_step_bench(cell, params, B, K, *, xp, dtype, device, seed=0, stream=64
     steps (the state K - 1 steps back and the inputs since).
     """
     rng = np.random.default_rng(seed)
-    xs, ys = one_hot_stream(rng, stream, B, cell.n_in, cell.n_out, xp=xp, dtype=dtype,
-                            device=device)
-    xs = [xs[t, ...] for t in range(stream)]
-    ys = [ys[t, ...] for t in range(stream)]
-    mask = xp.ones((B,), dtype=dtype, device=device)
+    xs, ys, mask = step_inputs(rng, stream, B, cell, xp=xp, dtype=dtype, device=device)
     carried = {"w": bptt.start_window(cell, B, K, xp=xp, dtype=dtype, device=device), "t": 0}
 
     def step():

@@ -29,7 +29,6 @@ for the vanilla cell the same as "faster per step").
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -268,17 +267,6 @@ def online_call(method, cell, params, xs, ys, seed):
     return call
 
 
-def time_block(fn, min_seconds):
-    """CPU seconds per call of ``fn`` over a block of at least ``min_seconds``."""
-    calls, start = 0, time.process_time()
-    while True:
-        fn()
-        calls += 1
-        spent = time.process_time() - start
-        if spent >= min_seconds:
-            return spent / calls
-
-
 def main(argv=None):
     args = make_parser().parse_args(argv)
     if args.json:
@@ -307,7 +295,7 @@ def main(argv=None):
             times = {name: [] for name in entries}
             for _ in range(args.rounds):
                 for name, (fn, per, _) in entries.items():
-                    times[name].append(time_block(fn, args.min_seconds) / per)
+                    times[name].append(C.cpu_per_call(fn, args.min_seconds) / per)
             peer_s = statistics.median(times["peer"])
             peer_params = entries["peer"][2]
             for name, (_, _, params) in entries.items():

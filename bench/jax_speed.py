@@ -22,7 +22,6 @@ its x64 mode, which this script switches on. Pin one core, as JAX's flags alone 
 
 import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -64,16 +63,6 @@ def make_parser():
     return p
 
 
-def cpu_per_call(fn, min_seconds):
-    calls, start = 0, time.process_time()
-    while True:
-        fn()
-        calls += 1
-        spent = time.process_time() - start
-        if spent >= min_seconds:
-            return spent / calls
-
-
 def race(contestants, args):
     """``{name: median seconds per step}`` of ``{name: (fn, steps per call)}``, interleaved."""
     for fn, _ in contestants.values():  # warm up: compile
@@ -82,7 +71,7 @@ def race(contestants, args):
     times = {name: [] for name in contestants}
     for _ in range(args.rounds):
         for name, (fn, per) in contestants.items():
-            times[name].append(cpu_per_call(fn, args.min_seconds) / per)
+            times[name].append(C.cpu_per_call(fn, args.min_seconds) / per)
     return {name: statistics.median(v) for name, v in times.items()}
 
 
