@@ -266,15 +266,13 @@ def _loop(session, now, seconds0):
             resets = not all(np.all(b.keep == 1) for b in batches)  # known on the host
             signs = host_signs(rngs[1], setup.sign_shapes)  # {} for rtrl and bptt
             packed = pack(batches, signs)  # (K, B, width) float64 on the host
-            if setup.spread is not None:  # B split over the devices
-                packed = setup.spread.split(np.asarray(packed, np.dtype(setup.dtype)), axis=1)
-            elif fused is not None:  # moved by the compiled call, with its other arguments
+            if fused is not None:  # moved by the compiled call (--shard: B split first)
                 packed = np.asarray(packed, np.dtype(setup.dtype))
-            else:
-                packed = xp.asarray(packed, dtype=setup.dtype, device=setup.device)
-            if fused is not None:
+                if setup.spread is not None:
+                    packed = setup.spread.split(packed, axis=1)
                 now, bits = fused(now, packed, resets)
             else:
+                packed = xp.asarray(packed, dtype=setup.dtype, device=setup.device)
                 loss, grads, est, s = step_fn(setup, now, packed, resets)
                 shadow = shadow_step(setup, now, packed, resets, grads) if setup.align else None
                 now, bits = apply_step(setup, now, loss, grads, est, s, shadow)
