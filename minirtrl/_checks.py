@@ -14,7 +14,7 @@ import operator
 import types
 from collections.abc import Iterable
 
-from ._compat import array_namespace, get_device, made_dtype
+from ._compat import array_namespace, get_device, index_dtype, made_dtype
 
 # ---- numbers ------------------------------------------------------------------------------
 
@@ -276,7 +276,7 @@ def _inputs(name, x, lead, n_in, xp, dtype):
 
 
 def _targets(name, y, shape, n_out, xp):
-    """Integer class indices of ``shape`` in [0, n_out), as int64."""
+    """Integer class indices of ``shape`` in [0, n_out), in ``xp``'s index type."""
     namespace(name, [y], xp)
     if tuple(y.shape) != shape:
         raise ValueError(f"{name} must have shape {shape}, not {tuple(y.shape)}")
@@ -284,7 +284,7 @@ def _targets(name, y, shape, n_out, xp):
         raise TypeError(f"{name} must be an integer array, not {y.dtype}")
     if bool(xp.any((y < 0) | (y >= n_out))):
         raise ValueError(f"{name} must hold class indices in [0, {n_out}), found values outside")
-    return xp.astype(y, xp.int64)  # a narrow integer type could not hold every class index
+    return xp.astype(y, index_dtype(xp))  # a narrow type such as uint8 would not index
 
 
 def _mask(name, mask, shape, xp, dtype, device):
@@ -323,7 +323,7 @@ def _either_targets(name, y, shape, n_out, xp, dtype, loss):
 def sequence(cell_, values, xs, ys=None, mask=None, loss="softmax"):
     """Check ``xs`` (T, B, n_in), ``ys`` (T, B), ``mask`` (T, B) against ``cell_``.
 
-    Returns ``(xp, xs, ys, mask)`` in the params' dtype (``ys`` int64, or (T, B, n_out)
+    Returns ``(xp, xs, ys, mask)`` in the params' dtype (``ys`` in the index type, or (T, B, n_out)
     real for ``loss="mse"``; ``ys`` and ``mask`` None when ``ys`` is None).
     """
     xp = params(cell_, values)

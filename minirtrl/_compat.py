@@ -55,4 +55,10 @@ def made_dtype(xp, dtype):
         return xp.empty(0, dtype=dtype).dtype
 
 
-__all__ = ["array_namespace", "get_device", "made_dtype", "to_device", "to_numpy"]
+def index_dtype(xp):
+    """The integer type ``xp`` indexes with: int64, or int32 on JAX without its 64-bit mode
+    (asking JAX for int64 there would narrow with a warning)."""
+    return xp.__array_namespace_info__().default_dtypes()["indexing"]
+
+
+__all__ = ["array_namespace", "get_device", "index_dtype", "made_dtype", "to_device", "to_numpy"]

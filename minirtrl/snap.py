@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._compat import array_namespace, get_device
+from ._compat import array_namespace, get_device, index_dtype
 
 
 class State(NamedTuple):
@@ -77,14 +77,14 @@ def check_cell(cell):
 class Pattern(NamedTuple):
     """One block's pattern on the device of the state (made by ``on_device``)."""
 
-    units: object  # (m, c) int64: u(i, a), -1 where there is no entry
-    index: object  # (m, c) int64: u(i, a), 0 where there is no entry
+    units: object  # (m, c) index type (int64): u(i, a), -1 where there is no entry
+    index: object  # (m, c) index type (int64): u(i, a), 0 where there is no entry
     valid: object  # (m, c) 0/1 in the state's dtype
 
 
 def on_device(cell, name, like, *, xp):
     """The ``Pattern`` of block ``name`` on ``like``'s device, in ``like``'s dtype."""
-    units = xp.asarray(pattern(cell, name), dtype=xp.int64, device=get_device(like))
+    units = xp.asarray(pattern(cell, name), dtype=index_dtype(xp), device=get_device(like))
     kept = units >= 0
     return Pattern(units, xp.where(kept, units, xp.zeros_like(units)), xp.astype(kept, like.dtype))
 

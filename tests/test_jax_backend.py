@@ -73,6 +73,45 @@ def test_float64_without_jaxs_64_bit_mode_is_refused_in_one_line(jax):
                                        "float64 {'cpu:1'}"]
 
 
+# A fresh interpreter, 64-bit mode off, every warning an error: float32 runs every method on
+# every cell with no int64 asked for (JAX would narrow it to int32 with a warning), and gives
+# NumPy's float32 gradient. Targets come in as uint8, a type the loss must not index with.
+FLOAT32 = """
+import warnings; warnings.simplefilter("error")
+import jax.numpy as jnp, numpy as np, minirtrl
+from minirtrl.testing import to_numpy
+cells = {"rhn": minirtrl.RHN(4, 6, 4, depth=2), "vanilla": minirtrl.VanillaRNN(4, 6, 4, alpha=0.7),
+         "gru": minirtrl.GRU(4, 6, 4), "lstm": minirtrl.LSTM(4, 6, 4)}
+rng = np.random.default_rng(0)
+xs = np.eye(4, dtype=np.float32)[rng.integers(0, 4, size=(5, 3))]
+ys = rng.integers(0, 4, size=(5, 3)).astype(np.uint8)
+for name, cell in cells.items():
+    for method in ("bptt", "rtrl", "kf", "uoro", "ok", "kf-avg", "snap1", "rflo"):
+        if method == "rflo" and name != "vanilla":
+            continue
+        kw = {"rank": 2} if method in ("ok", "kf-avg") else {}
+        kw.update(seed=1) if method not in ("bptt", "rtrl") else None
+        out = {}
+        for xp in (np, jnp):
+            params = cell.init(0, xp=xp, dtype=xp.float32)
+            loss, g = minirtrl.sequence_gradient(method, cell, params, xp.asarray(xs),
+                                                 xp.asarray(ys), **kw)
+            out[xp.__name__] = np.concatenate([to_numpy(g[k]).ravel() for k in sorted(g)])
+        a, b = out["numpy"], out["jax.numpy"]
+        assert b.dtype == np.float32, b.dtype
+        print(name, method, float(np.abs(a - b).max() / np.abs(a).max()) < 1e-4)
+"""
+
+
+def test_float32_without_jaxs_64_bit_mode_asks_for_no_int64(jax):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", FLOAT32], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert len(lines) == 4 * 7 + 1 and all(line.endswith(" True") for line in lines), lines
+
+
 def test_load_switches_64_bit_mode_on_and_refuses_missing_devices(jax):
     xp, device = backends.load("jax")
     assert jax.config.jax_enable_x64
