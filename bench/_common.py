@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import numpy as np
-from array_api_compat import is_cupy_namespace, is_torch_namespace
+from array_api_compat import is_cupy_namespace, is_jax_namespace, is_torch_namespace
 
 import minirtrl
 from minirtrl import bptt, readout
@@ -107,7 +107,12 @@ def parser(description):
     usage dump, as in minirtrl's own commands (``minirtrl.drivers.cli.Parser``)."""
     import argparse
 
-    return Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    class Defaults(argparse.ArgumentDefaultsHelpFormatter):
+        def _get_help_string(self, action):  # a help that states its default keeps its own
+            text = action.help or ""
+            return text if "(default" in text else super()._get_help_string(action)
+
+    return Parser(description=description, formatter_class=Defaults)
 
 
 def dtype_name(text):
@@ -324,7 +329,8 @@ def open_backend(name):
 
 
 def synchronizer(xp, device):
-    """A function that waits for the device to finish queued work (no-op on CPU)."""
+    """A function that waits for the device to finish queued work (no-op for NumPy, torch on
+    the CPU and array-api-strict; JAX: every live array, as JAX dispatches asynchronously)."""
     if is_cupy_namespace(xp):
         import cupy
 
@@ -333,6 +339,10 @@ def synchronizer(xp, device):
         import torch
 
         return torch.cuda.synchronize
+    if is_jax_namespace(xp):  # dispatch is asynchronous on every JAX device, the CPU too
+        import jax
+
+        return lambda: jax.block_until_ready(jax.live_arrays())
     return lambda: None
 
 

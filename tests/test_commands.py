@@ -5,6 +5,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,9 +66,12 @@ def test_every_flag_shows_its_default():
                 continue
             assert action.help and "default" in action.help, (command, action.option_strings)
     for script, parser in bench_parsers():  # their formatter appends "(default: ...)" itself
-        assert parser.formatter_class is argparse.ArgumentDefaultsHelpFormatter, script
+        assert issubclass(parser.formatter_class, argparse.ArgumentDefaultsHelpFormatter), script
+        formatter = parser._get_formatter()
         for action in options(parser):
             assert action.help, (script, action.option_strings)
+            shown = formatter._get_help_string(action)  # a help that states one keeps it alone
+            assert len(re.findall(r"\(default[ :]", shown)) == 1, (script, shown)
         assert parser.format_help().count("(default:") >= len(options(parser)) - 2, script
 
 
